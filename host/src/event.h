@@ -1,0 +1,54 @@
+/*
+ * event.h - an accepted event and its envelope.
+ *
+ * Envelope (the seed's shape plus an id):
+ *   {"id": "<uuid v4>", "event_type": "...", "source": "<plugin id>",
+ *    "data": {...},
+ *    "metadata": {"source": "...", "timestamp": "2026-11-23T10:30:00.123Z",
+ *                 "user_id": "..." | null, "additional_data": {...}}}
+ */
+#ifndef EVH_EVENT_H
+#define EVH_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EVH_UUID_LEN 36
+#define EVH_TIMESTAMP_LEN 24 /* "2026-11-23T10:30:00.123Z" */
+
+typedef struct evh_event {
+    char id[EVH_UUID_LEN + 1];
+    char timestamp[EVH_TIMESTAMP_LEN + 1];
+    int64_t timestamp_us;   /* microseconds since the epoch (UTC) */
+    char *source;           /* plugin id */
+    char *event_type;
+    char *data_json;        /* compact JSON object text */
+    size_t data_len;
+    char *user_id;          /* NULL when none */
+    char *additional_json;  /* compact JSON object text; NULL means {} */
+    int64_t enqueued_ns;    /* monotonic clock, for latency figures */
+    struct evh_event *next; /* queue link; owned by whoever holds the event */
+} evh_event;
+
+/* New event with a fresh id and the current time; strings are copied.
+ * data_json must already be validated JSON text.  NULL on out-of-memory. */
+evh_event *event_new(const char *source, const char *event_type,
+                     const char *data_json, size_t data_len,
+                     const char *user_id, const char *additional_json);
+void event_free(evh_event *ev);
+
+/* The envelope as compact JSON text (malloc); NULL on out-of-memory. */
+char *event_envelope_json(const evh_event *ev);
+
+/* A random (version 4) UUID from OpenSSL's RAND_bytes into out[37].
+ * Returns EVH_OK or EVH_E_IO when the random generator fails. */
+int uuid_v4(char out[EVH_UUID_LEN + 1]);
+
+/* Current UTC time as RFC 3339 with milliseconds into out[25]; returns the
+ * time in microseconds since the epoch. */
+int64_t rfc3339_now(char out[EVH_TIMESTAMP_LEN + 1]);
+
+/* Monotonic clock in nanoseconds. */
+int64_t monotonic_ns(void);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * hostapi.h - the function table plugins see (evh_host_api) and the
+ * per-instance handle behind it (struct evh_host).  This is the only place
+ * where host internals meet the SDK.
+ */
+#ifndef EVH_HOSTAPI_H
+#define EVH_HOSTAPI_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <evhost/evhost.h>
+
+#include "limits.h"
+#include "manifest.h"
+#include "runtime.h"
+
+struct evh_host {
+    const manifest *manifest; /* borrowed from the plugin record */
+    runtime *rt;
+    char *config_text; /* validated config JSON with defaults */
+    size_t config_len;
+    char *data_dir;    /* created lazily on first data_dir() call */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;  /* signalled on stop, for wait() */
+    atomic_int stop;      /* this instance was asked to stop */
+    /* step metrics of the run in flight (only between run begin/end) */
+    int in_run;
+    size_t n_metrics;
+    char *metric_names[EVH_STEP_METRICS_MAX];
+    double metric_values[EVH_STEP_METRICS_MAX];
+};
+
+/* The one table, filled with this host's functions; static storage. */
+const evh_host_api *hostapi_table(void);
+
+/* A handle for one instance of the plugin described by m.  config_text is
+ * copied ("{}" when NULL).  NULL on out-of-memory. */
+evh_host *hostapi_instance_new(const manifest *m, runtime *rt,
+                               const char *config_text);
+void hostapi_instance_free(evh_host *h);
+
+/* Ask the instance to stop: stopping() turns 1 and wait() returns early. */
+void hostapi_request_stop(evh_host *h);
+
+/* Step runs: clear metrics and allow metric(); then forbid it again.
+ * Metrics stay readable in h->metric_* until the next begin. */
+void hostapi_run_begin(evh_host *h);
+void hostapi_run_end(evh_host *h);
+
+/*
+ * The checks and the queueing behind api->emit, callable by the host itself
+ * (the HTTP ingest uses the same path, so both validate alike).  Problems
+ * (undeclared type, JSON errors, schema violations with their paths) are
+ * added to d when d is not NULL.  On EVH_OK *id_out (may be NULL) receives
+ * the event id.
+ */
+int hostapi_emit_checked(runtime *rt, const manifest *m, const char *event_type,
+                         const char *data_json, size_t data_len,
+                         const char *user_id, const char *additional_json,
+                         diag *d, char id_out[37]);
+
+#endif

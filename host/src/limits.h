@@ -1,0 +1,38 @@
+/*
+ * limits.h - every size and time limit of the host, in one place.
+ *
+ * Each limit that holds outside input has a name here; the ones a user would
+ * want to change are also settings in host.yaml (config.c names them).
+ */
+#ifndef EVH_LIMITS_H
+#define EVH_LIMITS_H
+
+/* plugin.json larger than this is refused before parsing. */
+#define EVH_MANIFEST_MAX_BYTES (1024 * 1024)
+
+/* JSON nesting deeper than this is refused (cJSON's own limit is 1000, far
+ * too deep for anything we read; a deep document is an attack, not data). */
+#define EVH_JSON_MAX_DEPTH 64
+
+/* Event data larger than this is refused by emit (EVH_E_SCHEMA). */
+#define EVH_EVENT_MAX_BYTES (1024 * 1024)
+
+/* Ids (plugin ids, event types) longer than this are refused. */
+#define EVH_ID_MAX_LEN 128
+
+/* In-memory event queue length; backpressure beyond it (host.yaml queue_size). */
+#define EVH_QUEUE_DEFAULT_CAPACITY 65536
+
+/* How long emit waits for room in a full queue before EVH_E_QUEUE_FULL. */
+#define EVH_EMIT_DEFAULT_WAIT_MS 100
+
+/* Plugin directories holding more sub-folders than this are cut off. */
+#define EVH_PLUGINS_PER_DIR_MAX 4096
+
+/* Distinct metrics one step run may report. */
+#define EVH_STEP_METRICS_MAX 64
+
+/* Problems collected in one validation pass before it stops listing. */
+#define EVH_DIAG_MAX_ITEMS 200
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * loader.h - from plugin folders to initialized plugins.
+ *
+ * For each sub-folder of a plugin directory, in name order:
+ *   1. refuse a folder or file writable by group or others, or owned by
+ *      someone other than root or the user running evhost;
+ *   2. read and validate plugin.json (manifest.c), every problem reported;
+ *   3. check the ABI plugin.json requires against the host's, BEFORE dlopen,
+ *      so no code of an incompatible plugin ever runs;
+ *   4. dlopen(RTLD_NOW | RTLD_LOCAL) the library, resolve evh_plugin_entry;
+ *   5. cross-check the descriptor with plugin.json (id, kind, ABI, sizes);
+ *   6. validate the plugin's config against configSchema, fill defaults;
+ *   7. init (event sources; steps are initialized per workflow step).
+ * A plugin failing any step is kept in the registry as failed, with one log
+ * line naming plugin, file and reason; the others load.  Duplicate ids are
+ * refused (the first one found wins).
+ */
+#ifndef EVH_LOADER_H
+#define EVH_LOADER_H
+
+#include <cjson/cJSON.h>
+
+#include "registry.h"
+#include "runtime.h"
+
+typedef struct loader_options {
+    /* {"<plugin id>": {config...}, ...} from host.yaml; may be NULL. */
+    const cJSON *plugin_configs;
+    /* 1: stop after step 5 (no config, no init): `evhost plugins validate`
+     * and `list`. */
+    int validate_only;
+    /* 0 in production: refuse unsafe ownership/permissions.  Never set
+     * except by tests of other checks. */
+    int skip_permission_check;
+} loader_options;
+
+/*
+ * Scan `dir` and add one record per sub-folder to r (failed ones too).
+ * Returns the number of plugins that loaded, or a negative code when the
+ * directory itself cannot be read (reported in d and the log).
+ */
+int loader_scan_dir(registry *r, runtime *rt, const char *dir,
+                    const loader_options *opt, diag *d);
+
+/* Load one plugin folder; always returns a record (failed or not) that the
+ * caller adds to the registry (loader_scan_dir does this for you). */
+plugin *loader_load_one(runtime *rt, const char *plugin_dir,
+                        const loader_options *opt);
+
+/* Start run() of every ready event source on its own thread. */
+int loader_start_sources(registry *r);
+/* Request stop on every source, join their threads (their run() returns). */
+void loader_stop_sources(registry *r);
+/* fini every initialized plugin and dlclose; registry records remain. */
+void loader_unload_all(registry *r);
+
+#endif

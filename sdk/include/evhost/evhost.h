@@ -1,0 +1,395 @@
+/*
+ * evhost.h - the evhost plugin SDK.
+ *
+ * This is the only file an evhost plugin includes, and the whole contract
+ * between a plugin and the host.  It is self-contained (it needs only
+ * <stddef.h>, <stdint.h> and <stdarg.h>), compiles as C99 and C11, and is
+ * versioned:
+ *
+ *   EVH_ABI_MAJOR  changes only when something in here changes incompatibly.
+ *                  The host refuses a plugin of another major.
+ *   EVH_ABI_MINOR  grows when something is appended.  A plugin built against
+ *                  minor N loads in any host of minor >= the minor its
+ *                  plugin.json requires ("abi": "1.0"), so building against a
+ *                  newer header never raises the host a plugin needs: the
+ *                  requirement is declared in plugin.json, not implied.
+ *
+ * Rules that keep that promise (the host test suite pins every offset):
+ *   - every struct that crosses the boundary starts with `uint32_t
+ *     struct_size`, is append-only, and uses fixed-width fields only (no
+ *     enums, no bool);
+ *   - plugins never link host symbols: everything the host offers is in the
+ *     function table (evh_host_api) handed to init;
+ *   - JSON crosses the boundary as UTF-8 text plus length, never as a
+ *     library object.
+ *
+ * A plugin is a shared object (.so) in its own folder next to a plugin.json.
+ * It exports exactly one function, evh_plugin_entry(), declared by
+ * EVH_DECLARE_SOURCE() or EVH_DECLARE_STEP() below, that returns its
+ * descriptor.  Build it with hidden visibility; the macro exports the entry:
+ *
+ *     cc -std=c99 -shared -fPIC -fvisibility=hidden -I sdk/include \
+ *        -o my-timer.so my_timer.c
+ *
+ * Ownership, in one sentence: what the host passes in is borrowed for the
+ * duration of the call; what the plugin passes to the host is copied before
+ * the call returns; what the plugin hands back to the host (step output,
+ * error messages) is allocated with api->alloc and freed by the host.
+ */
+#ifndef EVHOST_EVHOST_H
+#define EVHOST_EVHOST_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Versions
+ * ------------------------------------------------------------------------- */
+
+#define EVH_ABI_MAJOR 1
+#define EVH_ABI_MINOR 0
+
+/* The same, as the text plugin.json uses in its "abi" field. */
+#define EVH_ABI_STRING "1.0"
+
+/* ---------------------------------------------------------------------------
+ * Status codes
+ *
+ * Every function in this SDK that can fail returns int32_t: EVH_OK (0) or one
+ * of the negative codes below.  The list only ever grows; a code keeps its
+ * number forever.  evh_status_name() and evh_status_message() turn a code
+ * into text; they are inline, so plugins need no host symbol for them.
+ * ------------------------------------------------------------------------- */
+
+#define EVH_STATUS_LIST(X)                                                     \
+    X(EVH_OK, 0, "success")                                                    \
+    X(EVH_E_INVALID, -1, "invalid argument")                                   \
+    X(EVH_E_NOMEM, -2, "out of memory")                                        \
+    X(EVH_E_QUEUE_FULL, -3, "event queue is full; retry later")                \
+    X(EVH_E_UNDECLARED_TYPE, -4,                                               \
+      "event type is not declared in the plugin's plugin.json")                \
+    X(EVH_E_SCHEMA, -5, "data does not match the schema")                      \
+    X(EVH_E_STOPPING, -6, "the host is stopping")                              \
+    X(EVH_E_TIMEOUT, -7, "operation timed out")                                \
+    X(EVH_E_ABI, -8, "SDK ABI version mismatch")                               \
+    X(EVH_E_MANIFEST, -9, "invalid plugin.json")                               \
+    X(EVH_E_LOAD, -10, "plugin library could not be loaded")                   \
+    X(EVH_E_PERMISSION, -11, "unsafe file permissions")                        \
+    X(EVH_E_DUPLICATE, -12, "duplicate id")                                    \
+    X(EVH_E_NOT_FOUND, -13, "not found")                                       \
+    X(EVH_E_CONFIG, -14, "invalid configuration")                              \
+    X(EVH_E_PLUGIN, -15, "the plugin reported a failure")                      \
+    X(EVH_E_IO, -16, "input/output error")                                     \
+    X(EVH_E_JSON, -17, "malformed JSON")                                       \
+    X(EVH_E_UNSUPPORTED, -18, "not supported")                                 \
+    X(EVH_E_STATE, -19, "not allowed in the current state")
+
+#define EVH_STATUS_ENUM_(name, value, msg) name = value,
+enum evh_status { EVH_STATUS_LIST(EVH_STATUS_ENUM_) EVH_E_LAST_ = -20 };
+#undef EVH_STATUS_ENUM_
+
+/* "EVH_E_QUEUE_FULL" for EVH_E_QUEUE_FULL; "EVH_E_UNKNOWN" for any other. */
+static inline const char *evh_status_name(int32_t status)
+{
+#define EVH_STATUS_NAME_(name, value, msg)                                     \
+    if (status == (value))                                                     \
+        return #name;
+    EVH_STATUS_LIST(EVH_STATUS_NAME_)
+#undef EVH_STATUS_NAME_
+    return "EVH_E_UNKNOWN";
+}
+
+/* A one-line, lowercase, human description of a status code. */
+static inline const char *evh_status_message(int32_t status)
+{
+#define EVH_STATUS_MSG_(name, value, msg)                                      \
+    if (status == (value))                                                     \
+        return msg;
+    EVH_STATUS_LIST(EVH_STATUS_MSG_)
+#undef EVH_STATUS_MSG_
+    return "unknown status code";
+}
+
+/* ---------------------------------------------------------------------------
+ * Constants
+ * ------------------------------------------------------------------------- */
+
+/* Plugin kinds (evh_plugin.kind); they match plugin.json "type". */
+#define EVH_KIND_SOURCE 1 /* "event-source" */
+#define EVH_KIND_STEP 2   /* "workflow-step" */
+
+/* Log levels for evh_host_api.log. */
+#define EVH_LOG_ERROR 0
+#define EVH_LOG_WARN 1
+#define EVH_LOG_INFO 2
+#define EVH_LOG_DEBUG 3
+
+/* Pass as a length to mean "the text is NUL-terminated; use strlen". */
+#define EVH_NUL_TERMINATED ((size_t)-1)
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EVH_PRINTF_(fmt_index, first_arg)                                      \
+    __attribute__((format(printf, fmt_index, first_arg)))
+#define EVH_EXPORT_ __attribute__((visibility("default")))
+#else
+#define EVH_PRINTF_(fmt_index, first_arg)
+#define EVH_EXPORT_
+#endif
+
+/* ---------------------------------------------------------------------------
+ * The host API table
+ *
+ * An opaque handle (evh_host *) names one plugin instance to the host.  It is
+ * passed to init together with the function table and is valid until fini
+ * returns.  Keep both in your context.
+ *
+ * Use a function that was appended in a later minor only after checking that
+ * the host has it:  if (EVH_API_HAS(api, some_new_fn)) api->some_new_fn(...);
+ * Everything present in ABI 1.0 is always there.
+ * ------------------------------------------------------------------------- */
+
+typedef struct evh_host evh_host;
+
+typedef struct evh_host_api {
+    uint32_t struct_size; /* sizeof(evh_host_api) of the host's header */
+    uint16_t abi_major;   /* the host's EVH_ABI_MAJOR */
+    uint16_t abi_minor;   /* the host's EVH_ABI_MINOR */
+
+    /* --- ABI 1.0 ------------------------------------------------------- */
+
+    /*
+     * emit: hand one event to the host (event sources, and steps that
+     * declare eventTypes in their plugin.json).
+     *
+     *   event_type  one of the "type" values of the plugin's eventTypes.
+     *   data_json   the event's data: a JSON object, data_len bytes long
+     *               (or EVH_NUL_TERMINATED).
+     *   user_id     who caused the event, or NULL; it becomes
+     *               metadata.user_id of the envelope.
+     *
+     * The host builds the envelope itself: it assigns the event id and the
+     * timestamp and stamps `source` with this plugin's id, so a plugin cannot
+     * emit under another source's id.  Everything is copied before emit
+     * returns.  Thread-safe: call it from any thread of the plugin while the
+     * instance is initialized.
+     *
+     * Returns:
+     *   EVH_OK                 accepted; the host owns the event now.
+     *   EVH_E_QUEUE_FULL       backpressure: the host's queue stayed full for
+     *                          its bounded wait (never longer); nothing was
+     *                          kept.  Slow down and retry.
+     *   EVH_E_UNDECLARED_TYPE  event_type is not declared in plugin.json.
+     *   EVH_E_SCHEMA           data_json is not JSON or breaks the event
+     *                          type's schema; the host logs each problem.
+     *   EVH_E_STOPPING         the host is shutting down; return from run().
+     *   EVH_E_INVALID          a NULL argument.
+     */
+    int32_t (*emit)(evh_host *host, const char *event_type,
+                    const char *data_json, size_t data_len,
+                    const char *user_id);
+
+    /* log: a printf-style line in the host log, tagged with the plugin id.
+     * Thread-safe.  No trailing newline needed. */
+    void (*log)(evh_host *host, int32_t level, const char *fmt, ...)
+        EVH_PRINTF_(3, 4);
+
+    /*
+     * config_json: this instance's configuration as a JSON object text,
+     * already validated against the manifest's configSchema with defaults
+     * filled in; "{}" when there is none.  For an event source it comes from
+     * the host configuration; for a workflow step, from the step's `with:`
+     * block in the workflow.  Borrowed: valid until fini returns.  *len (if
+     * not NULL) receives the length.
+     */
+    const char *(*config_json)(evh_host *host, size_t *len);
+
+    /*
+     * wait: sleep up to timeout_ms milliseconds, returning early when the
+     * host starts to stop.  Returns EVH_OK when the full time elapsed and
+     * EVH_E_STOPPING when the host is stopping (then return from run()).
+     * This is how a source's run loop should sleep.
+     */
+    int32_t (*wait)(evh_host *host, uint64_t timeout_ms);
+
+    /* stopping: 1 when the host has asked this instance to stop, else 0. */
+    int32_t (*stopping)(evh_host *host);
+
+    /* data_dir: an existing directory private to this plugin, for its files
+     * and state.  Borrowed: valid until fini returns. */
+    const char *(*data_dir)(evh_host *host);
+
+    /*
+     * metric: from inside a step's run(), record a named number for the
+     * current run (for example "rows_inserted" = 42).  The host stores it
+     * with the step run and reports it in lifecycle events.  A later value
+     * for the same name replaces the earlier one.  The name is copied.
+     * Returns EVH_E_STATE outside run().
+     */
+    int32_t (*metric)(evh_host *host, const char *name, double value);
+
+    /* The host's allocator.  Anything the plugin hands back to the host
+     * (evh_step_output fields, *errmsg of init) must come from alloc (or
+     * strdup/mprintf, which use it); the host frees it with free. */
+    void *(*alloc)(size_t size);
+    void (*free)(void *ptr);
+    char *(*strdup)(const char *text);
+    /* printf into a new buffer from alloc; NULL when out of memory. */
+    char *(*mprintf)(const char *fmt, ...) EVH_PRINTF_(1, 2);
+
+    /* --- appended in later minors go below this line, never above ------ */
+} evh_host_api;
+
+/* True when the host's table is long enough to contain `field`. */
+#define EVH_API_HAS(api, field)                                                \
+    ((api)->struct_size >=                                                     \
+     offsetof(evh_host_api, field) + sizeof((api)->field))
+
+/* ---------------------------------------------------------------------------
+ * Event sources
+ *
+ * Lifecycle of one instance, all calls with the ctx that init stored:
+ *
+ *   init   on the host's main thread.  Read config with api->config_json,
+ *          allocate your context, store it in *ctx.  Return EVH_OK, or a
+ *          negative code and optionally *errmsg (from api->alloc; the host
+ *          frees it) saying why; the host then skips the plugin and calls
+ *          nothing else.
+ *   run    on a thread the host creates for this instance.  Produce events
+ *          with api->emit until the host stops: sleep with api->wait (it
+ *          returns EVH_E_STOPPING) or poll api->stopping.  Return EVH_OK
+ *          when done; a negative return is logged as the source failing.
+ *   stop   optional (may be NULL); called from another host thread when the
+ *          host wants run() to return, for sources that block in their own
+ *          system calls (read, poll) and need a wake-up.
+ *   fini   on the host's main thread after run has returned (or when run
+ *          was never started); free everything.
+ *
+ * The host never calls fini while run or stop is in flight.
+ * ------------------------------------------------------------------------- */
+
+typedef struct evh_source {
+    uint32_t struct_size; /* sizeof(evh_source) */
+    uint32_t reserved_;   /* zero */
+    int32_t (*init)(const evh_host_api *api, evh_host *host, void **ctx,
+                    char **errmsg);
+    int32_t (*run)(void *ctx);
+    void (*stop)(void *ctx);
+    void (*fini)(void *ctx);
+    /* --- appended in later minors go below this line ------------------- */
+} evh_source;
+
+/* ---------------------------------------------------------------------------
+ * Workflow steps
+ *
+ * A step instance exists for one step of one workflow, configured by that
+ * step's `with:` block (api->config_json).  The host may create several
+ * instances of the same step (one per worker thread); each gets its own
+ * init/fini and context.
+ *
+ *   init   on the host's main thread, as for sources.
+ *   run    on one of the host's worker threads.  Calls on ONE instance never
+ *          overlap; calls on different instances may run in parallel, so
+ *          shared state across instances (statics) needs your own locking.
+ *          Inputs are borrowed for the call.  On success set out->output_json
+ *          to a JSON object text (from api->alloc, or leave NULL for "{}")
+ *          and return EVH_OK.  On failure return a negative code and set
+ *          out->error_message (from api->alloc) to the reason.  The host
+ *          frees both.  Report numbers with api->metric during run.
+ *   fini   on the host's main thread when no run is in flight.
+ * ------------------------------------------------------------------------- */
+
+typedef struct evh_step_input {
+    uint32_t struct_size; /* sizeof(evh_step_input) of the host */
+    uint32_t attempt;     /* 1 for the first try, 2 for the first retry ... */
+    /* The triggering event's envelope:
+     * {"id", "event_type", "source", "data", "metadata"}. */
+    const char *event_json;
+    size_t event_len;
+    /* Earlier steps' results: {"<step id>": {"output": {...}}, ...}. */
+    const char *steps_json;
+    size_t steps_len;
+    const char *execution_id; /* the workflow execution's id */
+    const char *workflow_id;
+    const char *step_id; /* this step's id in the workflow */
+} evh_step_input;
+
+typedef struct evh_step_output {
+    uint32_t struct_size;  /* set by the host */
+    uint32_t reserved_;    /* zero */
+    char *output_json;     /* plugin sets (api->alloc); host frees */
+    size_t output_len;     /* or EVH_NUL_TERMINATED */
+    char *error_message;   /* plugin sets on failure (api->alloc); host frees */
+} evh_step_output;
+
+typedef struct evh_step {
+    uint32_t struct_size; /* sizeof(evh_step) */
+    uint32_t reserved_;   /* zero */
+    int32_t (*init)(const evh_host_api *api, evh_host *host, void **ctx,
+                    char **errmsg);
+    int32_t (*run)(void *ctx, const evh_step_input *in, evh_step_output *out);
+    void (*fini)(void *ctx);
+    /* --- appended in later minors go below this line ------------------- */
+} evh_step;
+
+/* ---------------------------------------------------------------------------
+ * The plugin descriptor and its entry function
+ * ------------------------------------------------------------------------- */
+
+typedef struct evh_plugin {
+    uint32_t struct_size; /* sizeof(evh_plugin) */
+    uint16_t abi_major;   /* EVH_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;   /* EVH_ABI_MINOR the plugin was built with */
+    int32_t kind;         /* EVH_KIND_SOURCE or EVH_KIND_STEP */
+    uint32_t reserved_;   /* zero */
+    const char *id;       /* must equal plugin.json "id" */
+    const evh_source *source; /* kind == EVH_KIND_SOURCE, else NULL */
+    const evh_step *step;     /* kind == EVH_KIND_STEP, else NULL */
+} evh_plugin;
+
+/* The one symbol a plugin exports.  The host resolves it with dlsym after
+ * plugin.json passed every check, calls it once, and reads the descriptor;
+ * it must return a pointer to static storage. */
+#define EVH_ENTRY_SYMBOL "evh_plugin_entry"
+typedef const evh_plugin *(*evh_plugin_entry_fn)(void);
+
+/*
+ * Declare the entry function.  Use one of these once, at file scope:
+ *
+ *     static const evh_source my_source = {
+ *         sizeof(evh_source), 0, my_init, my_run, NULL, my_fini };
+ *     EVH_DECLARE_SOURCE("my-timer", &my_source)
+ *
+ *     static const evh_step my_step = {
+ *         sizeof(evh_step), 0, my_init, my_run, my_fini };
+ *     EVH_DECLARE_STEP("my-step", &my_step)
+ */
+#define EVH_DECLARE_PLUGIN_(id_, kind_, source_, step_)                        \
+    EVH_EXPORT_ const evh_plugin *evh_plugin_entry(void);                      \
+    EVH_EXPORT_ const evh_plugin *evh_plugin_entry(void)                       \
+    {                                                                          \
+        static const evh_plugin desc = {sizeof(evh_plugin),                    \
+                                        EVH_ABI_MAJOR,                         \
+                                        EVH_ABI_MINOR,                         \
+                                        (kind_),                               \
+                                        0,                                     \
+                                        (id_),                                 \
+                                        (source_),                             \
+                                        (step_)};                              \
+        return &desc;                                                          \
+    }
+
+#define EVH_DECLARE_SOURCE(id, source_ptr)                                     \
+    EVH_DECLARE_PLUGIN_(id, EVH_KIND_SOURCE, source_ptr, NULL)
+#define EVH_DECLARE_STEP(id, step_ptr)                                         \
+    EVH_DECLARE_PLUGIN_(id, EVH_KIND_STEP, NULL, step_ptr)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EVHOST_EVHOST_H */

@@ -241,6 +241,37 @@ typedef struct evh_host_api {
     /* printf into a new buffer from alloc; NULL when out of memory. */
     char *(*mprintf)(const char *fmt, ...) EVH_PRINTF_(1, 2);
 
+    /*
+     * Reading JSON without a JSON library.  `path` is dotted with array
+     * indexes: "auth.token", "items[0].sku"; "" is the whole document.
+     *
+     * config_string/int/number/bool read this instance's config (see
+     * config_json); they return `fallback` when the path is missing or has
+     * another type.  config_string's result is borrowed until fini.
+     */
+    const char *(*config_string)(evh_host *host, const char *path,
+                                 const char *fallback);
+    int64_t (*config_int)(evh_host *host, const char *path, int64_t fallback);
+    double (*config_number)(evh_host *host, const char *path,
+                            double fallback);
+    int32_t (*config_bool)(evh_host *host, const char *path,
+                           int32_t fallback);
+
+    /*
+     * json_get: the value at `path` inside a JSON text (json_len bytes or
+     * EVH_NUL_TERMINATED), as new JSON text from alloc (free it with
+     * api->free), or NULL when the text is not JSON or the path is missing.
+     * For a string value, json_get_string returns the decoded string
+     * instead (NULL when missing or not a string).
+     */
+    char *(*json_get)(const char *json, size_t json_len, const char *path);
+    char *(*json_get_string)(const char *json, size_t json_len,
+                             const char *path);
+
+    /* json_quote: `text` as a quoted, escaped JSON string, from alloc; for
+     * building event data safely: {"name": <quoted>}. */
+    char *(*json_quote)(const char *text);
+
     /* --- appended in later minors go below this line, never above ------ */
 } evh_host_api;
 
@@ -316,6 +347,12 @@ typedef struct evh_step_input {
     const char *execution_id; /* the workflow execution's id */
     const char *workflow_id;
     const char *step_id; /* this step's id in the workflow */
+    /* This run's config: the step's `with:` block with every template
+     * ({{ event.data.x }}, {{ steps.fetch.output.y }}) resolved against
+     * this event and the earlier outputs.  init saw the same block with the
+     * templates unresolved (via config_json); read per-run values here. */
+    const char *config_json;
+    size_t config_len;
 } evh_step_input;
 
 typedef struct evh_step_output {

@@ -1,0 +1,247 @@
+/*
+ * cli_plugins.c - `evhost plugins list` and `evhost plugins validate`.
+ *
+ * validate runs the same checks as the daemon's loader up to (and including)
+ * dlopen and the descriptor cross-check, but never calls into the plugin's
+ * init, so it is safe on untrusted folders' manifests; it prints every
+ * problem on its own line as "file: json.path: reason".
+ */
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <evhost/evhost.h>
+
+#include "cli.h"
+#include "diag.h"
+#include "loader.h"
+#include "manifest.h"
+#include "registry.h"
+
+char *cli_default_plugin_root(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char *candidate = NULL;
+            struct stat st;
+            if (asprintf(&candidate, "%s/plugins", exe) >= 0 &&
+                stat(candidate, &st) == 0 && S_ISDIR(st.st_mode))
+                return candidate;
+            free(candidate);
+        }
+    }
+    return strdup(EVH_INSTALL_PLUGIN_DIR);
+}
+
+static int has_manifest(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/plugin.json", dir);
+    return stat(path, &st) == 0;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The plugin folders an argument names: itself when it holds a plugin.json,
+ * else its sub-folders (sorted).  Returns a malloc'd array of paths. */
+static char **plugin_folders(const char *arg, size_t *count)
+{
+    char **out = NULL;
+    size_t n = 0, cap = 0;
+    *count = 0;
+    if (has_manifest(arg) || !is_dir(arg)) {
+        out = malloc(sizeof *out);
+        if (out && (out[0] = strdup(arg)) != NULL)
+            *count = 1;
+        return out;
+    }
+    DIR *d = opendir(arg);
+    if (!d)
+        return NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", arg, e->d_name) < 0)
+            break;
+        if (!is_dir(path)) {
+            free(path);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **grown = realloc(out, cap * sizeof *out);
+            if (!grown) {
+                free(path);
+                break;
+            }
+            out = grown;
+        }
+        out[n++] = path;
+    }
+    closedir(d);
+    qsort(out, n, sizeof *out, name_cmp);
+    *count = n;
+    return out;
+}
+
+static void free_folders(char **folders, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(folders[i]);
+    free(folders);
+}
+
+/* Validate one plugin folder; prints problems; returns the id on success
+ * (malloc'd) or NULL. */
+static char *validate_folder(const char *dir, int *problems)
+{
+    char *file = NULL;
+    if (asprintf(&file, "%s/plugin.json", dir) < 0)
+        return NULL;
+    if (!is_dir(dir)) {
+        fprintf(stdout, "%s: not a directory\n", dir);
+        (*problems)++;
+        free(file);
+        return NULL;
+    }
+    diag d;
+    diag_init(&d, file);
+    manifest *m = NULL;
+    char *id = NULL;
+    if (manifest_load(file, &m, &d) != EVH_OK) {
+        diag_print(&d, stdout);
+        *problems += d.count ? (int)d.count : 1;
+        goto out;
+    }
+    loader_options opt = {.validate_only = 1};
+    plugin *p = loader_load_one(NULL, dir, &opt);
+    if (!p || p->state == PLUGIN_FAILED) {
+        fprintf(stdout, "%s: %s\n", file, p && p->error ? p->error : "out of memory");
+        (*problems)++;
+    } else {
+        id = strdup(m->id);
+        fprintf(stderr, "ok: %s (%s %s, %s)\n", dir, m->id, m->version,
+                m->kind == EVH_KIND_SOURCE ? "event-source" : "workflow-step");
+    }
+    if (p) {
+        registry *tmp = registry_new();
+        if (tmp && registry_add(tmp, p) == EVH_OK) {
+            loader_unload_all(tmp);
+        } else {
+            plugin_free(p);
+        }
+        registry_free(tmp);
+    }
+out:
+    manifest_free(m);
+    diag_free(&d);
+    free(file);
+    return id;
+}
+
+int cli_plugins_validate(int argc, char **argv)
+{
+    if (argc < 1) {
+        fprintf(stderr, "usage: evhost plugins validate DIR...\n");
+        return 2;
+    }
+    int problems = 0, checked = 0;
+    char **ids = NULL;
+    char **where = NULL;
+    size_t nids = 0;
+    for (int a = 0; a < argc; a++) {
+        size_t n = 0;
+        char **folders = plugin_folders(argv[a], &n);
+        for (size_t i = 0; i < n; i++) {
+            checked++;
+            char *id = validate_folder(folders[i], &problems);
+            if (!id)
+                continue;
+            for (size_t j = 0; j < nids; j++) {
+                if (!strcmp(ids[j], id)) {
+                    fprintf(stdout, "%s/plugin.json: id: duplicate id '%s' (also in %s)\n",
+                            folders[i], id, where[j]);
+                    problems++;
+                }
+            }
+            ids = realloc(ids, (nids + 1) * sizeof *ids);
+            where = realloc(where, (nids + 1) * sizeof *where);
+            if (!ids || !where)
+                abort();
+            ids[nids] = id;
+            where[nids] = strdup(folders[i]);
+            nids++;
+        }
+        free_folders(folders, n);
+    }
+    free_folders(ids, nids);
+    free_folders(where, nids);
+    if (checked == 0) {
+        fprintf(stdout, "no plugin folders found in the given directories\n");
+        return 1;
+    }
+    fprintf(stderr, "%d plugin folder(s) checked, %d problem(s)\n", checked, problems);
+    return problems ? 1 : 0;
+}
+
+int cli_plugins_list(int argc, char **argv)
+{
+    char *root = NULL;
+    char *defaults[2] = {NULL, NULL};
+    if (argc == 0) {
+        root = cli_default_plugin_root();
+        if (asprintf(&defaults[0], "%s/event-sources", root) < 0 ||
+            asprintf(&defaults[1], "%s/steps", root) < 0)
+            return 1;
+        argv = defaults;
+        argc = 2;
+    }
+    registry *r = registry_new();
+    loader_options opt = {.validate_only = 1};
+    for (int a = 0; a < argc; a++) {
+        diag d;
+        diag_init(&d, argv[a]);
+        loader_scan_dir(r, NULL, argv[a], &opt, &d);
+        diag_print(&d, stderr);
+        diag_free(&d);
+    }
+    printf("%-28s %-14s %-10s %-9s %s\n", "ID", "TYPE", "VERSION", "STATUS", "FOLDER / ERROR");
+    for (size_t i = 0; i < r->count; i++) {
+        const plugin *p = r->items[i];
+        const char *kind = p->kind == EVH_KIND_SOURCE ? "event-source"
+                           : p->kind == EVH_KIND_STEP ? "workflow-step"
+                                                      : "?";
+        const char *state = p->state == PLUGIN_FAILED ? "failed"
+                            : p->state == PLUGIN_INACTIVE ? "inactive"
+                                                          : "ok";
+        printf("%-28s %-14s %-10s %-9s %s\n", p->id, kind, p->m ? p->m->version : "-",
+               state, p->state == PLUGIN_FAILED && p->error ? p->error : p->dir);
+    }
+    loader_unload_all(r);
+    registry_free(r);
+    free(defaults[0]);
+    free(defaults[1]);
+    free(root);
+    return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * main.c - evhost's entry point: arguments and dispatch, nothing else.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <evhost/evhost.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: evhost <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  run [--plugin-dir DIR]... [--data-dir DIR] [--log-level L]\n"
+            "                              run the daemon (built-in plugins by default)\n"
+            "  plugins list [DIR...]       list plugins and their load status\n"
+            "  plugins validate DIR...     check plugin folders (plugin.json, ABI, .so);\n"
+            "                              exit 1 listing every problem\n"
+            "  --version                   host version and SDK ABI\n"
+            "  --help                      this text\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("evhost %s (SDK ABI %d.%d)\n", EVH_VERSION, EVH_ABI_MAJOR, EVH_ABI_MINOR);
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cli_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "plugins") && argc >= 3) {
+        if (!strcmp(argv[2], "list"))
+            return cli_plugins_list(argc - 3, argv + 3);
+        if (!strcmp(argv[2], "validate"))
+            return cli_plugins_validate(argc - 3, argv + 3);
+    }
+    fprintf(stderr, "evhost: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's second command (and what .ci/run runs): install what the
+# tests need, then build and run every test in three configurations:
+#   build/test-gcc    gcc, -Werror, the whole ctest suite
+#   build/test-asan   gcc with AddressSanitizer + UndefinedBehaviorSanitizer
+#   build/test-clang  clang, -Werror, the whole ctest suite
+# Set EVH_TEST_QUICK=1 to run only the first configuration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --test
+
+jobs=$(nproc)
+run_config() {
+    local dir=$1; shift
+    echo "=== $dir: $*"
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+    (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 600)
+}
+
+run_config build/test-gcc -DCMAKE_C_COMPILER=gcc
+if [[ "${EVH_TEST_QUICK:-0}" != "1" ]]; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_config build/test-asan -DCMAKE_C_COMPILER=gcc -DEVH_SANITIZE=ON
+    run_config build/test-clang -DCMAKE_C_COMPILER=clang
+fi
+echo "all test configurations passed"

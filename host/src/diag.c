@@ -54,6 +54,8 @@ static void diag_push(diag *d, char *path, char *reason)
     }
     d->items[d->count].path = path;
     d->items[d->count].reason = reason;
+    d->items[d->count].line = 0;
+    d->items[d->count].column = 0;
     d->count++;
 }
 
@@ -71,6 +73,19 @@ void diag_add(diag *d, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     diag_addv(d, path, fmt, ap);
     va_end(ap);
+}
+
+void diag_add_at(diag *d, int line, int column, const char *fmt, ...)
+{
+    size_t before = d->count;
+    va_list ap;
+    va_start(ap, fmt);
+    diag_addv(d, NULL, fmt, ap);
+    va_end(ap);
+    if (d->count > before) {
+        d->items[before].line = line;
+        d->items[before].column = column;
+    }
 }
 
 void diag_merge(diag *dst, const diag *src, const char *prefix)
@@ -96,7 +111,10 @@ char *diag_format_item(const diag *d, size_t i)
     const char *path = d->items[i].path ? d->items[i].path : "";
     char *out = NULL;
     int n;
-    if (*file && *path)
+    if (d->items[i].line > 0)
+        n = asprintf(&out, "%s:%d:%d: %s", file, d->items[i].line, d->items[i].column,
+                     d->items[i].reason);
+    else if (*file && *path)
         n = asprintf(&out, "%s: %s: %s", file, path, d->items[i].reason);
     else if (*file || *path)
         n = asprintf(&out, "%s: %s", *file ? file : path, d->items[i].reason);

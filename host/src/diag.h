@@ -16,6 +16,8 @@
 typedef struct diag_item {
     char *path;   /* "eventTypes[0].label", "" for the document itself */
     char *reason; /* "required string is missing" */
+    int line;     /* > 0 for text positions (YAML): printed file:line:column */
+    int column;
 } diag_item;
 
 typedef struct diag {
@@ -33,6 +35,10 @@ void diag_free(diag *d);
 void diag_add(diag *d, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void diag_addv(diag *d, const char *path, const char *fmt, va_list ap);
+
+/* Add a problem at a text position; printed as "file:line:column: reason". */
+void diag_add_at(diag *d, int line, int column, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Append every item of src to dst with path prefix (may be NULL). */
 void diag_merge(diag *dst, const diag *src, const char *prefix);

@@ -152,3 +152,146 @@ char *tu_read_file(const char *path)
         buf[len] = '\0';
     return buf;
 }
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+long long tu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void append(char **buf, size_t *len, const char *data, size_t n)
+{
+    char *grown = realloc(*buf, *len + n + 1);
+    if (!grown)
+        abort();
+    memcpy(grown + *len, data, n);
+    *len += n;
+    grown[*len] = '\0';
+    *buf = grown;
+}
+
+static int exit_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+int tu_run(char *const argv[], char **out, char **err, int timeout_ms)
+{
+    int po[2], pe[2];
+    if (pipe(po) != 0 || pipe(pe) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+    posix_spawn_file_actions_addclose(&fa, po[0]);
+    posix_spawn_file_actions_addclose(&fa, pe[0]);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(po[1]);
+    close(pe[1]);
+    if (rc != 0) {
+        close(po[0]);
+        close(pe[0]);
+        return -1;
+    }
+    char *bo = NULL, *be = NULL;
+    size_t lo = 0, le = 0;
+    append(&bo, &lo, "", 0);
+    append(&be, &le, "", 0);
+    struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    long long deadline = tu_now_ms() + timeout_ms;
+    int open_fds = 2, killed = 0;
+    while (open_fds > 0) {
+        long long left = deadline - tu_now_ms();
+        if (left <= 0 && !killed) {
+            kill(pid, SIGKILL);
+            killed = 1;
+            left = 1000;
+        }
+        if (poll(fds, 2, (int)(left > 0 ? left : 100)) < 0)
+            break;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP)))
+                continue;
+            char buf[8192];
+            ssize_t n = read(fds[i].fd, buf, sizeof buf);
+            if (n <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+            } else if (i == 0) {
+                append(&bo, &lo, buf, (size_t)n);
+            } else {
+                append(&be, &le, buf, (size_t)n);
+            }
+        }
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (out)
+        *out = bo;
+    else
+        free(bo);
+    if (err)
+        *err = be;
+    else
+        free(be);
+    return exit_code(status);
+}
+
+pid_t tu_spawn(char *const argv[], const char *log_path)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc == 0 ? pid : -1;
+}
+
+int tu_wait(pid_t pid, int timeout_ms)
+{
+    long long deadline = tu_now_ms() + timeout_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return exit_code(status);
+        if (r < 0)
+            return -1;
+        if (tu_now_ms() >= deadline)
+            return -2;
+        usleep(10000);
+    }
+}
+
+int tu_wait_for_text(const char *path, const char *needle, int timeout_ms)
+{
+    long long deadline = tu_now_ms() + timeout_ms;
+    do {
+        char *text = tu_read_file(path);
+        int found = text && strstr(text, needle) != NULL;
+        free(text);
+        if (found)
+            return 1;
+        usleep(20000);
+    } while (tu_now_ms() < deadline);
+    return 0;
+}

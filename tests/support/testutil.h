@@ -31,3 +31,26 @@ char *tu_join(const char *a, const char *b);
 char *tu_read_file(const char *path);
 
 #endif
+
+#include <sys/types.h>
+
+/* Run argv (no shell) with stdout and stderr captured into malloc'd strings
+ * (may be NULL to discard).  Kills the child after timeout_ms.  Returns the
+ * exit status (0..255), 128+signal when killed, or -1 when it could not
+ * start. */
+int tu_run(char *const argv[], char **out, char **err, int timeout_ms);
+
+/* Start argv in the background with stderr (and stdout) appended to
+ * log_path.  Returns the pid, or -1. */
+pid_t tu_spawn(char *const argv[], const char *log_path);
+
+/* Wait up to timeout_ms for pid; returns the exit status as tu_run does, or
+ * -2 on timeout (the process is then left running). */
+int tu_wait(pid_t pid, int timeout_ms);
+
+/* Poll until `needle` appears in the file at path (up to timeout_ms).
+ * Returns 1 when found. */
+int tu_wait_for_text(const char *path, const char *needle, int timeout_ms);
+
+/* Milliseconds of a monotonic clock. */
+long long tu_now_ms(void);

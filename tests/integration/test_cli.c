@@ -1,0 +1,191 @@
+/*
+ * test_cli.c - the evhost binary as a user runs it: --version, plugins
+ * validate on bad folders, an out-of-tree plugin compiled with plain `cc`
+ * against the SDK header alone, and `evhost run` on its embedded default.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static void write_plugin(const char *root, const char *folder, const char *manifest)
+{
+    char *dir = tu_join(root, folder);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char *file = tu_join(dir, "plugin.json");
+    assert_int_equal(tu_write_file(file, manifest), 0);
+    free(file);
+    free(dir);
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    char *argv[] = {EVH_BINARY, "--version", NULL};
+    assert_int_equal(tu_run(argv, &out, NULL, 10000), 0);
+    assert_non_null(strstr(out, "evhost "));
+    assert_non_null(strstr(out, "SDK ABI 1.0"));
+    free(out);
+}
+
+static const char *good_manifest =
+    "{\"type\":\"event-source\",\"id\":\"good\",\"name\":\"Good\",\"description\":\"d\","
+    "\"version\":\"1.0.0\",\"abi\":\"1.0\",\"eventTypes\":[{\"type\":\"a\",\"label\":\"A\","
+    "\"description\":\"d\"}]}";
+
+static void test_validate_reports_every_problem(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("validate");
+    write_plugin(root, "no-label",
+                 "{\"type\":\"event-source\",\"id\":\"no-label\",\"name\":\"N\","
+                 "\"description\":\"d\",\"version\":\"1.0.0\",\"abi\":\"1.0\","
+                 "\"eventTypes\":[{\"type\":\"a\",\"description\":\"d\"}]}");
+    write_plugin(root, "two-problems",
+                 "{\"type\":\"event-source\",\"id\":\"My-Timer\",\"name\":\"N\","
+                 "\"description\":\"d\",\"version\":\"1.0\",\"abi\":\"1.0\","
+                 "\"eventTypes\":[{\"type\":\"a\",\"label\":\"A\",\"description\":\"d\"}]}");
+    write_plugin(root, "broken", "{\"type\": \"event-source\",\n \"id\": \"x\"\n \"name\": 1}");
+    write_plugin(root, "empty", "");
+
+    char *out = NULL;
+    char *argv[] = {EVH_BINARY, "plugins", "validate", root, NULL};
+    assert_int_equal(tu_run(argv, &out, NULL, 20000), 1);
+    assert_non_null(strstr(out, "no-label/plugin.json: eventTypes[0].label: "));
+    assert_non_null(strstr(out, "two-problems/plugin.json: id: "));
+    assert_non_null(strstr(out, "two-problems/plugin.json: version: "));
+    assert_non_null(strstr(out, "broken/plugin.json: "));
+    assert_non_null(strstr(out, "line 3"));
+    assert_non_null(strstr(out, "empty/plugin.json: "));
+    free(out);
+    tu_rmtree(root);
+    free(root);
+}
+
+/* A third party's plugin: its own folder, compiled with plain cc and only
+ * the SDK include path.  It emits one valid event, one of an undeclared
+ * type and one breaking its schema, and logs what emit answered. */
+static const char *oot_source =
+    "#include <evhost/evhost.h>\n"
+    "static const evh_host_api *A; static evh_host *H;\n"
+    "static int32_t init(const evh_host_api *api, evh_host *host, void **ctx, char **e)\n"
+    "{ A = api; H = host; *ctx = 0; (void)e; return EVH_OK; }\n"
+    "static int32_t run(void *ctx) {\n"
+    "  (void)ctx;\n"
+    "  int32_t a = A->emit(H, \"order_placed\", \"{\\\"order_id\\\":\\\"o-1\\\",\\\"amount\\\":12.5}\",\n"
+    "                      EVH_NUL_TERMINATED, \"user-7\");\n"
+    "  int32_t b = A->emit(H, \"random_event\", \"{}\", EVH_NUL_TERMINATED, 0);\n"
+    "  int32_t c = A->emit(H, \"order_placed\", \"{\\\"amount\\\":\\\"lots\\\"}\", EVH_NUL_TERMINATED, 0);\n"
+    "  A->log(H, EVH_LOG_INFO, \"results valid=%s undeclared=%s schema=%s\",\n"
+    "         evh_status_name(a), evh_status_name(b), evh_status_name(c));\n"
+    "  while (A->wait(H, 60000) == EVH_OK) {}\n"
+    "  return EVH_OK; }\n"
+    "static void fini(void *ctx) { (void)ctx; }\n"
+    "static const evh_source src = { sizeof(evh_source), 0, init, run, 0, fini };\n"
+    "EVH_DECLARE_SOURCE(\"acme-orders\", &src)\n";
+
+static const char *oot_manifest =
+    "{\"type\":\"event-source\",\"id\":\"acme-orders\",\"name\":\"Acme Orders\","
+    "\"description\":\"Orders from the shop\",\"version\":\"0.1.0\",\"abi\":\"1.0\","
+    "\"library\":\"acme-orders.so\",\"eventTypes\":[{\"type\":\"order_placed\","
+    "\"label\":\"Order Placed\",\"description\":\"A customer placed an order\","
+    "\"schema\":{\"type\":\"object\",\"properties\":{\"order_id\":{\"type\":\"string\"},"
+    "\"amount\":{\"type\":\"number\",\"minimum\":0}},\"required\":[\"order_id\",\"amount\"]}}]}";
+
+static void test_out_of_tree_plugin_runs(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("oot");
+    char *plugins = tu_join(root, "plugins");
+    assert_int_equal(mkdir(plugins, 0755), 0);
+    write_plugin(plugins, "acme-orders", oot_manifest);
+    char *dir = tu_join(plugins, "acme-orders");
+    char *src = tu_join(dir, "acme_orders.c");
+    char *so = tu_join(dir, "acme-orders.so");
+    assert_int_equal(tu_write_file(src, oot_source), 0);
+    char *cc[] = {"cc", "-std=c99", "-Wall", "-Werror", "-shared", "-fPIC",
+                  "-fvisibility=hidden", "-I", EVH_SOURCE_DIR "/sdk/include", "-o", so, src, NULL};
+    char *err = NULL;
+    int rc = tu_run(cc, NULL, &err, 60000);
+    if (rc != 0)
+        fprintf(stderr, "cc failed: %s\n", err);
+    assert_int_equal(rc, 0);
+    free(err);
+
+    char *log = tu_join(root, "daemon.log");
+    char *data = tu_join(root, "data");
+    char *argv[] = {EVH_BINARY, "run", "--plugin-dir", plugins, "--data-dir", data, NULL};
+    pid_t pid = tu_spawn(argv, log);
+    assert_true(pid > 0);
+    int seen = tu_wait_for_text(log, "results valid=EVH_OK undeclared=EVH_E_UNDECLARED_TYPE "
+                                     "schema=EVH_E_SCHEMA", 20000);
+    int accepted = tu_wait_for_text(log, "\"source\":\"acme-orders\"", 5000);
+    kill(pid, SIGTERM);
+    int status = tu_wait(pid, 20000);
+    char *text = tu_read_file(log);
+    if (!seen || !accepted || status != 0)
+        fprintf(stderr, "daemon log:\n%s\n", text ? text : "(none)");
+    assert_true(seen);
+    assert_true(accepted);
+    assert_int_equal(status, 0);
+    /* the host stamped user_id from emit and the schema problem is named */
+    assert_non_null(strstr(text, "\"user_id\":\"user-7\""));
+    assert_non_null(strstr(text, "data.amount"));
+    free(text);
+    free(log);
+    free(data);
+    free(so);
+    free(src);
+    free(dir);
+    free(plugins);
+    tu_rmtree(root);
+    free(root);
+}
+
+static void test_run_embedded_default(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("default");
+    char *log = tu_join(root, "daemon.log");
+    char *data = tu_join(root, "data");
+    char *argv[] = {EVH_BINARY, "run", "--data-dir", data, NULL};
+    pid_t pid = tu_spawn(argv, log);
+    assert_true(pid > 0);
+    /* the timer's default interval is 5 s */
+    int fired = tu_wait_for_text(log, "\"event_type\":\"timer_fired\"", 15000);
+    kill(pid, SIGINT);
+    int status = tu_wait(pid, 20000);
+    if (!fired || status != 0) {
+        char *text = tu_read_file(log);
+        fprintf(stderr, "daemon log:\n%s\n", text ? text : "(none)");
+        free(text);
+    }
+    assert_true(fired);
+    assert_int_equal(status, 0);
+    free(log);
+    free(data);
+    tu_rmtree(root);
+    free(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_validate_reports_every_problem),
+        cmocka_unit_test(test_out_of_tree_plugin_runs),
+        cmocka_unit_test(test_run_embedded_default),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -39,11 +39,6 @@ static void test_version(void **state)
     free(out);
 }
 
-static const char *good_manifest =
-    "{\"type\":\"event-source\",\"id\":\"good\",\"name\":\"Good\",\"description\":\"d\","
-    "\"version\":\"1.0.0\",\"abi\":\"1.0\",\"eventTypes\":[{\"type\":\"a\",\"label\":\"A\","
-    "\"description\":\"d\"}]}";
-
 static void test_validate_reports_every_problem(void **state)
 {
     (void)state;

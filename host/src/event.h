@@ -27,8 +27,26 @@ typedef struct evh_event {
     char *user_id;          /* NULL when none */
     char *additional_json;  /* compact JSON object text; NULL means {} */
     int64_t enqueued_ns;    /* monotonic clock, for latency figures */
+    uint32_t chain_depth;   /* 0, or 1 + the depth of the event whose
+                               workflow emitted this one */
+    char *idempotency_key;  /* NULL, or the client's key (HTTP ingest) */
+    struct evh_ack *ack;    /* NULL, or who waits for this event to be durable */
+    int64_t seq;            /* store sequence once persisted, else 0 */
     struct evh_event *next; /* queue link; owned by whoever holds the event */
 } evh_event;
+
+/* Completion of a durable write: whoever pushes an event with an ack waits
+ * (ack_wait) until the writer has committed it (or failed).  Lives on the
+ * waiter's stack; the writer never touches it after ack_complete. */
+typedef struct evh_ack {
+    int done;
+    int rc; /* EVH_OK when durable, else why not */
+} evh_ack;
+
+/* Mark events as committed (rc EVH_OK) or failed and wake their waiters. */
+void ack_complete(evh_event *const *evs, size_t n, int rc);
+/* Block until ack_complete ran for the event carrying a. Returns a->rc. */
+int ack_wait(evh_ack *a);
 
 /* New event with a fresh id and the current time; strings are copied.
  * data_json must already be validated JSON text.  NULL on out-of-memory. */

@@ -322,8 +322,10 @@ typedef struct evh_source {
  * instances of the same step (one per worker thread); each gets its own
  * init/fini and context.
  *
- *   init   on the host's main thread, as for sources.
- *   run    on one of the host's worker threads.  Calls on ONE instance never
+ *   init   on the worker thread that will run the instance, before its first
+ *          run (lazily, when the step first runs).  Return codes and
+ *          *errmsg as for sources; a failed init fails that step run.
+ *   run    on that worker thread.  Calls on ONE instance never
  *          overlap; calls on different instances may run in parallel, so
  *          shared state across instances (statics) needs your own locking.
  *          Inputs are borrowed for the call.  On success set out->output_json
@@ -331,7 +333,8 @@ typedef struct evh_source {
  *          and return EVH_OK.  On failure return a negative code and set
  *          out->error_message (from api->alloc) to the reason.  The host
  *          frees both.  Report numbers with api->metric during run.
- *   fini   on the host's main thread when no run is in flight.
+ *   fini   on the worker thread or, at shutdown, the host's main thread;
+ *          never while a run of the instance is in flight.
  * ------------------------------------------------------------------------- */
 
 typedef struct evh_step_input {

@@ -1,0 +1,470 @@
+/*
+ * execute.c - running one workflow execution (see execute.h).
+ */
+#include "execute.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <evhost/evhost.h>
+
+#include "event.h"
+#include "hostapi.h"
+#include "limits.h"
+#include "loader.h"
+#include "log.h"
+#include "template.h"
+
+/* One step plugin instance, owned by one worker, for one workflow step. */
+typedef struct instance {
+    const workflow *wf;
+    size_t step_index;
+    plugin *p;
+    evh_host *host;
+    void *ctx;
+} instance;
+
+struct exec_worker {
+    runtime *rt;
+    store *st;
+    instance *items;
+    size_t count, cap;
+};
+
+/* depth + 1 of the event whose workflow runs on this thread; 0 outside. */
+static _Thread_local uint32_t running_depth_plus_one;
+
+uint32_t exec_current_chain_depth(void)
+{
+    return running_depth_plus_one;
+}
+
+exec_worker *exec_worker_new(runtime *rt, store *st)
+{
+    exec_worker *w = calloc(1, sizeof *w);
+    if (w) {
+        w->rt = rt;
+        w->st = st;
+    }
+    return w;
+}
+
+void exec_worker_reset(exec_worker *w)
+{
+    for (size_t i = 0; i < w->count; i++) {
+        if (w->items[i].host) /* NULL: abandoned after a timeout, see call_step */
+            loader_step_instance_free(w->items[i].p, w->items[i].host, w->items[i].ctx);
+    }
+    w->count = 0;
+}
+
+void exec_worker_free(exec_worker *w)
+{
+    if (!w)
+        return;
+    exec_worker_reset(w);
+    free(w->items);
+    free(w);
+}
+
+static instance *instance_find(exec_worker *w, const workflow *wf, size_t step_index)
+{
+    for (size_t i = 0; i < w->count; i++) {
+        if (w->items[i].wf == wf && w->items[i].step_index == step_index)
+            return &w->items[i];
+    }
+    return NULL;
+}
+
+/* The worker's instance for this step, created (init) on first use. */
+static instance *instance_get(exec_worker *w, const exec_request *req, size_t idx, char **err)
+{
+    instance *in = instance_find(w, req->wf, idx);
+    if (in && in->host)
+        return in;
+    const wf_step *step = &req->wf->steps[idx];
+    plugin *p = registry_find(req->reg, step->uses);
+    if (!p || p->kind != EVH_KIND_STEP) {
+        *err = strdup("step plugin is not loaded");
+        if (p || (p = registry_find_any(req->reg, step->uses)) != NULL) {
+            free(*err);
+            if (asprintf(err, "step plugin '%s' is not usable: %s", step->uses,
+                         p->error ? p->error : plugin_state_name(p->state)) < 0)
+                *err = NULL;
+        }
+        return NULL;
+    }
+    char *config = cJSON_PrintUnformatted(step->with);
+    evh_host *host = NULL;
+    void *ctx = NULL;
+    int rc = config ? loader_step_instance_new(p, w->rt, config, &host, &ctx, err)
+                    : EVH_E_NOMEM;
+    free(config);
+    if (rc != EVH_OK)
+        return NULL;
+    if (!in) {
+        if (w->count == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 8;
+            instance *items = realloc(w->items, cap * sizeof *items);
+            if (!items) {
+                loader_step_instance_free(p, host, ctx);
+                return NULL;
+            }
+            w->items = items;
+            w->cap = cap;
+        }
+        in = &w->items[w->count++];
+    }
+    *in = (instance){.wf = req->wf, .step_index = idx, .p = p, .host = host, .ctx = ctx};
+    return in;
+}
+
+/* ---- one call into a step, with an optional deadline -------------------- */
+
+typedef struct call {
+    const evh_step *step;
+    void *ctx;
+    evh_step_input in;
+    evh_step_output out;
+    int32_t rc;
+    char *event_json, *steps_json, *config_json, *exec_id, *wf_id, *step_id;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int abandoned;
+} call;
+
+static void call_free(call *c)
+{
+    free(c->out.output_json);
+    free(c->out.error_message);
+    free(c->event_json);
+    free(c->steps_json);
+    free(c->config_json);
+    free(c->exec_id);
+    free(c->wf_id);
+    free(c->step_id);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+static void *call_thread(void *arg)
+{
+    call *c = arg;
+    int32_t rc = c->step->run(c->ctx, &c->in, &c->out);
+    pthread_mutex_lock(&c->lock);
+    c->rc = rc;
+    c->done = 1;
+    int abandoned = c->abandoned;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned)
+        call_free(c); /* the worker gave up on us; nobody else will */
+    return NULL;
+}
+
+/* Run with a deadline on a helper thread.  A plugin cannot be interrupted
+ * safely in-process, so on timeout the call (and its instance) is abandoned:
+ * the instance is never used or finalized again. */
+static int call_with_timeout(call *c, uint32_t timeout_ms, int *abandoned)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int started = pthread_create(&t, &attr, call_thread, c) == 0;
+    pthread_attr_destroy(&attr);
+    if (!started)
+        return EVH_E_NOMEM;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (!c->done) {
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &deadline) != 0 && !c->done) {
+            c->abandoned = 1;
+            *abandoned = 1;
+            pthread_mutex_unlock(&c->lock);
+            return EVH_E_TIMEOUT;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return c->rc;
+}
+
+static call *call_new(instance *inst, const exec_request *req, size_t idx, const char *event_json,
+                      const char *steps_json, const char *config_json, uint32_t attempt)
+{
+    call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    c->step = inst->p->desc->step;
+    c->ctx = inst->ctx;
+    c->event_json = strdup(event_json);
+    c->steps_json = strdup(steps_json);
+    c->config_json = strdup(config_json);
+    c->exec_id = strdup(req->execution_id);
+    c->wf_id = strdup(req->wf->id);
+    c->step_id = strdup(req->wf->steps[idx].id);
+    if (!c->event_json || !c->steps_json || !c->config_json || !c->exec_id || !c->wf_id ||
+        !c->step_id) {
+        call_free(c);
+        return NULL;
+    }
+    c->in = (evh_step_input){.struct_size = sizeof(evh_step_input),
+                             .attempt = attempt,
+                             .event_json = c->event_json,
+                             .event_len = strlen(c->event_json),
+                             .steps_json = c->steps_json,
+                             .steps_len = strlen(c->steps_json),
+                             .execution_id = c->exec_id,
+                             .workflow_id = c->wf_id,
+                             .step_id = c->step_id,
+                             .config_json = c->config_json,
+                             .config_len = strlen(c->config_json)};
+    c->out.struct_size = sizeof(evh_step_output);
+    return c;
+}
+
+static char *metrics_json(const evh_host *h)
+{
+    cJSON *m = cJSON_CreateObject();
+    for (size_t i = 0; m && i < h->n_metrics; i++)
+        cJSON_AddNumberToObject(m, h->metric_names[i], h->metric_values[i]);
+    char *text = m ? cJSON_PrintUnformatted(m) : NULL;
+    cJSON_Delete(m);
+    return text;
+}
+
+/* ---- one step, all its attempts ----------------------------------------- */
+
+typedef struct attempt_result {
+    int rc;
+    cJSON *output; /* on success */
+    char *error;   /* on failure */
+} attempt_result;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void record(exec_worker *w, const exec_request *req, size_t idx, uint32_t attempt,
+                   const char *status, const char *output, const char *error,
+                   const char *metrics, int64_t started, int64_t finished)
+{
+    store_step_run r = {.execution_id = req->execution_id,
+                        .step_id = req->wf->steps[idx].id,
+                        .plugin = req->wf->steps[idx].uses,
+                        .attempt = (int)attempt,
+                        .status = status,
+                        .output_json = output,
+                        .error = error,
+                        .metrics_json = metrics,
+                        .started_us = started,
+                        .finished_us = finished};
+    if (store_step_run_put(w->st, &r) != EVH_OK)
+        log_error("engine", "execution %s: cannot record step '%s': %s", req->execution_id,
+                  r.step_id, store_errmsg(w->st));
+}
+
+static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_t idx,
+                                  const char *event_json, const char *steps_json,
+                                  const char *config_json, uint32_t attempt)
+{
+    attempt_result res = {EVH_E_PLUGIN, NULL, NULL};
+    const wf_step *step = &req->wf->steps[idx];
+    int64_t started = now_us();
+    record(w, req, idx, attempt, "running", NULL, NULL, NULL, started, 0);
+    instance *inst = instance_get(w, req, idx, &res.error);
+    if (!inst) {
+        res.rc = EVH_E_PLUGIN;
+        if (!res.error)
+            res.error = strdup("cannot initialize the step plugin");
+        goto out;
+    }
+    call *c = call_new(inst, req, idx, event_json, steps_json, config_json, attempt);
+    if (!c) {
+        res.rc = EVH_E_NOMEM;
+        res.error = strdup("out of memory");
+        goto out;
+    }
+    int abandoned = 0;
+    hostapi_run_begin(inst->host);
+    if (step->timeout_ms > 0) {
+        res.rc = call_with_timeout(c, step->timeout_ms, &abandoned);
+    } else {
+        res.rc = c->step->run(c->ctx, &c->in, &c->out);
+    }
+    if (abandoned) {
+        if (asprintf(&res.error, "timed out after %u ms (the plugin did not return; its "
+                                 "instance is abandoned)", step->timeout_ms) < 0)
+            res.error = NULL;
+        log_warn("engine", "execution %s: step '%s' (%s) %s", req->execution_id, step->id,
+                 step->uses, res.error ? res.error : "timed out");
+        /* The call still runs on its thread and owns the instance now. */
+        inst->host = NULL;
+        goto out;
+    }
+    hostapi_run_end(inst->host);
+    if (res.rc == EVH_OK) {
+        const char *text = c->out.output_json ? c->out.output_json : "{}";
+        size_t len = c->out.output_json && c->out.output_len != EVH_NUL_TERMINATED
+                         ? c->out.output_len
+                         : strlen(text);
+        res.output = cJSON_ParseWithLength(text, len);
+        if (!cJSON_IsObject(res.output)) {
+            cJSON_Delete(res.output);
+            res.output = NULL;
+            res.rc = EVH_E_PLUGIN;
+            res.error = strdup("step output is not a JSON object");
+        }
+    } else {
+        const char *msg = c->out.error_message;
+        int n = msg ? asprintf(&res.error, "%s (%s)", msg, evh_status_name(res.rc))
+                    : asprintf(&res.error, "%s", evh_status_message(res.rc));
+        if (n < 0)
+            res.error = NULL;
+    }
+    char *metrics = metrics_json(inst->host);
+    char *out_text = res.output ? cJSON_PrintUnformatted(res.output) : NULL;
+    record(w, req, idx, attempt, res.rc == EVH_OK ? "succeeded" : "failed", out_text,
+           res.error, metrics, started, now_us());
+    free(out_text);
+    free(metrics);
+    call_free(c);
+    return res;
+out:
+    record(w, req, idx, attempt, "failed", NULL, res.error, NULL, started, now_us());
+    return res;
+}
+
+/* Sleep between retries, cut short when the host stops. */
+static void backoff(exec_worker *w, uint32_t ms)
+{
+    int64_t end = monotonic_ns() + (int64_t)ms * 1000000;
+    while (!atomic_load(&w->rt->stopping) && monotonic_ns() < end) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Run one step with its retries.  On success its output is added to
+ * ctx.steps; returns EVH_OK or the last error. */
+static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *ctx,
+                    char **error)
+{
+    const wf_step *step = &req->wf->steps[idx];
+    diag d;
+    diag_init(&d, NULL);
+    cJSON *config = template_render(step->with, ctx, &d);
+    if (!config) {
+        char *why = diag_join(&d);
+        if (asprintf(error, "step '%s': %s", step->id, why ? why : "template error") < 0)
+            *error = NULL;
+        free(why);
+        diag_free(&d);
+        int64_t t = now_us();
+        record(w, req, idx, 1, "failed", NULL, *error, NULL, t, t);
+        return EVH_E_CONFIG;
+    }
+    diag_free(&d);
+    char *config_json = cJSON_PrintUnformatted(config);
+    cJSON_Delete(config);
+    char *event_json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ctx, "event"));
+    char *steps_json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ctx, "steps"));
+    int rc = EVH_E_NOMEM;
+    uint32_t backoff_ms = step->retry_backoff_ms;
+    for (uint32_t attempt = 1; config_json && event_json && steps_json &&
+                               attempt <= step->retry_max + 1;
+         attempt++) {
+        attempt_result r = run_attempt(w, req, idx, event_json, steps_json, config_json, attempt);
+        rc = r.rc;
+        if (rc == EVH_OK) {
+            cJSON *entry = cJSON_CreateObject();
+            cJSON_AddItemToObject(entry, "output", r.output);
+            cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(ctx, "steps"), step->id,
+                                  entry);
+            break;
+        }
+        free(*error);
+        if (asprintf(error, "step '%s' (%s) failed on attempt %u of %u: %s", step->id,
+                     step->uses, attempt, step->retry_max + 1,
+                     r.error ? r.error : "unknown error") < 0)
+            *error = NULL;
+        free(r.error);
+        if (attempt <= step->retry_max && !atomic_load(&w->rt->stopping)) {
+            backoff(w, backoff_ms);
+            backoff_ms = backoff_ms > UINT32_MAX / 2 ? UINT32_MAX : backoff_ms * 2;
+        } else {
+            break;
+        }
+    }
+    free(config_json);
+    free(event_json);
+    free(steps_json);
+    return rc;
+}
+
+static size_t first_step(const exec_request *req)
+{
+    if (!req->from_step)
+        return 0;
+    for (size_t i = 0; i < req->wf->n_steps; i++) {
+        if (!strcmp(req->wf->steps[i].id, req->from_step))
+            return i;
+    }
+    return 0;
+}
+
+int exec_run(exec_worker *w, const exec_request *req, char **error)
+{
+    *error = NULL;
+    store_execution_set_status(w->st, req->execution_id, "running", NULL);
+    cJSON *ctx = cJSON_CreateObject();
+    cJSON_AddItemToObject(ctx, "event", cJSON_Duplicate(req->envelope, 1));
+    cJSON_AddItemToObject(ctx, "steps", req->prior_outputs
+                                            ? cJSON_Duplicate(req->prior_outputs, 1)
+                                            : cJSON_CreateObject());
+    running_depth_plus_one = req->chain_depth + 1;
+    int rc = EVH_OK;
+    const cJSON *prior = cJSON_GetObjectItemCaseSensitive(ctx, "steps");
+    for (size_t i = first_step(req); i < req->wf->n_steps; i++) {
+        const wf_step *step = &req->wf->steps[i];
+        if (!req->from_step && cJSON_GetObjectItemCaseSensitive(prior, step->id))
+            continue; /* resumed: this step had succeeded before */
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(ctx, "steps"),
+                                                step->id);
+        char *step_error = NULL;
+        int step_rc = run_step(w, req, i, ctx, &step_error);
+        if (step_rc != EVH_OK) {
+            log_warn("engine", "execution %s of '%s': %s%s", req->execution_id, req->wf->id,
+                     step_error ? step_error : "step failed",
+                     step->on_error_continue ? " (on_error: continue)" : "");
+            if (!step->on_error_continue) {
+                rc = step_rc;
+                free(*error);
+                *error = step_error;
+                break;
+            }
+        }
+        free(step_error);
+    }
+    running_depth_plus_one = 0;
+    store_execution_set_status(w->st, req->execution_id, rc == EVH_OK ? "succeeded" : "failed",
+                               *error);
+    cJSON_Delete(ctx);
+    return rc;
+}

@@ -1,0 +1,56 @@
+/*
+ * execute.h - running one workflow execution: steps in order, templates,
+ * per-step timeout and retry with backoff, on_error, and the records of
+ * every step run.
+ *
+ * Each worker thread owns an exec_worker: its own database connection and
+ * its own step plugin instances (created lazily, one per workflow step), so
+ * calls on one instance never overlap, as the SDK promises.
+ */
+#ifndef EVH_EXECUTE_H
+#define EVH_EXECUTE_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "registry.h"
+#include "runtime.h"
+#include "store.h"
+#include "workflow.h"
+
+typedef struct exec_worker exec_worker;
+
+exec_worker *exec_worker_new(runtime *rt, store *st);
+/* fini every instance this worker created; no run may be in flight. */
+void exec_worker_free(exec_worker *w);
+/* Drop (fini) instances when the workflow set they belong to changed. */
+void exec_worker_reset(exec_worker *w);
+
+/* The chain depth an event emitted on this thread gets now: 0 outside a
+ * workflow run, else 1 + the depth of the event whose workflow runs. */
+uint32_t exec_current_chain_depth(void);
+
+typedef struct exec_request {
+    const workflow *wf;
+    const registry *reg;
+    const char *trigger_id;
+    const cJSON *envelope;   /* the event */
+    uint32_t chain_depth;
+    const char *execution_id; /* the row, already created (queued) */
+    /* Resume/replay: outputs of steps that already succeeded,
+     * {"<step>": {"output": ...}}, and the step to start from (NULL: the
+     * first step not in prior_outputs). */
+    const cJSON *prior_outputs;
+    const char *from_step;
+} exec_request;
+
+/*
+ * Run the workflow; the execution row moves running -> succeeded | failed
+ * and every attempt of every step is stored.  Returns EVH_OK when the
+ * execution succeeded, else the failing code; *error (malloc'd, may be
+ * NULL) says why.
+ */
+int exec_run(exec_worker *w, const exec_request *req, char **error);
+
+#endif

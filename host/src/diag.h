@@ -34,7 +34,8 @@ void diag_free(diag *d);
 /* Add a problem; path is copied (NULL means ""), reason is printf-style. */
 void diag_add(diag *d, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void diag_addv(diag *d, const char *path, const char *fmt, va_list ap);
+void diag_addv(diag *d, const char *path, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Add a problem at a text position; printed as "file:line:column: reason". */
 void diag_add_at(diag *d, int line, int column, const char *fmt, ...)

@@ -29,6 +29,9 @@ struct evh_host {
     size_t n_metrics;
     char *metric_names[EVH_STEP_METRICS_MAX];
     double metric_values[EVH_STEP_METRICS_MAX];
+    /* config_text parsed once, for config_string & co (their results are
+     * borrowed until fini); NULL when the text is not a JSON object */
+    cJSON *config_doc;
 };
 
 /* The one table, filled with this host's functions; static storage. */
@@ -42,6 +45,14 @@ void hostapi_instance_free(evh_host *h);
 
 /* Ask the instance to stop: stopping() turns 1 and wait() returns early. */
 void hostapi_request_stop(evh_host *h);
+
+/* Wake every instance of rt blocked in wait() so that it sees
+ * rt->stopping; runtime_stop calls this after setting the flag. */
+void hostapi_runtime_stopping(runtime *rt);
+
+/* Instances of the plugin described by m that are not freed yet (its
+ * library must stay loaded, and m alive, while this is not 0). */
+size_t hostapi_live_instances(const manifest *m);
 
 /* Step runs: clear metrics and allow metric(); then forbid it again.
  * Metrics stay readable in h->metric_* until the next begin. */

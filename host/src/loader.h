@@ -54,4 +54,23 @@ void loader_stop_sources(registry *r);
 /* fini every initialized plugin and dlclose; registry records remain. */
 void loader_unload_all(registry *r);
 
+/* The same for one record: stop and join its source thread if running,
+ * fini, free its instance, dlclose (kept open while step instances of it
+ * are still alive).  Idempotent; plugin_free calls it. */
+void loader_unload_one(plugin *p);
+
+/*
+ * A new instance of step plugin p (state PLUGIN_READY) for one workflow
+ * step: config_json (the step's `with:` block; NULL means {}) is validated
+ * against configSchema with defaults filled in (values that are templates,
+ * "{{ ... }}", are resolved per run and not checked here), then init runs
+ * on the calling thread.  On EVH_OK *host_out and *ctx_out hold the
+ * instance; otherwise *err (malloc'd, may be NULL) says why.
+ */
+int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
+                             struct evh_host **host_out, void **ctx_out,
+                             char **err);
+/* fini the instance and free its handle; no run of it may be in flight. */
+void loader_step_instance_free(plugin *p, struct evh_host *h, void *ctx);
+
 #endif

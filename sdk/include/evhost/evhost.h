@@ -412,7 +412,7 @@ typedef const evh_plugin *(*evh_plugin_entry_fn)(void);
     EVH_EXPORT_ const evh_plugin *evh_plugin_entry(void);                      \
     EVH_EXPORT_ const evh_plugin *evh_plugin_entry(void)                       \
     {                                                                          \
-        static const evh_plugin desc = {sizeof(evh_plugin),                    \
+        static const evh_plugin evh_desc_ = {sizeof(evh_plugin),               \
                                         EVH_ABI_MAJOR,                         \
                                         EVH_ABI_MINOR,                         \
                                         (kind_),                               \
@@ -420,7 +420,7 @@ typedef const evh_plugin *(*evh_plugin_entry_fn)(void);
                                         (id_),                                 \
                                         (source_),                             \
                                         (step_)};                              \
-        return &desc;                                                          \
+        return &evh_desc_;                                                     \
     }
 
 #define EVH_DECLARE_SOURCE(id, source_ptr)                                     \

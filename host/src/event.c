@@ -1,0 +1,157 @@
+/*
+ * event.c - events, their envelope, ids and clocks (see event.h).
+ */
+#include "event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <evhost/evhost.h>
+#include <openssl/rand.h>
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (out) {
+        memcpy(out, s, n);
+        out[n] = '\0';
+    }
+    return out;
+}
+
+evh_event *event_new(const char *source, const char *event_type,
+                     const char *data_json, size_t data_len,
+                     const char *user_id, const char *additional_json)
+{
+    if (!source || !event_type || !data_json)
+        return NULL;
+    evh_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return NULL;
+    if (uuid_v4(ev->id) != EVH_OK)
+        goto fail_free_event;
+    ev->timestamp_us = rfc3339_now(ev->timestamp);
+    ev->source = strdup(source);
+    ev->event_type = strdup(event_type);
+    ev->data_json = dup_n(data_json, data_len);
+    ev->data_len = data_len;
+    ev->user_id = user_id ? strdup(user_id) : NULL;
+    ev->additional_json = additional_json ? strdup(additional_json) : NULL;
+    if (!ev->source || !ev->event_type || !ev->data_json || (user_id && !ev->user_id) ||
+        (additional_json && !ev->additional_json))
+        goto fail_free_event;
+    return ev;
+
+fail_free_event:
+    event_free(ev);
+    return NULL;
+}
+
+void event_free(evh_event *ev)
+{
+    if (!ev)
+        return;
+    free(ev->source);
+    free(ev->event_type);
+    free(ev->data_json);
+    free(ev->user_id);
+    free(ev->additional_json);
+    free(ev->idempotency_key);
+    free(ev);
+}
+
+/* Parse embedded JSON text; the text was validated when the event was
+ * accepted, so a failure here means memory ran out. */
+static cJSON *embed(const char *text, size_t len)
+{
+    if (!text)
+        return cJSON_CreateObject();
+    return cJSON_ParseWithLength(text, len);
+}
+
+static cJSON *build_metadata(const evh_event *ev)
+{
+    cJSON *meta = cJSON_CreateObject();
+    if (!meta)
+        return NULL;
+    cJSON *extra = embed(ev->additional_json,
+                         ev->additional_json ? strlen(ev->additional_json) : 0);
+    if (!extra || !cJSON_AddStringToObject(meta, "source", ev->source) ||
+        !cJSON_AddStringToObject(meta, "timestamp", ev->timestamp) ||
+        !(ev->user_id ? cJSON_AddStringToObject(meta, "user_id", ev->user_id)
+                      : cJSON_AddNullToObject(meta, "user_id")) ||
+        !cJSON_AddItemToObject(meta, "additional_data", extra)) {
+        cJSON_Delete(extra); /* attached last, so never attached on this path */
+        cJSON_Delete(meta);
+        return NULL;
+    }
+    return meta;
+}
+
+char *event_envelope_json(const evh_event *ev)
+{
+    if (!ev)
+        return NULL;
+    cJSON *env = cJSON_CreateObject();
+    cJSON *data = embed(ev->data_json, ev->data_len);
+    cJSON *meta = build_metadata(ev);
+    char *out = NULL;
+    if (!env || !data || !meta)
+        goto out_delete;
+    if (!cJSON_AddStringToObject(env, "id", ev->id) ||
+        !cJSON_AddStringToObject(env, "event_type", ev->event_type) ||
+        !cJSON_AddStringToObject(env, "source", ev->source) ||
+        !cJSON_AddItemToObject(env, "data", data))
+        goto out_delete;
+    data = NULL; /* env owns it now */
+    if (!cJSON_AddItemToObject(env, "metadata", meta))
+        goto out_delete;
+    meta = NULL;
+    out = cJSON_PrintUnformatted(env);
+
+out_delete:
+    cJSON_Delete(data);
+    cJSON_Delete(meta);
+    cJSON_Delete(env);
+    return out;
+}
+
+int uuid_v4(char out[EVH_UUID_LEN + 1])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, (int)sizeof b) != 1) {
+        out[0] = '\0';
+        return EVH_E_IO;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, EVH_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+    return EVH_OK;
+}
+
+int64_t rfc3339_now(char out[EVH_TIMESTAMP_LEN + 1])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char secs[32];
+    if (strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+        snprintf(secs, sizeof secs, "0000-00-00T00:00:00"); /* year past 9999 */
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000) % 1000u;
+    snprintf(out, EVH_TIMESTAMP_LEN + 1, "%.19s.%03uZ", secs, ms);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

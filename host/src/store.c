@@ -1,0 +1,1717 @@
+/*
+ * store.c - the SQLite database (see store.h).
+ *
+ * Every statement is prepared once per connection and cached (the list
+ * queries once per combination of filters), and every value is bound, never
+ * spliced into SQL text.  Statements are reset as soon as they are used so
+ * that no connection keeps a read snapshot open, which would stop WAL
+ * checkpoints and make writers on other connections wait.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <evhost/evhost.h>
+#include <sqlite3.h>
+
+#define BUSY_TIMEOUT_MS 10000
+
+/* ---- schema ----------------------------------------------------------------- */
+
+typedef struct migration {
+    int version;
+    const char *sql;
+} migration;
+
+static const char MIGRATION_1[] =
+    "CREATE TABLE events("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT NOT NULL UNIQUE,"
+    " source TEXT NOT NULL,"
+    " event_type TEXT NOT NULL,"
+    " data TEXT NOT NULL,"
+    " user_id TEXT,"
+    " additional_data TEXT,"
+    " timestamp TEXT NOT NULL,"
+    " timestamp_us INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK(status IN ('pending','dispatched','unmatched')),"
+    " idempotency_key TEXT UNIQUE,"
+    " chain_depth INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX events_status_seq ON events(status, seq);"
+    "CREATE INDEX events_source_type_seq ON events(source, event_type, seq);"
+    /* retention finds old events by time */
+    "CREATE INDEX events_time ON events(timestamp_us);"
+    "CREATE TABLE workflow_triggers("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " source TEXT NOT NULL,"
+    " event_type TEXT NOT NULL,"
+    " workflow_id TEXT NOT NULL,"
+    " conditions TEXT,"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " origin TEXT NOT NULL DEFAULT 'api',"
+    " created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL);"
+    "CREATE INDEX workflow_triggers_match ON workflow_triggers(source, event_type);"
+    "CREATE TABLE workflow_executions("
+    " id TEXT PRIMARY KEY,"
+    " workflow_id TEXT NOT NULL,"
+    " workflow_version TEXT,"
+    " trigger_id TEXT NOT NULL,"
+    " event_id TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('queued','running','succeeded','failed')),"
+    " created_at TEXT NOT NULL,"
+    " started_at TEXT,"
+    " finished_at TEXT,"
+    " error TEXT,"
+    " replay_of TEXT,"
+    " UNIQUE(trigger_id, event_id, replay_of));"
+    /* NULLs are distinct in UNIQUE, so the table constraint alone would let
+     * two first runs of one (trigger, event) in: this index forbids it. */
+    "CREATE UNIQUE INDEX workflow_executions_once"
+    " ON workflow_executions(trigger_id, event_id) WHERE replay_of IS NULL;"
+    "CREATE INDEX workflow_executions_created ON workflow_executions(created_at, id);"
+    "CREATE INDEX workflow_executions_workflow"
+    " ON workflow_executions(workflow_id, created_at, id);"
+    "CREATE INDEX workflow_executions_trigger"
+    " ON workflow_executions(trigger_id, created_at, id);"
+    "CREATE INDEX workflow_executions_status ON workflow_executions(status, created_at, id);"
+    /* retention asks "does any execution reference this event?" */
+    "CREATE INDEX workflow_executions_event ON workflow_executions(event_id);"
+    "CREATE TABLE step_runs("
+    " id INTEGER PRIMARY KEY,"
+    " execution_id TEXT NOT NULL REFERENCES workflow_executions(id) ON DELETE CASCADE,"
+    " step_id TEXT NOT NULL,"
+    " plugin TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('running','succeeded','failed','skipped')),"
+    " started_at TEXT,"
+    " finished_at TEXT,"
+    " duration_ms REAL,"
+    " output TEXT,"
+    " error TEXT,"
+    " metrics TEXT,"
+    " UNIQUE(execution_id, step_id, attempt));";
+
+static const migration MIGRATIONS[] = {
+    {1, MIGRATION_1},
+};
+#define N_MIGRATIONS (sizeof MIGRATIONS / sizeof *MIGRATIONS)
+
+_Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
+
+/* ---- cached statements ---------------------------------------------------- */
+
+#define EV_COLS "seq, id, source, event_type, data, user_id, additional_data, timestamp, status"
+#define EX_COLS                                                                                    \
+    "id, workflow_id, workflow_version, trigger_id, event_id, status, created_at, "                \
+    "started_at, finished_at, error, replay_of"
+#define TR_COLS                                                                                    \
+    "id, name, source, event_type, workflow_id, conditions, enabled, origin, "                     \
+    "created_at, updated_at"
+#define STEP_COLS                                                                                  \
+    "id, step_id, plugin, attempt, status, started_at, finished_at, duration_ms, "                 \
+    "output, error, metrics"
+
+#define STATEMENTS(X)                                                                              \
+    X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
+    X(ST_COMMIT, "COMMIT")                                                                         \
+    X(ST_ROLLBACK, "ROLLBACK")                                                                     \
+    X(ST_VERSION, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")                       \
+    X(ST_MIGRATED, "INSERT INTO schema_migrations(version, applied_at) VALUES(?1, ?2)")            \
+    X(ST_EV_INSERT, "INSERT INTO events(id, source, event_type, data, user_id, additional_data, "  \
+                    "timestamp, timestamp_us, idempotency_key, chain_depth) "                      \
+                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "                             \
+                    "ON CONFLICT(idempotency_key) DO NOTHING")                                     \
+    X(ST_EV_STATUS, "UPDATE events SET status = ?2 WHERE id = ?1")                                 \
+    X(ST_EV_PENDING,                                                                               \
+      "SELECT seq, id, source, event_type, data, user_id, additional_data, timestamp, "            \
+      "timestamp_us, chain_depth, idempotency_key FROM events "                                    \
+      "WHERE status = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2")                               \
+    X(ST_EV_GET, "SELECT " EV_COLS " FROM events WHERE id = ?1")                                   \
+    X(ST_EV_BY_KEY, "SELECT id FROM events WHERE idempotency_key = ?1")                            \
+    X(ST_EX_INSERT,                                                                                \
+      "INSERT INTO workflow_executions(id, workflow_id, workflow_version, trigger_id, "            \
+      "event_id, status, created_at, replay_of) "                                                  \
+      "VALUES(?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)")                                              \
+    X(ST_EX_FIND, "SELECT id FROM workflow_executions "                                            \
+                  "WHERE trigger_id = ?1 AND event_id = ?2 AND replay_of IS ?3")                   \
+    X(ST_EX_STATUS, "UPDATE workflow_executions SET status = ?2, error = ?3, "                     \
+                    "started_at = CASE WHEN ?2 = 'running' THEN COALESCE(started_at, ?4) "         \
+                    "ELSE started_at END, "                                                        \
+                    "finished_at = CASE WHEN ?2 IN ('succeeded', 'failed') THEN ?4 ELSE NULL END " \
+                    "WHERE id = ?1")                                                               \
+    X(ST_EX_GET, "SELECT " EX_COLS " FROM workflow_executions WHERE id = ?1")                      \
+    X(ST_EX_UNFINISHED,                                                                            \
+      "SELECT id, workflow_id, trigger_id, event_id, status FROM workflow_executions "             \
+      "WHERE status IN ('queued', 'running') ORDER BY created_at, id")                             \
+    X(ST_STEP_PUT, "INSERT INTO step_runs(execution_id, step_id, plugin, attempt, status, "        \
+                   "started_at, finished_at, duration_ms, output, error, metrics) "                \
+                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "                         \
+                   "ON CONFLICT(execution_id, step_id, attempt) DO UPDATE SET "                    \
+                   "plugin = excluded.plugin, status = excluded.status, "                          \
+                   "started_at = excluded.started_at, finished_at = excluded.finished_at, "        \
+                   "duration_ms = excluded.duration_ms, output = excluded.output, "                \
+                   "error = excluded.error, metrics = excluded.metrics")                           \
+    X(ST_STEP_LIST, "SELECT " STEP_COLS " FROM step_runs WHERE execution_id = ?1 ORDER BY id")     \
+    /* SQLite takes the bare column of the row holding MAX() */                                    \
+    X(ST_STEP_OUTPUTS, "SELECT step_id, output, MAX(attempt) FROM step_runs "                      \
+                       "WHERE execution_id = ?1 AND status = 'succeeded' GROUP BY step_id")        \
+    X(ST_TR_PUT, "INSERT INTO workflow_triggers(" TR_COLS ") "                                     \
+                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) "                                 \
+                 "ON CONFLICT(id) DO UPDATE SET name = excluded.name, source = excluded.source, "  \
+                 "event_type = excluded.event_type, workflow_id = excluded.workflow_id, "          \
+                 "conditions = excluded.conditions, enabled = excluded.enabled, "                  \
+                 "origin = excluded.origin, updated_at = excluded.updated_at")                     \
+    X(ST_TR_DELETE, "DELETE FROM workflow_triggers WHERE id = ?1")                                 \
+    X(ST_TR_LIST, "SELECT " TR_COLS " FROM workflow_triggers ORDER BY created_at, id")             \
+    X(ST_TR_GET, "SELECT " TR_COLS " FROM workflow_triggers WHERE id = ?1")                        \
+    X(ST_RET_EX_AGE, "DELETE FROM workflow_executions "                                            \
+                     "WHERE status IN ('succeeded', 'failed') AND created_at < ?1")                \
+    X(ST_RET_EX_COUNT, "DELETE FROM workflow_executions WHERE status IN ('succeeded', 'failed') "  \
+                       "AND id IN (SELECT id FROM workflow_executions "                            \
+                       "ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?1)")                    \
+    X(ST_RET_EVENTS,                                                                               \
+      "DELETE FROM events WHERE timestamp_us < ?1 AND status <> 'pending' "                        \
+      "AND NOT EXISTS (SELECT 1 FROM workflow_executions x WHERE x.event_id = events.id)")         \
+    X(ST_VACUUM, "PRAGMA incremental_vacuum")                                                      \
+    X(ST_CHECKPOINT, "PRAGMA wal_checkpoint(PASSIVE)")                                             \
+    X(ST_INTEGRITY, "PRAGMA integrity_check")
+
+#define ST_ENUM_(name, sql) name,
+enum stmt_id { STATEMENTS(ST_ENUM_) ST_COUNT };
+#undef ST_ENUM_
+#define ST_SQL_(name, sql) sql,
+static const char *const STMT_SQL[ST_COUNT] = {STATEMENTS(ST_SQL_)};
+#undef ST_SQL_
+
+/* List filters, one bit each; a list query is cached per combination. */
+enum {
+    F_SOURCE = 1 << 0,
+    F_TYPE = 1 << 1,
+    F_STATUS = 1 << 2,
+    F_WORKFLOW = 1 << 3,
+    F_TRIGGER = 1 << 4,
+    F_SINCE = 1 << 5,
+    F_UNTIL = 1 << 6,
+    F_CURSOR = 1 << 7,
+    F_VARIANTS = 1 << 8
+};
+
+struct store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmts[ST_COUNT];
+    sqlite3_stmt *ev_list[F_VARIANTS];
+    sqlite3_stmt *ex_list[F_VARIANTS];
+    char errmsg[512];
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static void set_err(store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(store *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+/* Record a SQLite failure and map it to a status code. */
+static int fail(store *s, int rc, const char *what)
+{
+    set_err(s, "%s: %s", what, sqlite3_errmsg(s->db));
+    if (rc == SQLITE_NOMEM)
+        return EVH_E_NOMEM;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return EVH_E_INVALID;
+    return EVH_E_IO;
+}
+
+/* The same for reads, where SQLITE_NOMEM may also be our own cJSON's
+ * (sqlite3_errmsg would then say "not an error"). */
+static int read_fail(store *s, int rc, const char *what)
+{
+    if (rc != SQLITE_NOMEM)
+        return fail(s, rc, what);
+    snprintf(s->errmsg, sizeof s->errmsg, "%s: out of memory", what);
+    return EVH_E_NOMEM;
+}
+
+static sqlite3_stmt *prepare(store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK) {
+        fail(s, rc, "preparing a statement");
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* The cached statement, prepared on first use; NULL (errmsg set) on error. */
+static sqlite3_stmt *stmt(store *s, enum stmt_id which)
+{
+    if (!s->stmts[which])
+        s->stmts[which] = prepare(s, STMT_SQL[which]);
+    return s->stmts[which];
+}
+
+/* Ready a used statement for the next caller; values were bound
+ * SQLITE_STATIC, so the bindings must go before the caller's strings do. */
+static void done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/*
+ * Bind parameters 1, 2, ... from a type string:
+ *   't' const char * (NULL binds NULL)   'n' const char *, size_t length
+ *   'i' int64_t                           'd' double
+ *   '-' NULL (no argument)
+ * Values are bound SQLITE_STATIC: they must outlive the step (done()).
+ */
+static int bind(sqlite3_stmt *st, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int rc = SQLITE_OK;
+    for (int i = 0; types[i] && rc == SQLITE_OK; i++) {
+        int idx = i + 1;
+        switch (types[i]) {
+        case 't': {
+            const char *v = va_arg(ap, const char *);
+            rc = v ? sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, idx);
+            break;
+        }
+        case 'n': {
+            const char *v = va_arg(ap, const char *);
+            size_t len = va_arg(ap, size_t);
+            rc = len > (size_t)INT32_MAX ? SQLITE_TOOBIG
+                                         : sqlite3_bind_text(st, idx, v, (int)len, SQLITE_STATIC);
+            break;
+        }
+        case 'i':
+            rc = sqlite3_bind_int64(st, idx, va_arg(ap, int64_t));
+            break;
+        case 'd':
+            rc = sqlite3_bind_double(st, idx, va_arg(ap, double));
+            break;
+        case '-':
+            rc = sqlite3_bind_null(st, idx);
+            break;
+        default:
+            rc = SQLITE_MISUSE;
+        }
+    }
+    va_end(ap);
+    return rc;
+}
+
+/* Step a statement that returns no rows; the caller calls done(). */
+static int step_done(store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    return rc == SQLITE_DONE ? EVH_OK : fail(s, rc, what);
+}
+
+/* Run a cached statement without parameters or rows. */
+static int run(store *s, enum stmt_id which, const char *what)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    if (!st)
+        return EVH_E_IO;
+    int rc = step_done(s, st, what);
+    done(st);
+    return rc;
+}
+
+static int tx_begin(store *s)
+{
+    return run(s, ST_BEGIN, "beginning a transaction");
+}
+
+static int tx_commit(store *s)
+{
+    return run(s, ST_COMMIT, "committing");
+}
+
+/* Best effort: a failed statement may already have rolled back. */
+static void tx_rollback(store *s)
+{
+    if (!sqlite3_get_autocommit(s->db)) {
+        char keep[sizeof s->errmsg];
+        memcpy(keep, s->errmsg, sizeof keep); /* the first error is the one to report */
+        run(s, ST_ROLLBACK, "rolling back");
+        memcpy(s->errmsg, keep, sizeof keep);
+    }
+}
+
+static int tx_end(store *s, int rc)
+{
+    if (rc == EVH_OK)
+        rc = tx_commit(s);
+    if (rc != EVH_OK)
+        tx_rollback(s);
+    return rc;
+}
+
+static int one_of(const char *v, const char *const *list)
+{
+    for (; v && *list; list++) {
+        if (!strcmp(v, *list))
+            return 1;
+    }
+    return 0;
+}
+
+static const char *const EVENT_STATUSES[] = {"pending", "dispatched", "unmatched", NULL};
+static const char *const EXEC_STATUSES[] = {"queued", "running", "succeeded", "failed", NULL};
+static const char *const STEP_STATUSES[] = {"running", "succeeded", "failed", "skipped", NULL};
+
+/* ---- time ------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[m - 1] + (m == 2 && leap);
+}
+
+/* Parse the fraction and zone after "YYYY-MM-DDTHH:MM:SS"; 0 when bad. */
+static int parse_zone(const char *p, int64_t *frac_us, int64_t *offset_s)
+{
+    *frac_us = 0;
+    *offset_s = 0;
+    if (*p == '.') {
+        int64_t scale = 100000;
+        int n = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, n++) {
+            *frac_us += (*p - '0') * scale;
+            scale /= 10;
+        }
+        if (n == 0)
+            return 0;
+    }
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+        return 1;
+    int hh, mm;
+    if ((*p != '+' && *p != '-') || !digits(p + 1, 2, &hh) || p[3] != ':' ||
+        !digits(p + 4, 2, &mm) || p[6] != '\0' || hh > 23 || mm > 59)
+        return 0;
+    *offset_s = (*p == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
+    return 1;
+}
+
+/* RFC 3339 date-time -> microseconds since the epoch; 0 when malformed. */
+static int parse_rfc3339(const char *t, int64_t *us)
+{
+    int y, mo, d, h, mi, sec;
+    if (strlen(t) < 20 || !digits(t, 4, &y) || t[4] != '-' || !digits(t + 5, 2, &mo) ||
+        t[7] != '-' || !digits(t + 8, 2, &d) || (t[10] != 'T' && t[10] != 't') ||
+        !digits(t + 11, 2, &h) || t[13] != ':' || !digits(t + 14, 2, &mi) || t[16] != ':' ||
+        !digits(t + 17, 2, &sec))
+        return 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
+        return 0;
+    int64_t frac, offset;
+    if (!parse_zone(t + 19, &frac, &offset))
+        return 0;
+    int64_t s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset;
+    *us = s * 1000000 + frac;
+    return 1;
+}
+
+/* Microseconds since the epoch -> "2026-11-23T10:30:00.123Z". */
+static void format_us(int64_t us, char out[EVH_TIMESTAMP_LEN + 1])
+{
+    int64_t secs = us / 1000000, rem = us % 1000000;
+    if (rem < 0) {
+        secs--;
+        rem += 1000000;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    char head[32];
+    if (!gmtime_r(&t, &tm) || strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm) != 19)
+        snprintf(head, sizeof head, "0000-00-00T00:00:00");
+    snprintf(out, EVH_TIMESTAMP_LEN + 1, "%.19s.%03uZ", head, (unsigned)(rem / 1000) % 1000u);
+}
+
+static int64_t now_us(void)
+{
+    char ignored[EVH_TIMESTAMP_LEN + 1];
+    return rfc3339_now(ignored);
+}
+
+/* ---- JSON of rows ------------------------------------------------------------ */
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* Attach item (deleted when it cannot be); 0 on failure. */
+static int add_item(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item)
+        return 0;
+    if (!cJSON_AddItemToObject(obj, key, item)) {
+        cJSON_Delete(item);
+        return 0;
+    }
+    return 1;
+}
+
+/* A text column as a string, or null. */
+static cJSON *col_string(sqlite3_stmt *st, int i)
+{
+    const char *v = col_text(st, i);
+    return v ? cJSON_CreateString(v) : cJSON_CreateNull();
+}
+
+/* A JSON text column parsed, or when_null for NULL.  Text that does not
+ * parse (written by hand?) is returned as a string rather than lost. */
+static cJSON *col_json(sqlite3_stmt *st, int i, int null_as_object)
+{
+    const char *v = col_text(st, i);
+    if (!v)
+        return null_as_object ? cJSON_CreateObject() : cJSON_CreateNull();
+    cJSON *j = cJSON_ParseWithLength(v, (size_t)sqlite3_column_bytes(st, i));
+    return j ? j : cJSON_CreateString(v);
+}
+
+/* Add the text columns named in keys ("" skips one) starting at column 0. */
+static int add_strings(cJSON *obj, sqlite3_stmt *st, const char *const *keys, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (keys[i][0] && !add_item(obj, keys[i], col_string(st, i)))
+            return 0;
+    }
+    return 1;
+}
+
+static cJSON *finish(cJSON *obj, int ok)
+{
+    if (ok)
+        return obj;
+    cJSON_Delete(obj);
+    return NULL;
+}
+
+/* Row of EV_COLS -> the envelope plus status. */
+static cJSON *event_row(sqlite3_stmt *st)
+{
+    cJSON *env = cJSON_CreateObject();
+    cJSON *meta = cJSON_CreateObject();
+    int ok = env && meta && add_item(env, "id", col_string(st, 1)) &&
+             add_item(env, "event_type", col_string(st, 3)) &&
+             add_item(env, "source", col_string(st, 2)) &&
+             add_item(env, "data", col_json(st, 4, 0)) &&
+             add_item(meta, "source", col_string(st, 2)) &&
+             add_item(meta, "timestamp", col_string(st, 7)) &&
+             add_item(meta, "user_id", col_string(st, 5)) &&
+             add_item(meta, "additional_data", col_json(st, 6, 1));
+    if (ok) {
+        ok = add_item(env, "metadata", meta);
+        meta = NULL;
+    }
+    ok = ok && add_item(env, "status", col_string(st, 8));
+    cJSON_Delete(meta);
+    return finish(env, ok);
+}
+
+/* Row of EX_COLS -> an execution object. */
+static cJSON *execution_row(sqlite3_stmt *st)
+{
+    static const char *const keys[] = {
+        "id",         "workflow_id", "workflow_version", "trigger_id", "event_id", "status",
+        "created_at", "started_at",  "finished_at",      "error",      "replay_of"};
+    cJSON *o = cJSON_CreateObject();
+    return finish(o, o && add_strings(o, st, keys, 11));
+}
+
+/* Row of STEP_COLS -> a step run object. */
+static cJSON *step_row(sqlite3_stmt *st)
+{
+    static const char *const keys[] = {"",       "step_id",    "plugin",     "",
+                                       "status", "started_at", "finished_at"};
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && add_item(o, "id", cJSON_CreateNumber((double)sqlite3_column_int64(st, 0))) &&
+             add_strings(o, st, keys, 7) &&
+             add_item(o, "attempt", cJSON_CreateNumber(sqlite3_column_int(st, 3))) &&
+             add_item(o, "duration_ms",
+                      sqlite3_column_type(st, 7) == SQLITE_NULL
+                          ? cJSON_CreateNull()
+                          : cJSON_CreateNumber(sqlite3_column_double(st, 7))) &&
+             add_item(o, "output", col_json(st, 8, 0)) && add_item(o, "error", col_string(st, 9)) &&
+             add_item(o, "metrics", col_json(st, 10, 0));
+    return finish(o, ok);
+}
+
+/* Row of TR_COLS -> a trigger object. */
+static cJSON *trigger_row(sqlite3_stmt *st)
+{
+    static const char *const keys[] = {"id", "name", "source", "event_type", "workflow_id"};
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && add_strings(o, st, keys, 5) && add_item(o, "conditions", col_json(st, 5, 0)) &&
+             add_item(o, "enabled", cJSON_CreateBool(sqlite3_column_int(st, 6) != 0)) &&
+             add_item(o, "origin", col_string(st, 7)) &&
+             add_item(o, "created_at", col_string(st, 8)) &&
+             add_item(o, "updated_at", col_string(st, 9));
+    return finish(o, ok);
+}
+
+/* Run a prepared query with at most one row through make(); NULL when there
+ * is no row (errmsg "" then) or on error.  Resets st. */
+static cJSON *query_one(store *s, sqlite3_stmt *st, cJSON *(*make)(sqlite3_stmt *))
+{
+    s->errmsg[0] = '\0';
+    cJSON *out = NULL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out = make(st);
+        if (!out)
+            read_fail(s, SQLITE_NOMEM, "reading a row");
+    } else if (rc != SQLITE_DONE) {
+        fail(s, rc, "reading a row");
+    }
+    done(st);
+    return out;
+}
+
+/* Every row of a prepared query through make(), as an array; NULL on error.
+ * Resets st. */
+static cJSON *query_all(store *s, sqlite3_stmt *st, cJSON *(*make)(sqlite3_stmt *))
+{
+    cJSON *arr = cJSON_CreateArray();
+    int rc = SQLITE_NOMEM;
+    if (arr) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            cJSON *row = make(st);
+            if (!row) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, row);
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        read_fail(s, rc, "reading rows");
+        cJSON_Delete(arr);
+        arr = NULL;
+    }
+    done(st);
+    return arr;
+}
+
+/* ---- open and close --------------------------------------------------------- */
+
+/* Create the file ourselves so that it is 0600 from its first byte (SQLite
+ * would use 0644); the -wal and -shm files copy the database's mode. */
+static int create_file(store *s)
+{
+    int fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        set_err(s, "cannot create: %s", strerror(errno));
+        return EVH_E_IO;
+    }
+    close(fd);
+    return EVH_OK;
+}
+
+static int exec_sql(store *s, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        set_err(s, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return rc == SQLITE_NOMEM ? EVH_E_NOMEM : EVH_E_IO;
+    }
+    return EVH_OK;
+}
+
+static int set_wal(store *s)
+{
+    sqlite3_stmt *st = prepare(s, "PRAGMA journal_mode=WAL");
+    if (!st)
+        return EVH_E_IO;
+    int rc = sqlite3_step(st);
+    int ok = rc == SQLITE_ROW && col_text(st, 0) && !strcmp(col_text(st, 0), "wal");
+    if (!ok && rc == SQLITE_ROW)
+        set_err(s, "cannot use WAL mode (journal mode stays '%s')", col_text(st, 0));
+    else if (!ok)
+        fail(s, rc, "setting WAL mode");
+    sqlite3_finalize(st);
+    return ok ? EVH_OK : EVH_E_IO;
+}
+
+static int configure(store *s, int synchronous_full)
+{
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    /* auto_vacuum only takes effect before the first table exists, so it
+     * goes first, before WAL mode writes the header. */
+    int rc = exec_sql(s, "PRAGMA auto_vacuum=INCREMENTAL", "setting auto_vacuum");
+    if (rc == EVH_OK)
+        rc = set_wal(s);
+    if (rc == EVH_OK)
+        rc = exec_sql(s, synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                      "setting synchronous");
+    if (rc == EVH_OK)
+        rc = exec_sql(s, "PRAGMA foreign_keys=ON", "enabling foreign keys");
+    return rc;
+}
+
+static int schema_version(store *s, int64_t *v)
+{
+    sqlite3_stmt *st = stmt(s, ST_VERSION);
+    if (!st)
+        return EVH_E_IO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int64(st, 0);
+    int out = rc == SQLITE_ROW ? EVH_OK : fail(s, rc, "reading the schema version");
+    done(st);
+    return out;
+}
+
+static int record_migration(store *s, int version)
+{
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_MIGRATED);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "it", (int64_t)version, now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "recording a migration") : fail(s, rc, "binding");
+    done(st);
+    return rc;
+}
+
+/* Apply m unless the database has it; the version is read inside the write
+ * transaction so two processes opening a new file at once do not both
+ * apply it. */
+static int migrate_one(store *s, const migration *m)
+{
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    rc = exec_sql(s,
+                  "CREATE TABLE IF NOT EXISTS schema_migrations("
+                  "version INTEGER PRIMARY KEY, applied_at TEXT)",
+                  "creating schema_migrations");
+    int64_t v = 0;
+    if (rc == EVH_OK)
+        rc = schema_version(s, &v);
+    if (rc == EVH_OK && v > STORE_SCHEMA_VERSION) {
+        set_err(s,
+                "database schema version %lld is newer than this evhost supports (%d); "
+                "run a newer evhost or use another database file",
+                (long long)v, STORE_SCHEMA_VERSION);
+        rc = EVH_E_UNSUPPORTED;
+    }
+    if (rc == EVH_OK && v < m->version) {
+        char what[64];
+        snprintf(what, sizeof what, "applying migration %d", m->version);
+        rc = exec_sql(s, m->sql, what);
+        if (rc == EVH_OK)
+            rc = record_migration(s, m->version);
+    }
+    return tx_end(s, rc);
+}
+
+static int migrate(store *s)
+{
+    for (size_t i = 0; i < N_MIGRATIONS; i++) {
+        int rc = migrate_one(s, &MIGRATIONS[i]);
+        if (rc != EVH_OK)
+            return rc;
+    }
+    return EVH_OK;
+}
+
+static void open_error(char **err, const char *path, const char *reason)
+{
+    if (!err)
+        return;
+    const char *p = path ? path : "(no path)";
+    size_t n = strlen(p) + strlen(reason) + 3;
+    *err = malloc(n);
+    if (*err)
+        snprintf(*err, n, "%s: %s", p, reason);
+}
+
+int store_open(const store_options *o, store **out, char **err)
+{
+    if (err)
+        *err = NULL;
+    if (!out)
+        return EVH_E_INVALID;
+    *out = NULL;
+    if (!o || !o->path || !o->path[0]) {
+        open_error(err, o ? o->path : NULL, "no database path given");
+        return EVH_E_INVALID;
+    }
+    store *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(o->path))) {
+        free(s);
+        open_error(err, o->path, "out of memory");
+        return EVH_E_NOMEM;
+    }
+    int rc = create_file(s);
+    if (rc == EVH_OK) {
+        int src =
+            sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        rc = src == SQLITE_OK ? EVH_OK : fail(s, src, "cannot open");
+    }
+    if (rc == EVH_OK)
+        rc = configure(s, o->synchronous_full);
+    if (rc == EVH_OK)
+        rc = migrate(s);
+    if (rc != EVH_OK) {
+        open_error(err, o->path, s->errmsg);
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return EVH_OK;
+}
+
+static void finalize_all(sqlite3_stmt **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_finalize(list[i]);
+        list[i] = NULL;
+    }
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    finalize_all(s->stmts, ST_COUNT);
+    finalize_all(s->ev_list, F_VARIANTS);
+    finalize_all(s->ex_list, F_VARIANTS);
+    sqlite3_close(s->db); /* every statement is finalized: this cannot be busy */
+    free(s->path);
+    free(s);
+}
+
+const char *store_path(const store *s)
+{
+    return s ? s->path : NULL;
+}
+
+const char *store_errmsg(store *s)
+{
+    return s ? s->errmsg : "no store";
+}
+
+/* ---- events ----------------------------------------------------------------- */
+
+static int event_valid(const evh_event *ev)
+{
+    return ev && ev->source && ev->event_type && ev->data_json && ev->id[0] && ev->timestamp[0];
+}
+
+static int insert_event(store *s, sqlite3_stmt *st, evh_event *ev)
+{
+    int rc = bind(st, "tttntttiti", ev->id, ev->source, ev->event_type, ev->data_json, ev->data_len,
+                  ev->user_id, ev->additional_json, ev->timestamp, (int64_t)ev->timestamp_us,
+                  ev->idempotency_key, (int64_t)ev->chain_depth);
+    int out = rc == SQLITE_OK ? step_done(s, st, "storing an event") : fail(s, rc, "binding");
+    /* no change: the idempotency key was seen before, the event is not new */
+    if (out == EVH_OK)
+        ev->seq = sqlite3_changes(s->db) == 1 ? sqlite3_last_insert_rowid(s->db) : 0;
+    done(st);
+    return out;
+}
+
+int store_events_insert(store *s, evh_event *const *evs, size_t n)
+{
+    if (!s || (n && !evs))
+        return EVH_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (!event_valid(evs[i])) {
+            set_err(s, "event %zu of the batch lacks a field", i);
+            return EVH_E_INVALID;
+        }
+    }
+    if (n == 0)
+        return EVH_OK;
+    sqlite3_stmt *st = stmt(s, ST_EV_INSERT);
+    int rc = st ? tx_begin(s) : EVH_E_IO;
+    if (rc != EVH_OK)
+        return rc;
+    for (size_t i = 0; i < n && rc == EVH_OK; i++)
+        rc = insert_event(s, st, evs[i]);
+    rc = tx_end(s, rc);
+    if (rc != EVH_OK) {
+        for (size_t i = 0; i < n; i++)
+            evs[i]->seq = 0; /* rolled back: none of them is stored */
+    }
+    return rc;
+}
+
+static int update_event_status(store *s, const char *id, const char *status, int *changed)
+{
+    sqlite3_stmt *st = stmt(s, ST_EV_STATUS);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "tt", id, status);
+    rc = rc == SQLITE_OK ? step_done(s, st, "updating an event") : fail(s, rc, "binding");
+    *changed = rc == EVH_OK && sqlite3_changes(s->db) > 0;
+    done(st);
+    return rc;
+}
+
+int store_event_set_status(store *s, const char *event_id, const char *status)
+{
+    if (!s || !event_id)
+        return EVH_E_INVALID;
+    if (!one_of(status, EVENT_STATUSES)) {
+        set_err(s, "invalid event status '%s'", status ? status : "(null)");
+        return EVH_E_INVALID;
+    }
+    int changed = 0;
+    int rc = update_event_status(s, event_id, status, &changed);
+    if (rc == EVH_OK && !changed) {
+        set_err(s, "no event '%s'", event_id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    return rc;
+}
+
+int store_events_set_status(store *s, const char *const *ids, size_t n, const char *status)
+{
+    if (!s || (n && !ids))
+        return EVH_E_INVALID;
+    if (!one_of(status, EVENT_STATUSES)) {
+        set_err(s, "invalid event status '%s'", status ? status : "(null)");
+        return EVH_E_INVALID;
+    }
+    if (n == 0)
+        return EVH_OK;
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+        int changed;
+        rc = ids[i] ? update_event_status(s, ids[i], status, &changed) : EVH_E_INVALID;
+    }
+    return tx_end(s, rc);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const char *v = col_text(st, i);
+    return v ? strdup(v) : NULL;
+}
+
+/* Row of ST_EV_PENDING -> a new event; NULL on out-of-memory. */
+static evh_event *pending_row(sqlite3_stmt *st)
+{
+    evh_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return NULL;
+    ev->seq = sqlite3_column_int64(st, 0);
+    snprintf(ev->id, sizeof ev->id, "%s", col_text(st, 1) ? col_text(st, 1) : "");
+    ev->source = col_dup(st, 2);
+    ev->event_type = col_dup(st, 3);
+    ev->data_json = col_dup(st, 4);
+    ev->data_len = (size_t)sqlite3_column_bytes(st, 4);
+    ev->user_id = col_dup(st, 5);
+    ev->additional_json = col_dup(st, 6);
+    snprintf(ev->timestamp, sizeof ev->timestamp, "%s", col_text(st, 7) ? col_text(st, 7) : "");
+    ev->timestamp_us = sqlite3_column_int64(st, 8);
+    ev->chain_depth = (uint32_t)sqlite3_column_int64(st, 9);
+    ev->idempotency_key = col_dup(st, 10);
+    ev->enqueued_ns = monotonic_ns();
+    if (!ev->source || !ev->event_type || !ev->data_json ||
+        (!ev->user_id && sqlite3_column_type(st, 5) != SQLITE_NULL) ||
+        (!ev->additional_json && sqlite3_column_type(st, 6) != SQLITE_NULL) ||
+        (!ev->idempotency_key && sqlite3_column_type(st, 10) != SQLITE_NULL)) {
+        event_free(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+/* Room for more events; the array grows as rows come, since max may be far
+ * more than there are. */
+static int grow(evh_event ***evs, size_t *cap)
+{
+    size_t n = *cap ? *cap * 2 : 64;
+    evh_event **p = n < SIZE_MAX / sizeof *p ? realloc(*evs, n * sizeof *p) : NULL;
+    if (!p)
+        return 0;
+    *evs = p;
+    *cap = n;
+    return 1;
+}
+
+static void free_events(evh_event **evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        event_free(evs[i]);
+    free(evs);
+}
+
+int store_events_pending(store *s, int64_t after_seq, size_t max, evh_event ***out, size_t *n_out,
+                         int64_t *last_seq)
+{
+    if (!s || !out || !n_out)
+        return EVH_E_INVALID;
+    *out = NULL;
+    *n_out = 0;
+    if (last_seq)
+        *last_seq = after_seq;
+    if (max == 0)
+        return EVH_OK;
+    if (max > (size_t)INT64_MAX)
+        max = (size_t)INT64_MAX;
+    sqlite3_stmt *st = stmt(s, ST_EV_PENDING);
+    evh_event **evs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = st ? bind(st, "ii", after_seq, (int64_t)max) : SQLITE_ERROR;
+    if (rc != SQLITE_OK) {
+        done(st);
+        return st ? fail(s, rc, "binding") : EVH_E_IO;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap && !grow(&evs, &cap)) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (!(evs[n] = pending_row(st))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        n++;
+    }
+    int out_rc = rc == SQLITE_DONE ? EVH_OK : read_fail(s, rc, "reading pending events");
+    done(st);
+    if (out_rc != EVH_OK) {
+        free_events(evs, n);
+        return out_rc;
+    }
+    *out = evs;
+    *n_out = n;
+    if (last_seq && n)
+        *last_seq = evs[n - 1]->seq;
+    return EVH_OK;
+}
+
+cJSON *store_event_get(store *s, const char *id)
+{
+    if (!s || !id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_EV_GET);
+    if (!st || bind(st, "t", id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    return query_one(s, st, event_row);
+}
+
+int store_event_find_by_key(store *s, const char *key, char id_out[EVH_UUID_LEN + 1])
+{
+    if (!s || !key || !id_out)
+        return EVH_E_INVALID;
+    sqlite3_stmt *st = stmt(s, ST_EV_BY_KEY);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "t", key);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = EVH_OK;
+    if (rc == SQLITE_ROW)
+        snprintf(id_out, EVH_UUID_LEN + 1, "%s", col_text(st, 0) ? col_text(st, 0) : "");
+    else if (rc == SQLITE_DONE)
+        out = EVH_E_NOT_FOUND;
+    else
+        out = fail(s, rc, "finding an idempotency key");
+    done(st);
+    return out;
+}
+
+/* ---- listing ------------------------------------------------------------------ */
+
+typedef enum list_kind { LIST_EVENTS, LIST_EXECUTIONS } list_kind;
+
+typedef struct list_query {
+    unsigned mask;
+    size_t limit;
+    int64_t since_us, until_us;
+    char since[EVH_TIMESTAMP_LEN + 1], until[EVH_TIMESTAMP_LEN + 1];
+    int64_t cursor_seq;                    /* events */
+    char cursor_at[EVH_TIMESTAMP_LEN + 1]; /* executions */
+    const char *cursor_id;                 /* executions; points into f->cursor */
+} list_query;
+
+/* Events: "e<seq>".  Executions: "x<created_at>~<id>".  Opaque to callers;
+ * the letter stops a cursor of one list from being used on the other. */
+static int parse_cursor(const char *c, list_kind kind, list_query *q)
+{
+    if (kind == LIST_EVENTS) {
+        if (c[0] != 'e' || !c[1] || strlen(c) > 20)
+            return 0;
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(c + 1, &end, 10);
+        if (errno || *end || v <= 0 || c[1] < '1' || c[1] > '9')
+            return 0;
+        q->cursor_seq = v;
+        return 1;
+    }
+    int64_t ignored;
+    if (c[0] != 'x' || strlen(c) < EVH_TIMESTAMP_LEN + 3 || c[1 + EVH_TIMESTAMP_LEN] != '~')
+        return 0;
+    memcpy(q->cursor_at, c + 1, EVH_TIMESTAMP_LEN);
+    q->cursor_at[EVH_TIMESTAMP_LEN] = '\0';
+    q->cursor_id = c + 2 + EVH_TIMESTAMP_LEN;
+    return parse_rfc3339(q->cursor_at, &ignored);
+}
+
+static int parse_time(store *s, const char *name, const char *text, int64_t *us,
+                      char canon[EVH_TIMESTAMP_LEN + 1])
+{
+    if (!parse_rfc3339(text, us)) {
+        set_err(s, "%s: '%s' is not an RFC 3339 date-time", name, text);
+        return 0;
+    }
+    format_us(*us, canon);
+    return 1;
+}
+
+/* Check f and turn it into q; 0 (errmsg set) when something is malformed. */
+static int parse_filter(store *s, const store_filter *f, list_kind kind, list_query *q)
+{
+    memset(q, 0, sizeof *q);
+    q->limit = STORE_LIST_DEFAULT_LIMIT;
+    if (!f)
+        return 1;
+    if (f->limit)
+        q->limit = f->limit > STORE_LIST_MAX_LIMIT ? STORE_LIST_MAX_LIMIT : f->limit;
+    const char *const *statuses = kind == LIST_EVENTS ? EVENT_STATUSES : EXEC_STATUSES;
+    if (f->status && !one_of(f->status, statuses)) {
+        set_err(s, "status: '%s' is not a valid status", f->status);
+        return 0;
+    }
+    if (f->since && !parse_time(s, "since", f->since, &q->since_us, q->since))
+        return 0;
+    if (f->until && !parse_time(s, "until", f->until, &q->until_us, q->until))
+        return 0;
+    if (f->cursor && !parse_cursor(f->cursor, kind, q)) {
+        set_err(s, "cursor: not a cursor of this list");
+        return 0;
+    }
+    q->mask = (f->source ? F_SOURCE : 0) | (f->event_type ? F_TYPE : 0) |
+              (f->status ? F_STATUS : 0) | (f->workflow_id ? F_WORKFLOW : 0) |
+              (f->trigger_id ? F_TRIGGER : 0) | (f->since ? F_SINCE : 0) |
+              (f->until ? F_UNTIL : 0) | (f->cursor ? F_CURSOR : 0);
+    return 1;
+}
+
+static void cat(char *buf, size_t cap, const char *part)
+{
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, "%s", part);
+}
+
+/* The SQL of one filter combination: fixed fragments and named
+ * parameters only, so no value ever becomes SQL text. */
+static void events_sql(unsigned m, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "SELECT " EV_COLS " FROM events WHERE 1");
+    if (m & F_SOURCE)
+        cat(buf, cap, " AND source = :source");
+    if (m & F_TYPE)
+        cat(buf, cap, " AND event_type = :event_type");
+    if (m & F_STATUS)
+        cat(buf, cap, " AND status = :status");
+    if (m & (F_WORKFLOW | F_TRIGGER)) {
+        cat(buf, cap,
+            " AND EXISTS (SELECT 1 FROM workflow_executions x"
+            " WHERE x.event_id = events.id");
+        if (m & F_WORKFLOW)
+            cat(buf, cap, " AND x.workflow_id = :workflow_id");
+        if (m & F_TRIGGER)
+            cat(buf, cap, " AND x.trigger_id = :trigger_id");
+        cat(buf, cap, ")");
+    }
+    if (m & F_SINCE)
+        cat(buf, cap, " AND timestamp_us >= :since_us");
+    if (m & F_UNTIL)
+        cat(buf, cap, " AND timestamp_us < :until_us");
+    if (m & F_CURSOR)
+        cat(buf, cap, " AND seq < :cursor_seq");
+    cat(buf, cap, " ORDER BY seq DESC LIMIT :limit");
+}
+
+static void executions_sql(unsigned m, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "SELECT " EX_COLS " FROM workflow_executions x WHERE 1");
+    if (m & F_WORKFLOW)
+        cat(buf, cap, " AND x.workflow_id = :workflow_id");
+    if (m & F_TRIGGER)
+        cat(buf, cap, " AND x.trigger_id = :trigger_id");
+    if (m & F_STATUS)
+        cat(buf, cap, " AND x.status = :status");
+    if (m & (F_SOURCE | F_TYPE)) {
+        cat(buf, cap, " AND EXISTS (SELECT 1 FROM events e WHERE e.id = x.event_id");
+        if (m & F_SOURCE)
+            cat(buf, cap, " AND e.source = :source");
+        if (m & F_TYPE)
+            cat(buf, cap, " AND e.event_type = :event_type");
+        cat(buf, cap, ")");
+    }
+    if (m & F_SINCE)
+        cat(buf, cap, " AND x.created_at >= :since");
+    if (m & F_UNTIL)
+        cat(buf, cap, " AND x.created_at < :until");
+    if (m & F_CURSOR)
+        cat(buf, cap, " AND (x.created_at, x.id) < (:cursor_at, :cursor_id)");
+    cat(buf, cap, " ORDER BY x.created_at DESC, x.id DESC LIMIT :limit");
+}
+
+static sqlite3_stmt *list_stmt(store *s, list_kind kind, unsigned mask)
+{
+    sqlite3_stmt **slot = kind == LIST_EVENTS ? &s->ev_list[mask] : &s->ex_list[mask];
+    if (!*slot) {
+        char sql[1024];
+        if (kind == LIST_EVENTS)
+            events_sql(mask, sql, sizeof sql);
+        else
+            executions_sql(mask, sql, sizeof sql);
+        *slot = prepare(s, sql);
+    }
+    return *slot;
+}
+
+/* Bind a named parameter when the statement has it. */
+static int bind_text_named(sqlite3_stmt *st, const char *name, const char *v)
+{
+    int idx = sqlite3_bind_parameter_index(st, name);
+    return idx && v ? sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC) : SQLITE_OK;
+}
+
+static int bind_int_named(sqlite3_stmt *st, const char *name, int64_t v)
+{
+    int idx = sqlite3_bind_parameter_index(st, name);
+    return idx ? sqlite3_bind_int64(st, idx, v) : SQLITE_OK;
+}
+
+static int bind_list(sqlite3_stmt *st, const store_filter *f, const list_query *q)
+{
+    int rc =
+        bind_int_named(st, ":limit", (int64_t)q->limit + 1); /* one more: is there a next page? */
+    if (f) {
+        const char *names[] = {":source", ":event_type", ":status", ":workflow_id", ":trigger_id"};
+        const char *values[] = {f->source, f->event_type, f->status, f->workflow_id, f->trigger_id};
+        for (size_t i = 0; i < 5 && rc == SQLITE_OK; i++)
+            rc = bind_text_named(st, names[i], values[i]);
+    }
+    if (rc == SQLITE_OK)
+        rc = bind_int_named(st, ":since_us", q->since_us);
+    if (rc == SQLITE_OK)
+        rc = bind_int_named(st, ":until_us", q->until_us);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":since", q->since);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":until", q->until);
+    if (rc == SQLITE_OK)
+        rc = bind_int_named(st, ":cursor_seq", q->cursor_seq);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":cursor_at", q->cursor_at);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":cursor_id", q->cursor_id);
+    return rc;
+}
+
+/* The cursor that continues after the current row (malloc). */
+static char *row_cursor(sqlite3_stmt *st, list_kind kind)
+{
+    char *c = NULL;
+    int n;
+    if (kind == LIST_EVENTS)
+        n = asprintf(&c, "e%lld", (long long)sqlite3_column_int64(st, 0));
+    else
+        n = asprintf(&c, "x%.24s~%s", col_text(st, 6) ? col_text(st, 6) : "",
+                     col_text(st, 0) ? col_text(st, 0) : "");
+    return n < 0 ? NULL : c;
+}
+
+/* Step a bound list query into arr; the row past the limit only tells that
+ * there is a next page.  Returns the SQLite result (SQLITE_DONE when fine). */
+static int collect(sqlite3_stmt *st, list_kind kind, size_t limit, cJSON *arr, char **next)
+{
+    size_t count = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == limit)
+            return SQLITE_DONE; /* *next already made from the last row kept */
+        cJSON *row = kind == LIST_EVENTS ? event_row(st) : execution_row(st);
+        if (!row)
+            return SQLITE_NOMEM;
+        cJSON_AddItemToArray(arr, row);
+        if (++count == limit && !(*next = row_cursor(st, kind)))
+            return SQLITE_NOMEM;
+    }
+    free(*next); /* no row past the limit: this was the last page */
+    *next = NULL;
+    return rc;
+}
+
+static cJSON *list(store *s, list_kind kind, const store_filter *f, char **next_cursor)
+{
+    if (next_cursor)
+        *next_cursor = NULL;
+    if (!s) {
+        errno = EINVAL;
+        return NULL;
+    }
+    list_query q;
+    if (!parse_filter(s, f, kind, &q)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    sqlite3_stmt *st = list_stmt(s, kind, q.mask);
+    cJSON *arr = cJSON_CreateArray();
+    char *next = NULL;
+    int rc = !st ? SQLITE_ERROR : !arr ? SQLITE_NOMEM : bind_list(st, f, &q);
+    if (rc == SQLITE_OK)
+        rc = collect(st, kind, q.limit, arr, &next);
+    if (rc != SQLITE_DONE) {
+        if (st)
+            read_fail(s, rc, "listing");
+        errno = rc == SQLITE_NOMEM ? ENOMEM : EIO;
+        cJSON_Delete(arr);
+        free(next);
+        arr = NULL;
+        next = NULL;
+    }
+    done(st);
+    if (next_cursor)
+        *next_cursor = next;
+    else
+        free(next);
+    return arr;
+}
+
+cJSON *store_events_list(store *s, const store_filter *f, char **next_cursor)
+{
+    return list(s, LIST_EVENTS, f, next_cursor);
+}
+
+cJSON *store_executions_list(store *s, const store_filter *f, char **next_cursor)
+{
+    return list(s, LIST_EXECUTIONS, f, next_cursor);
+}
+
+/* ---- executions ----------------------------------------------------------------- */
+
+/* Copy the id of the execution holding (trigger, event, replay_of) into
+ * e->id; EVH_E_DUPLICATE when found. */
+static int existing_execution(store *s, store_execution *e)
+{
+    sqlite3_stmt *st = stmt(s, ST_EX_FIND);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "ttt", e->trigger_id, e->event_id, e->replay_of);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out;
+    if (rc == SQLITE_ROW) {
+        snprintf(e->id, sizeof e->id, "%s", col_text(st, 0) ? col_text(st, 0) : "");
+        set_err(s, "execution %s already exists for trigger '%s' and event %s", e->id,
+                e->trigger_id, e->event_id);
+        out = EVH_E_DUPLICATE;
+    } else if (rc == SQLITE_DONE) {
+        set_err(s, "execution id '%s' is already used", e->id);
+        out = EVH_E_DUPLICATE;
+    } else {
+        out = fail(s, rc, "finding an execution");
+    }
+    done(st);
+    return out;
+}
+
+int store_execution_create(store *s, store_execution *e)
+{
+    if (!s || !e || !e->workflow_id || !e->trigger_id || !e->event_id)
+        return EVH_E_INVALID;
+    if (!e->id[0] && uuid_v4(e->id) != EVH_OK) {
+        set_err(s, "random generator failed");
+        return EVH_E_IO;
+    }
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_EX_INSERT);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "ttttttt", e->id, e->workflow_id, e->workflow_version, e->trigger_id,
+                  e->event_id, now, e->replay_of);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "creating an execution");
+    done(st);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        out = existing_execution(s, e);
+    return out;
+}
+
+int store_execution_set_status(store *s, const char *id, const char *status, const char *error)
+{
+    if (!s || !id)
+        return EVH_E_INVALID;
+    if (!one_of(status, EXEC_STATUSES)) {
+        set_err(s, "invalid execution status '%s'", status ? status : "(null)");
+        return EVH_E_INVALID;
+    }
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_EX_STATUS);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "tttt", id, status, error, now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "updating an execution") : fail(s, rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no execution '%s'", id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
+static cJSON *steps_of(store *s, const char *execution_id)
+{
+    sqlite3_stmt *st = stmt(s, ST_STEP_LIST);
+    if (!st || bind(st, "t", execution_id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    return query_all(s, st, step_row);
+}
+
+cJSON *store_execution_get(store *s, const char *id)
+{
+    if (!s || !id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_EX_GET);
+    if (!st || bind(st, "t", id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    cJSON *x = query_one(s, st, execution_row);
+    if (x && !add_item(x, "steps", steps_of(s, id))) {
+        cJSON_Delete(x);
+        x = NULL;
+    }
+    return x;
+}
+
+static cJSON *unfinished_row(sqlite3_stmt *st)
+{
+    static const char *const keys[] = {"id", "workflow_id", "trigger_id", "event_id", "status"};
+    cJSON *o = cJSON_CreateObject();
+    return finish(o, o && add_strings(o, st, keys, 5));
+}
+
+int store_executions_unfinished(store *s, cJSON **out)
+{
+    if (!s || !out)
+        return EVH_E_INVALID;
+    sqlite3_stmt *st = stmt(s, ST_EX_UNFINISHED);
+    *out = st ? query_all(s, st, unfinished_row) : NULL;
+    return *out ? EVH_OK : EVH_E_IO;
+}
+
+/* ---- step runs ----------------------------------------------------------------- */
+
+int store_step_run_put(store *s, const store_step_run *r)
+{
+    if (!s || !r || !r->execution_id || !r->step_id || !r->plugin)
+        return EVH_E_INVALID;
+    if (!one_of(r->status, STEP_STATUSES)) {
+        set_err(s, "invalid step run status '%s'", r->status ? r->status : "(null)");
+        return EVH_E_INVALID;
+    }
+    char started[EVH_TIMESTAMP_LEN + 1], finished[EVH_TIMESTAMP_LEN + 1];
+    format_us(r->started_us, started);
+    format_us(r->finished_us, finished);
+    sqlite3_stmt *st = stmt(s, ST_STEP_PUT);
+    if (!st)
+        return EVH_E_IO;
+    int rc =
+        bind(st, "tttit", r->execution_id, r->step_id, r->plugin, (int64_t)r->attempt, r->status);
+    /* parameters 6.. bound one by one: each may be NULL */
+    if (rc == SQLITE_OK)
+        rc = r->started_us ? sqlite3_bind_text(st, 6, started, -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, 6);
+    if (rc == SQLITE_OK)
+        rc = r->finished_us ? sqlite3_bind_text(st, 7, finished, -1, SQLITE_STATIC)
+                            : sqlite3_bind_null(st, 7);
+    if (rc == SQLITE_OK)
+        rc = r->started_us && r->finished_us
+                 ? sqlite3_bind_double(st, 8, (double)(r->finished_us - r->started_us) / 1000.0)
+                 : sqlite3_bind_null(st, 8);
+    const char *rest[] = {r->output_json, r->error, r->metrics_json};
+    for (int i = 0; i < 3 && rc == SQLITE_OK; i++)
+        rc = rest[i] ? sqlite3_bind_text(st, 9 + i, rest[i], -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, 9 + i);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "storing a step run");
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        set_err(s, "no execution '%s'", r->execution_id);
+        out = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return out;
+}
+
+cJSON *store_step_outputs(store *s, const char *execution_id)
+{
+    if (!s || !execution_id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_STEP_OUTPUTS);
+    cJSON *map = cJSON_CreateObject();
+    int rc = !st ? SQLITE_ERROR : !map ? SQLITE_NOMEM : bind(st, "t", execution_id);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *entry = cJSON_CreateObject();
+        if (!entry || !add_item(entry, "output", col_json(st, 1, 0))) {
+            cJSON_Delete(entry);
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        if (!add_item(map, col_text(st, 0), entry)) { /* deletes entry */
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE) {
+        if (st)
+            read_fail(s, rc, "reading step outputs");
+        cJSON_Delete(map);
+        map = NULL;
+    }
+    done(st);
+    return map;
+}
+
+/* ---- triggers ---------------------------------------------------------------------- */
+
+int store_trigger_put(store *s, const char *id, const char *name, const char *source,
+                      const char *event_type, const char *workflow_id, const char *conditions_json,
+                      int enabled, const char *origin)
+{
+    if (!s || !id || !name || !source || !event_type || !workflow_id)
+        return EVH_E_INVALID;
+    if (conditions_json) {
+        cJSON *c = cJSON_Parse(conditions_json);
+        if (!c) {
+            set_err(s, "trigger '%s': conditions are not JSON", id);
+            return EVH_E_JSON;
+        }
+        cJSON_Delete(c);
+    }
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_TR_PUT);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "ttttttitt", id, name, source, event_type, workflow_id, conditions_json,
+                  (int64_t)(enabled != 0), origin ? origin : "api", now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "storing a trigger") : fail(s, rc, "binding");
+    done(st);
+    return rc;
+}
+
+int store_trigger_delete(store *s, const char *id)
+{
+    if (!s || !id)
+        return EVH_E_INVALID;
+    sqlite3_stmt *st = stmt(s, ST_TR_DELETE);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "t", id);
+    rc = rc == SQLITE_OK ? step_done(s, st, "deleting a trigger") : fail(s, rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no trigger '%s'", id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
+cJSON *store_triggers_list(store *s)
+{
+    sqlite3_stmt *st = s ? stmt(s, ST_TR_LIST) : NULL;
+    return st ? query_all(s, st, trigger_row) : NULL;
+}
+
+cJSON *store_trigger_get(store *s, const char *id)
+{
+    if (!s || !id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_TR_GET);
+    if (!st || bind(st, "t", id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    return query_one(s, st, trigger_row);
+}
+
+/* ---- maintenance ------------------------------------------------------------------- */
+
+/* Run a retention DELETE with one parameter (text when text != NULL). */
+static int delete_rows(store *s, enum stmt_id which, const char *text, int64_t num, size_t *total)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    if (!st)
+        return EVH_E_IO;
+    int rc = text ? bind(st, "t", text) : bind(st, "i", num);
+    rc = rc == SQLITE_OK ? step_done(s, st, "deleting old rows") : fail(s, rc, "binding");
+    if (rc == EVH_OK)
+        *total += (size_t)sqlite3_changes(s->db); /* cascaded step runs not counted */
+    done(st);
+    return rc;
+}
+
+/* Step a pragma through all its rows. */
+static int drain(store *s, enum stmt_id which, const char *what)
+{
+    sqlite3_stmt *st = stmt(s, which);
+    if (!st)
+        return EVH_E_IO;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, what);
+    done(st);
+    return out;
+}
+
+int store_retention(store *s, int64_t max_age_s, int64_t max_executions, size_t *deleted)
+{
+    if (deleted)
+        *deleted = 0;
+    if (!s || max_age_s < 0 || max_executions < 0)
+        return EVH_E_INVALID;
+    int64_t now = now_us();
+    /* an age beyond the epoch deletes nothing by age */
+    int by_age = max_age_s > 0 && max_age_s < now / 1000000;
+    int64_t cutoff_us = by_age ? now - max_age_s * 1000000 : 0;
+    char cutoff[EVH_TIMESTAMP_LEN + 1];
+    format_us(cutoff_us, cutoff);
+    size_t total = 0;
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    if (by_age)
+        rc = delete_rows(s, ST_RET_EX_AGE, cutoff, 0, &total);
+    if (rc == EVH_OK && max_executions > 0)
+        rc = delete_rows(s, ST_RET_EX_COUNT, NULL, max_executions, &total);
+    /* after the executions, so the events they alone referenced go too */
+    if (rc == EVH_OK && by_age)
+        rc = delete_rows(s, ST_RET_EVENTS, NULL, cutoff_us, &total);
+    rc = tx_end(s, rc);
+    if (rc != EVH_OK)
+        return rc;
+    if (deleted)
+        *deleted = total;
+    /* give the freed pages back to the file system; a passive checkpoint
+     * then lets the main file shrink without waiting for readers */
+    rc = drain(s, ST_VACUUM, "incremental vacuum");
+    if (rc == EVH_OK)
+        rc = drain(s, ST_CHECKPOINT, "checkpoint");
+    return rc;
+}
+
+static int append_line(char **buf, size_t *len, const char *line)
+{
+    size_t n = strlen(line);
+    char *p = realloc(*buf, *len + n + 2);
+    if (!p)
+        return 0;
+    if (*len)
+        p[(*len)++] = '\n';
+    memcpy(p + *len, line, n + 1);
+    *len += n;
+    *buf = p;
+    return 1;
+}
+
+int store_integrity_check(store *s, char **result)
+{
+    if (!s || !result)
+        return EVH_E_INVALID;
+    *result = NULL;
+    sqlite3_stmt *st = stmt(s, ST_INTEGRITY);
+    if (!st)
+        return EVH_E_IO;
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!append_line(&text, &len, col_text(st, 0) ? col_text(st, 0) : "")) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "integrity check");
+    done(st);
+    if (out != EVH_OK) {
+        free(text);
+        return out;
+    }
+    *result = text ? text : strdup("");
+    if (!*result)
+        return EVH_E_NOMEM;
+    if (strcmp(*result, "ok") != 0) {
+        set_err(s, "integrity check failed: %s", *result);
+        return EVH_E_IO;
+    }
+    return EVH_OK;
+}

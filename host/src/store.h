@@ -1,0 +1,219 @@
+/*
+ * store.h - the SQLite database: the durable event queue, triggers made
+ * through the API, workflow executions and their step runs.
+ *
+ * One store is one SQLite connection, used by one thread at a time.  Each
+ * thread that needs the database opens its own store on the same file; the
+ * file is in WAL mode, so readers and one writer work side by side, and a
+ * writer waits (busy timeout, 10 s) for another rather than failing.
+ *
+ * The schema keeps the table and column names the seed's debugging guide
+ * queries directly with the sqlite3 shell:
+ *     SELECT * FROM workflow_triggers WHERE event_type='timer_fired' AND source='my-timer';
+ *     SELECT id, workflow_id, status, created_at FROM workflow_executions
+ *         WHERE trigger_id='trigger-id' ORDER BY created_at DESC;
+ *
+ * Timestamps are RFC 3339 UTC text with milliseconds
+ * ("2026-11-23T10:30:00.123Z"), so they sort as text.
+ *
+ * Functions returning int return EVH_OK or a negative EVH_E_* code; after a
+ * failure store_errmsg() says what went wrong.  Functions returning cJSON
+ * return a new tree the caller deletes, or NULL (see each one).
+ */
+#ifndef EVH_STORE_H
+#define EVH_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "event.h"
+
+/* The newest schema migration this build knows. */
+#define STORE_SCHEMA_VERSION 1
+
+/* Page sizes of the list functions. */
+#define STORE_LIST_DEFAULT_LIMIT 50
+#define STORE_LIST_MAX_LIMIT 500
+
+typedef struct store store;
+
+typedef struct store_options {
+    const char *path;     /* database file; its directory must exist */
+    int synchronous_full; /* 1: PRAGMA synchronous=FULL, 0: NORMAL */
+} store_options;
+
+/*
+ * Open (creating with mode 0600 when missing) the database at o->path and
+ * bring its schema up to date, one migration per transaction.  A database
+ * written by a newer evhost (a migration this build does not know) is
+ * refused with EVH_E_UNSUPPORTED.  On failure *out is NULL and *err (when
+ * err is not NULL) is a malloc'd "<path>: <reason>" the caller frees.
+ */
+int store_open(const store_options *o, store **out, char **err);
+void store_close(store *s);
+
+const char *store_path(const store *s);
+/* The last failure's message ("" when none); valid until the next call. */
+const char *store_errmsg(store *s);
+
+/* ---- events: the durable queue ------------------------------------------ */
+
+/*
+ * Store n events, status 'pending', in one transaction (group commit): all
+ * or none.  Each stored event gets ev->seq.  An event whose idempotency_key
+ * is already in the table is not stored again: its seq stays 0 (find the
+ * first one with store_event_find_by_key).  On failure every seq is 0.
+ */
+int store_events_insert(store *s, evh_event *const *evs, size_t n);
+
+/* status: "pending", "dispatched" or "unmatched" (else EVH_E_INVALID).
+ * EVH_E_NOT_FOUND when there is no such event. */
+int store_event_set_status(store *s, const char *event_id, const char *status);
+/* The same for n events in one transaction; ids not in the table are skipped. */
+int store_events_set_status(store *s, const char *const *ids, size_t n, const char *status);
+
+/*
+ * Recovery: up to max pending events with seq > after_seq, oldest first,
+ * rebuilt as evh_event (seq, chain_depth and idempotency_key included).
+ * *out is a malloc'd array of *n_out events (NULL when none): free each
+ * with event_free, then the array with free.  *last_seq is the seq of the
+ * last one returned (after_seq when none), to pass as the next after_seq.
+ */
+int store_events_pending(store *s, int64_t after_seq, size_t max, evh_event ***out, size_t *n_out,
+                         int64_t *last_seq);
+
+/* The envelope {id, event_type, source, data, metadata{source, timestamp,
+ * user_id, additional_data}} plus "status"; NULL when missing (or on error:
+ * see store_errmsg). */
+cJSON *store_event_get(store *s, const char *id);
+
+/* The id of the event stored with idempotency key `key` into id_out;
+ * EVH_E_NOT_FOUND when none. */
+int store_event_find_by_key(store *s, const char *key, char id_out[EVH_UUID_LEN + 1]);
+
+/* ---- listing ------------------------------------------------------------- */
+
+/*
+ * Filters of the list functions; NULL fields do not filter.
+ *   events:     source, event_type, status (event statuses), workflow_id
+ *               and trigger_id (events that have such an execution), since
+ *               and until (the event's timestamp).
+ *   executions: workflow_id, trigger_id, status (execution statuses),
+ *               source and event_type (of its event), since and until
+ *               (created_at).
+ * since is inclusive, until exclusive; both RFC 3339 with any fraction and
+ * offset ("2026-11-23T10:30:00Z", "2026-11-23T11:30:00.5+01:00").
+ */
+typedef struct store_filter {
+    const char *source, *event_type, *status, *workflow_id, *trigger_id, *since, *until;
+    const char *cursor; /* opaque, a previous page's next_cursor; NULL: first page */
+    size_t limit;       /* 0: STORE_LIST_DEFAULT_LIMIT; capped at STORE_LIST_MAX_LIMIT */
+} store_filter;
+
+/*
+ * One page, newest first, as a JSON array (events as store_event_get gives
+ * them; executions as store_execution_get without "steps").  Pagination is
+ * keyset-based, so rows inserted between pages never shift later pages:
+ * no row is seen twice or skipped.  *next_cursor (when next_cursor is not
+ * NULL) is a malloc'd cursor for the next page, or NULL on the last page.
+ * f may be NULL (no filter).
+ *
+ * On failure returns NULL and sets errno: EINVAL for a malformed cursor,
+ * time, or status (store_errmsg says which), ENOMEM, or EIO.
+ */
+cJSON *store_events_list(store *s, const store_filter *f, char **next_cursor);
+cJSON *store_executions_list(store *s, const store_filter *f, char **next_cursor);
+
+/* ---- workflow executions -------------------------------------------------- */
+
+typedef struct store_execution {
+    char id[EVH_UUID_LEN + 1]; /* "" on create: a new uuid v4 is made */
+    const char *workflow_id, *workflow_version, *trigger_id, *event_id;
+    const char *status, *error; /* not used by store_execution_create */
+    const char *replay_of;      /* NULL, or the id of the execution replayed */
+} store_execution;
+
+/*
+ * Insert with status 'queued' and created_at now.  At most one execution
+ * exists per (trigger_id, event_id, replay_of): when it already exists,
+ * returns EVH_E_DUPLICATE and copies the existing id into e->id, so that
+ * recovery resumes it instead of running the work twice.
+ */
+int store_execution_create(store *s, store_execution *e);
+
+/*
+ * status: "queued", "running", "succeeded" or "failed".  Moving to running
+ * sets started_at (the first start is kept); succeeded/failed set
+ * finished_at; queued/running clear it.  error (may be NULL) replaces the
+ * stored error.  EVH_E_NOT_FOUND when there is no such execution.
+ */
+int store_execution_set_status(store *s, const char *id, const char *status, const char *error);
+
+/* {id, workflow_id, workflow_version, trigger_id, event_id, status,
+ *  created_at, started_at, finished_at, error, replay_of, steps: [...]}
+ * with its step runs ordered by id, each {id, step_id, plugin, attempt,
+ * status, started_at, finished_at, duration_ms, output, error, metrics}
+ * (output and metrics parsed).  NULL when missing. */
+cJSON *store_execution_get(store *s, const char *id);
+
+/* Recovery: *out = array of {id, workflow_id, trigger_id, event_id, status}
+ * of the queued and running executions, oldest first. */
+int store_executions_unfinished(store *s, cJSON **out);
+
+/* ---- step runs ------------------------------------------------------------ */
+
+typedef struct store_step_run {
+    const char *execution_id, *step_id, *plugin;
+    int attempt;
+    const char *status; /* "running", "succeeded", "failed" or "skipped" */
+    const char *output_json, *error, *metrics_json; /* each may be NULL */
+    int64_t started_us, finished_us;                /* microseconds since the epoch; 0: unknown */
+} store_step_run;
+
+/* Insert or replace the run (execution_id, step_id, attempt); duration_ms
+ * comes from the two times.  A run keeps its id (and so its place in the
+ * execution's "steps") when replaced.  EVH_E_NOT_FOUND when the execution
+ * does not exist. */
+int store_step_run_put(store *s, const store_step_run *r);
+
+/* {"<step_id>": {"output": <parsed>}} of the latest succeeded attempt of
+ * each step of the execution ({} when none), to resume or replay from a
+ * step.  NULL on error. */
+cJSON *store_step_outputs(store *s, const char *execution_id);
+
+/* ---- triggers (the workflow_triggers table) ------------------------------- */
+
+/* Insert or update trigger `id`, keeping its created_at.  conditions_json
+ * may be NULL (no conditions); origin NULL means "api" (else the YAML file
+ * that defines the trigger).  EVH_E_JSON when conditions_json is not JSON. */
+int store_trigger_put(store *s, const char *id, const char *name, const char *source,
+                      const char *event_type, const char *workflow_id, const char *conditions_json,
+                      int enabled, const char *origin);
+/* EVH_E_NOT_FOUND when absent. */
+int store_trigger_delete(store *s, const char *id);
+/* Array of {id, name, source, event_type, workflow_id, conditions (parsed or
+ * null), enabled (boolean), origin, created_at, updated_at}, oldest first;
+ * NULL on error. */
+cJSON *store_triggers_list(store *s);
+/* One such object; NULL when missing. */
+cJSON *store_trigger_get(store *s, const char *id);
+
+/* ---- maintenance ---------------------------------------------------------- */
+
+/*
+ * Delete finished (succeeded/failed) executions, with their step runs,
+ * created more than max_age_s seconds ago or beyond the newest
+ * max_executions executions; then events older than max_age_s that are not
+ * pending and that no execution references.  0 means no limit.  Then the
+ * freed pages are given back (incremental vacuum) so the file shrinks.
+ * *deleted (may be NULL) = executions + events deleted.
+ */
+int store_retention(store *s, int64_t max_age_s, int64_t max_executions, size_t *deleted);
+
+/* PRAGMA integrity_check: *result = malloc'd report ("ok" when sound).
+ * Returns EVH_OK when the report is "ok", EVH_E_IO otherwise. */
+int store_integrity_check(store *s, char **result);
+
+#endif

@@ -1,0 +1,25 @@
+/* missing-library: built, but plugin.json names "nope.so" as its library. */
+#include <evhost/evhost.h>
+
+static int32_t fx_init(const evh_host_api *api, evh_host *host, void **ctx, char **errmsg)
+{
+    (void)api;
+    (void)host;
+    (void)errmsg;
+    *ctx = NULL;
+    return EVH_OK;
+}
+
+static int32_t fx_run(void *ctx)
+{
+    (void)ctx;
+    return EVH_OK;
+}
+
+static void fx_fini(void *ctx)
+{
+    (void)ctx;
+}
+
+static const evh_source fx_source = {sizeof(evh_source), 0, fx_init, fx_run, NULL, fx_fini};
+EVH_DECLARE_SOURCE("missing-library", &fx_source)

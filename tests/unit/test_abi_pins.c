@@ -1,0 +1,311 @@
+/*
+ * test_abi_pins.c - the binary layout of every public struct of evhost.h,
+ * pinned to numbers on x86_64 / LP64.
+ *
+ * These numbers are the ABI that compiled plugins depend on.  A field
+ * inserted mid-struct, a field whose type changes width, or a reordering
+ * moves an offset and fails the build here.  Appending a field at the end
+ * (the only allowed change, with EVH_ABI_MINOR + 1) changes only the sizeof
+ * line: update it and add a pin for the new field.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <evhost/evhost.h>
+
+#include "hostapi.h"
+
+#if defined(__x86_64__) && defined(__LP64__)
+#define PIN(type, field, offset)                                                           \
+    _Static_assert(offsetof(type, field) == (offset), #type "." #field " moved")
+#define PIN_SIZE(type, size) _Static_assert(sizeof(type) == (size), "sizeof " #type " changed")
+#else
+/* Other ABIs have other numbers; the checks below still run there. */
+#define PIN(type, field, offset) _Static_assert(1, "")
+#define PIN_SIZE(type, size) _Static_assert(1, "")
+#endif
+
+PIN_SIZE(evh_host_api, 152);
+PIN(evh_host_api, struct_size, 0);
+PIN(evh_host_api, abi_major, 4);
+PIN(evh_host_api, abi_minor, 6);
+PIN(evh_host_api, emit, 8);
+PIN(evh_host_api, log, 16);
+PIN(evh_host_api, config_json, 24);
+PIN(evh_host_api, wait, 32);
+PIN(evh_host_api, stopping, 40);
+PIN(evh_host_api, data_dir, 48);
+PIN(evh_host_api, metric, 56);
+PIN(evh_host_api, alloc, 64);
+PIN(evh_host_api, free, 72);
+PIN(evh_host_api, strdup, 80);
+PIN(evh_host_api, mprintf, 88);
+PIN(evh_host_api, config_string, 96);
+PIN(evh_host_api, config_int, 104);
+PIN(evh_host_api, config_number, 112);
+PIN(evh_host_api, config_bool, 120);
+PIN(evh_host_api, json_get, 128);
+PIN(evh_host_api, json_get_string, 136);
+PIN(evh_host_api, json_quote, 144);
+
+PIN_SIZE(evh_source, 40);
+PIN(evh_source, struct_size, 0);
+PIN(evh_source, reserved_, 4);
+PIN(evh_source, init, 8);
+PIN(evh_source, run, 16);
+PIN(evh_source, stop, 24);
+PIN(evh_source, fini, 32);
+
+PIN_SIZE(evh_step, 32);
+PIN(evh_step, struct_size, 0);
+PIN(evh_step, reserved_, 4);
+PIN(evh_step, init, 8);
+PIN(evh_step, run, 16);
+PIN(evh_step, fini, 24);
+
+PIN_SIZE(evh_step_input, 80);
+PIN(evh_step_input, struct_size, 0);
+PIN(evh_step_input, attempt, 4);
+PIN(evh_step_input, event_json, 8);
+PIN(evh_step_input, event_len, 16);
+PIN(evh_step_input, steps_json, 24);
+PIN(evh_step_input, steps_len, 32);
+PIN(evh_step_input, execution_id, 40);
+PIN(evh_step_input, workflow_id, 48);
+PIN(evh_step_input, step_id, 56);
+PIN(evh_step_input, config_json, 64);
+PIN(evh_step_input, config_len, 72);
+
+PIN_SIZE(evh_step_output, 32);
+PIN(evh_step_output, struct_size, 0);
+PIN(evh_step_output, reserved_, 4);
+PIN(evh_step_output, output_json, 8);
+PIN(evh_step_output, output_len, 16);
+PIN(evh_step_output, error_message, 24);
+
+PIN_SIZE(evh_plugin, 40);
+PIN(evh_plugin, struct_size, 0);
+PIN(evh_plugin, abi_major, 4);
+PIN(evh_plugin, abi_minor, 6);
+PIN(evh_plugin, kind, 8);
+PIN(evh_plugin, reserved_, 12);
+PIN(evh_plugin, id, 16);
+PIN(evh_plugin, source, 24);
+PIN(evh_plugin, step, 32);
+
+/* The same pins at run time, so a report names the number that moved. */
+typedef struct pin {
+    const char *name;
+    size_t actual;
+    size_t expected;
+} pin;
+
+#define P(type, field, off) {#type "." #field, offsetof(type, field), (off)}
+#define S(type, size) {"sizeof " #type, sizeof(type), (size)}
+
+static void test_layout(void **state)
+{
+    (void)state;
+#if !(defined(__x86_64__) && defined(__LP64__))
+    skip();
+#endif
+    static const pin pins[] = {
+        S(evh_host_api, 152),
+        P(evh_host_api, struct_size, 0),
+        P(evh_host_api, abi_major, 4),
+        P(evh_host_api, abi_minor, 6),
+        P(evh_host_api, emit, 8),
+        P(evh_host_api, log, 16),
+        P(evh_host_api, config_json, 24),
+        P(evh_host_api, wait, 32),
+        P(evh_host_api, stopping, 40),
+        P(evh_host_api, data_dir, 48),
+        P(evh_host_api, metric, 56),
+        P(evh_host_api, alloc, 64),
+        P(evh_host_api, free, 72),
+        P(evh_host_api, strdup, 80),
+        P(evh_host_api, mprintf, 88),
+        P(evh_host_api, config_string, 96),
+        P(evh_host_api, config_int, 104),
+        P(evh_host_api, config_number, 112),
+        P(evh_host_api, config_bool, 120),
+        P(evh_host_api, json_get, 128),
+        P(evh_host_api, json_get_string, 136),
+        P(evh_host_api, json_quote, 144),
+        S(evh_source, 40),
+        P(evh_source, struct_size, 0),
+        P(evh_source, reserved_, 4),
+        P(evh_source, init, 8),
+        P(evh_source, run, 16),
+        P(evh_source, stop, 24),
+        P(evh_source, fini, 32),
+        S(evh_step, 32),
+        P(evh_step, struct_size, 0),
+        P(evh_step, reserved_, 4),
+        P(evh_step, init, 8),
+        P(evh_step, run, 16),
+        P(evh_step, fini, 24),
+        S(evh_step_input, 80),
+        P(evh_step_input, struct_size, 0),
+        P(evh_step_input, attempt, 4),
+        P(evh_step_input, event_json, 8),
+        P(evh_step_input, event_len, 16),
+        P(evh_step_input, steps_json, 24),
+        P(evh_step_input, steps_len, 32),
+        P(evh_step_input, execution_id, 40),
+        P(evh_step_input, workflow_id, 48),
+        P(evh_step_input, step_id, 56),
+        P(evh_step_input, config_json, 64),
+        P(evh_step_input, config_len, 72),
+        S(evh_step_output, 32),
+        P(evh_step_output, struct_size, 0),
+        P(evh_step_output, reserved_, 4),
+        P(evh_step_output, output_json, 8),
+        P(evh_step_output, output_len, 16),
+        P(evh_step_output, error_message, 24),
+        S(evh_plugin, 40),
+        P(evh_plugin, struct_size, 0),
+        P(evh_plugin, abi_major, 4),
+        P(evh_plugin, abi_minor, 6),
+        P(evh_plugin, kind, 8),
+        P(evh_plugin, reserved_, 12),
+        P(evh_plugin, id, 16),
+        P(evh_plugin, source, 24),
+        P(evh_plugin, step, 32),
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof pins / sizeof pins[0]; i++) {
+        if (pins[i].actual != pins[i].expected) {
+            print_error("%s is %zu, pinned %zu\n", pins[i].name, pins[i].actual,
+                        pins[i].expected);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* Field widths that must never depend on the compiler (no enum, no bool). */
+static void test_field_widths(void **state)
+{
+    (void)state;
+    evh_plugin d;
+    evh_host_api a;
+    evh_step_input in;
+    assert_int_equal(sizeof d.struct_size, 4);
+    assert_int_equal(sizeof d.abi_major, 2);
+    assert_int_equal(sizeof d.abi_minor, 2);
+    assert_int_equal(sizeof d.kind, 4);
+    assert_int_equal(sizeof a.abi_major, 2);
+    assert_int_equal(sizeof in.attempt, 4);
+    assert_int_equal(EVH_KIND_SOURCE, 1);
+    assert_int_equal(EVH_KIND_STEP, 2);
+    assert_int_equal(EVH_LOG_ERROR, 0);
+    assert_int_equal(EVH_LOG_WARN, 1);
+    assert_int_equal(EVH_LOG_INFO, 2);
+    assert_int_equal(EVH_LOG_DEBUG, 3);
+    assert_true(EVH_NUL_TERMINATED == SIZE_MAX);
+    assert_string_equal(EVH_ENTRY_SYMBOL, "evh_plugin_entry");
+}
+
+static void test_host_table(void **state)
+{
+    (void)state;
+    const evh_host_api *api = hostapi_table();
+    assert_int_equal(api->struct_size, sizeof(evh_host_api));
+    assert_int_equal(api->abi_major, EVH_ABI_MAJOR);
+    assert_int_equal(api->abi_minor, EVH_ABI_MINOR);
+    char version[16];
+    snprintf(version, sizeof version, "%d.%d", EVH_ABI_MAJOR, EVH_ABI_MINOR);
+    assert_string_equal(version, EVH_ABI_STRING);
+
+    /* everything of ABI 1.0 is there, and filled in */
+    assert_true(EVH_API_HAS(api, emit) && api->emit);
+    assert_true(EVH_API_HAS(api, log) && api->log);
+    assert_true(EVH_API_HAS(api, config_json) && api->config_json);
+    assert_true(EVH_API_HAS(api, wait) && api->wait);
+    assert_true(EVH_API_HAS(api, stopping) && api->stopping);
+    assert_true(EVH_API_HAS(api, data_dir) && api->data_dir);
+    assert_true(EVH_API_HAS(api, metric) && api->metric);
+    assert_true(EVH_API_HAS(api, alloc) && api->alloc);
+    assert_true(EVH_API_HAS(api, free) && api->free);
+    assert_true(EVH_API_HAS(api, strdup) && api->strdup);
+    assert_true(EVH_API_HAS(api, mprintf) && api->mprintf);
+    assert_true(EVH_API_HAS(api, config_string) && api->config_string);
+    assert_true(EVH_API_HAS(api, config_int) && api->config_int);
+    assert_true(EVH_API_HAS(api, config_number) && api->config_number);
+    assert_true(EVH_API_HAS(api, config_bool) && api->config_bool);
+    assert_true(EVH_API_HAS(api, json_get) && api->json_get);
+    assert_true(EVH_API_HAS(api, json_get_string) && api->json_get_string);
+    assert_true(EVH_API_HAS(api, json_quote) && api->json_quote);
+
+    /* an older, shorter table lacks what it does not cover */
+    evh_host_api older;
+    memcpy(&older, api, sizeof older);
+    older.struct_size = (uint32_t)offsetof(evh_host_api, json_quote);
+    assert_true(EVH_API_HAS(&older, json_get_string));
+    assert_false(EVH_API_HAS(&older, json_quote));
+    older.struct_size = 8;
+    assert_false(EVH_API_HAS(&older, emit));
+}
+
+static void test_status_codes(void **state)
+{
+    (void)state;
+    static const struct {
+        int32_t code;
+        const char *name;
+        const char *message;
+    } codes[] = {
+        {EVH_OK, "EVH_OK", "success"},
+        {EVH_E_INVALID, "EVH_E_INVALID", "invalid argument"},
+        {EVH_E_NOMEM, "EVH_E_NOMEM", "out of memory"},
+        {EVH_E_QUEUE_FULL, "EVH_E_QUEUE_FULL", "event queue is full; retry later"},
+        {EVH_E_UNDECLARED_TYPE, "EVH_E_UNDECLARED_TYPE",
+         "event type is not declared in the plugin's plugin.json"},
+        {EVH_E_SCHEMA, "EVH_E_SCHEMA", "data does not match the schema"},
+        {EVH_E_STOPPING, "EVH_E_STOPPING", "the host is stopping"},
+        {EVH_E_TIMEOUT, "EVH_E_TIMEOUT", "operation timed out"},
+        {EVH_E_ABI, "EVH_E_ABI", "SDK ABI version mismatch"},
+        {EVH_E_MANIFEST, "EVH_E_MANIFEST", "invalid plugin.json"},
+        {EVH_E_LOAD, "EVH_E_LOAD", "plugin library could not be loaded"},
+        {EVH_E_PERMISSION, "EVH_E_PERMISSION", "unsafe file permissions"},
+        {EVH_E_DUPLICATE, "EVH_E_DUPLICATE", "duplicate id"},
+        {EVH_E_NOT_FOUND, "EVH_E_NOT_FOUND", "not found"},
+        {EVH_E_CONFIG, "EVH_E_CONFIG", "invalid configuration"},
+        {EVH_E_PLUGIN, "EVH_E_PLUGIN", "the plugin reported a failure"},
+        {EVH_E_IO, "EVH_E_IO", "input/output error"},
+        {EVH_E_JSON, "EVH_E_JSON", "malformed JSON"},
+        {EVH_E_UNSUPPORTED, "EVH_E_UNSUPPORTED", "not supported"},
+        {EVH_E_STATE, "EVH_E_STATE", "not allowed in the current state"},
+    };
+    /* the numbers are forever: pinned like the offsets */
+    static const int32_t numbers[] = {0,   -1,  -2,  -3,  -4,  -5,  -6,  -7,  -8,  -9,
+                                      -10, -11, -12, -13, -14, -15, -16, -17, -18, -19};
+    assert_int_equal(sizeof codes / sizeof codes[0], sizeof numbers / sizeof numbers[0]);
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_int_equal(codes[i].code, numbers[i]);
+        assert_string_equal(evh_status_name(codes[i].code), codes[i].name);
+        assert_string_equal(evh_status_message(codes[i].code), codes[i].message);
+    }
+    assert_int_equal(EVH_E_LAST_, -20);
+    assert_string_equal(evh_status_name(EVH_E_LAST_), "EVH_E_UNKNOWN");
+    assert_string_equal(evh_status_name(1), "EVH_E_UNKNOWN");
+    assert_string_equal(evh_status_message(-1000), "unknown status code");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_field_widths),
+        cmocka_unit_test(test_host_table),
+        cmocka_unit_test(test_status_codes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

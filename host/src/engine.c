@@ -246,21 +246,42 @@ static cJSON *envelope_of(const evh_event *ev)
     return env;
 }
 
+/* Run workflow wf_id for (trigger_key, event) exactly once; returns the
+ * execution's result, EVH_OK when it had already succeeded. */
+static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const char *wf_id,
+                    const char *trigger_key, const evh_event *ev, const cJSON *env);
+
 static void run_match(worker *wk, exec_worker *xw, const config_snap *s, const trigger *t,
                       const evh_event *ev, const cJSON *env)
 {
-    engine *e = wk->e;
+    int rc = run_once(wk, xw, s, t->workflow_id, t->id, ev, env);
     const workflow *wf = workflow_set_get(s->ws, t->workflow_id);
-    if (!wf) {
-        log_error("engine", "trigger '%s' names workflow '%s', which is not loaded", t->id,
-                  t->workflow_id);
-        return;
+    if (rc != EVH_OK && wf && wf->on_error) {
+        /* The error workflow gets the same event, under its own key, so
+         * it too runs once per (trigger, event). */
+        char *key = NULL;
+        if (asprintf(&key, "%s#on_error", t->id) >= 0)
+            run_once(wk, xw, s, wf->on_error, key, ev, env);
+        free(key);
     }
+}
+
+static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const char *wf_id,
+                    const char *trigger_key, const evh_event *ev, const cJSON *env)
+{
+    engine *e = wk->e;
+    const workflow *wf = workflow_set_get(s->ws, wf_id);
+    if (!wf) {
+        log_error("engine", "trigger '%s' names workflow '%s', which is not loaded",
+                  trigger_key, wf_id);
+        return EVH_E_NOT_FOUND;
+    }
+    const char *t_id = trigger_key;
     store_execution x;
     memset(&x, 0, sizeof x);
     x.workflow_id = wf->id;
     x.workflow_version = wf->version;
-    x.trigger_id = t->id;
+    x.trigger_id = t_id;
     x.event_id = ev->id;
     cJSON *prior = NULL;
     int rc = store_execution_create(wk->st, &x);
@@ -270,19 +291,20 @@ static void run_match(worker *wk, exec_worker *xw, const config_snap *s, const t
         const cJSON *status = cJSON_GetObjectItemCaseSensitive(row, "status");
         int finished = cJSON_IsString(status) && (!strcmp(status->valuestring, "succeeded") ||
                                                   !strcmp(status->valuestring, "failed"));
+        int succeeded = finished && !strcmp(status->valuestring, "succeeded");
         cJSON_Delete(row);
         if (finished)
-            return;
+            return succeeded ? EVH_OK : EVH_E_PLUGIN;
         prior = store_step_outputs(wk->st, x.id);
         log_info("engine", "resuming execution %s of workflow '%s'", x.id, wf->id);
     } else if (rc != EVH_OK) {
         log_error("engine", "cannot record execution of '%s' for event %s: %s", wf->id, ev->id,
                   store_errmsg(wk->st));
-        return;
+        return EVH_E_IO;
     }
     exec_request req = {.wf = wf,
                         .reg = e->reg,
-                        .trigger_id = t->id,
+                        .trigger_id = t_id,
                         .envelope = env,
                         .chain_depth = ev->chain_depth,
                         .execution_id = x.id,
@@ -292,6 +314,7 @@ static void run_match(worker *wk, exec_worker *xw, const config_snap *s, const t
     atomic_fetch_add(rc == EVH_OK ? &e->ok : &e->failed, 1);
     free(error);
     cJSON_Delete(prior);
+    return rc;
 }
 
 static void dispatch_event(worker *wk, exec_worker *xw, evh_event *ev)

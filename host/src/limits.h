@@ -35,4 +35,12 @@
 /* Problems collected in one validation pass before it stops listing. */
 #define EVH_DIAG_MAX_ITEMS 200
 
+/* Trigger conditions: nesting of all/any/not, and clauses per trigger. */
+#define TRIGGER_MAX_DEPTH 16
+#define TRIGGER_MAX_CLAUSES 256
+
+/* A string that templates render into (template.c) longer than this fails
+ * the step: one event must not turn a small config into a huge one. */
+#define TEMPLATE_MAX_OUTPUT_BYTES (1024 * 1024)
+
 #endif

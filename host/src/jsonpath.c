@@ -3,6 +3,9 @@
  */
 #include "jsonpath.h"
 
+#include <errno.h>
+#include <stdint.h>
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +24,11 @@ static int next_segment(const char **p, char *key, size_t keycap, long *index)
         char *end;
         if (!isdigit((unsigned char)s[1]))
             return 0;
+        errno = 0;
         long v = strtol(s + 1, &end, 10);
-        if (*end != ']' || v < 0)
+        /* cJSON indexes arrays with int: a larger index would wrap around
+         * to a real element instead of being missing */
+        if (*end != ']' || v < 0 || v > INT32_MAX || errno)
             return 0;
         *index = v;
         key[0] = '\0';

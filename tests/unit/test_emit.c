@@ -601,6 +601,9 @@ static void test_config_and_json_helpers(void **state)
     char *v = api->json_get("{\"a\":{\"b\":[1,{\"c\":true}]}}", EVH_NUL_TERMINATED, "a.b[1]");
     assert_string_equal(v, "{\"c\":true}");
     api->free(v);
+    /* an index past int range is missing, not element 0 after wrapping */
+    assert_null(api->json_get("[7]", EVH_NUL_TERMINATED, "[4294967296]"));
+    assert_null(api->json_get("[7]", EVH_NUL_TERMINATED, "[99999999999999999999]"));
     v = api->json_get_string("{\"s\":\"x\\\"y\"}", EVH_NUL_TERMINATED, "s");
     assert_string_equal(v, "x\"y");
     api->free(v);

@@ -22,7 +22,9 @@
 #include "manifest.h"
 #include "registry.h"
 
-char *cli_default_plugin_root(void)
+/* <dir of the binary>/<name> when it is a directory (a build tree), else
+ * the installed path. */
+static char *builtin_dir(const char *name, const char *installed)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -33,13 +35,23 @@ char *cli_default_plugin_root(void)
             *slash = '\0';
             char *candidate = NULL;
             struct stat st;
-            if (asprintf(&candidate, "%s/plugins", exe) >= 0 &&
-                stat(candidate, &st) == 0 && S_ISDIR(st.st_mode))
+            if (asprintf(&candidate, "%s/%s", exe, name) >= 0 && stat(candidate, &st) == 0 &&
+                S_ISDIR(st.st_mode))
                 return candidate;
             free(candidate);
         }
     }
-    return strdup(EVH_INSTALL_PLUGIN_DIR);
+    return strdup(installed);
+}
+
+char *cli_default_plugin_root(void)
+{
+    return builtin_dir("plugins", EVH_INSTALL_PLUGIN_DIR);
+}
+
+char *cli_default_examples_root(void)
+{
+    return builtin_dir("examples", EVH_INSTALL_EXAMPLES_DIR);
 }
 
 static int has_manifest(const char *dir)

@@ -17,7 +17,7 @@
 #include <evhost/evhost.h>
 
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "yamldoc.h"
 
 #define DEFAULTS_NAME "(built-in defaults)"

@@ -1,124 +1,306 @@
 /*
- * daemon.c - `evhost run`: load plugins, start sources, run until a signal.
+ * daemon.c - `evhost run`: settings, plugins, the pipeline, signals.
  *
- * Start order: runtime (queue) -> plugins (scan, validate, init) -> consumer
- * -> source threads.  Stop order is the reverse, so every event a source got
- * EVH_OK for is still taken off the queue before exit.
+ * Start order: settings -> runtime (queue) -> plugins (scan, validate,
+ * init) -> engine (database, recovery, writer and workers) -> workflows and
+ * triggers -> source threads.  Stop order is the reverse, so every event a
+ * source got EVH_OK for is taken off the queue and stored before exit, and
+ * what cannot run before the shutdown deadline stays pending in the
+ * database for the next start.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <evhost/evhost.h>
 
-#include "bus.h"
 #include "cli.h"
-#include "event.h"
-#include "limits.h"
+#include "config.h"
+#include "engine.h"
+#include "evh_limits.h"
 #include "loader.h"
 #include "log.h"
+#include "pipeline.h"
 #include "registry.h"
 #include "runtime.h"
+#include "store.h"
 
-#define MAX_PLUGIN_DIRS 32
+#define MAX_CLI_DIRS 32
+/* Retention runs this often (and once at start). */
+#define RETENTION_PERIOD_S 3600
 
 typedef struct run_options {
-    const char *plugin_dirs[MAX_PLUGIN_DIRS];
+    const char *config_path;
+    const char *plugin_dirs[MAX_CLI_DIRS];
     int n_plugin_dirs;
     const char *data_dir;
-    size_t queue_size;
+    const char *db_path;
+    long long queue_size; /* 0: from the settings */
+    int workers;          /* -1: from the settings */
+    int log_level;        /* -1: from the settings */
+    int print_config;
 } run_options;
+
+static int option_number(const char *opt, const char *v, long long lo, long long hi,
+                         long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || *end || end == v || n < lo || n > hi) {
+        fprintf(stderr, "evhost run: %s: '%s' is not a number from %lld to %lld\n", opt, v, lo,
+                hi);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
 
 static int parse_run_args(int argc, char **argv, run_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->data_dir = "./evhost-data";
-    o->queue_size = EVH_QUEUE_DEFAULT_CAPACITY;
+    o->workers = -1;
+    o->log_level = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--plugin-dir") && v && o->n_plugin_dirs < MAX_PLUGIN_DIRS) {
+        long long n;
+        if (!strcmp(a, "--print-config")) {
+            o->print_config = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "evhost run: unknown or incomplete option '%s' (see evhost --help)\n",
+                    a);
+            return -1;
+        }
+        i++;
+        if (!strcmp(a, "--config")) {
+            o->config_path = v;
+        } else if (!strcmp(a, "--plugin-dir")) {
+            if (o->n_plugin_dirs == MAX_CLI_DIRS) {
+                fprintf(stderr, "evhost run: at most %d --plugin-dir options\n", MAX_CLI_DIRS);
+                return -1;
+            }
             o->plugin_dirs[o->n_plugin_dirs++] = v;
-            i++;
-        } else if (!strcmp(a, "--data-dir") && v) {
+        } else if (!strcmp(a, "--data-dir")) {
             o->data_dir = v;
-            i++;
-        } else if (!strcmp(a, "--log-level") && v) {
-            int level = log_level_parse(v);
-            if (level < 0) {
+        } else if (!strcmp(a, "--db")) {
+            o->db_path = v;
+        } else if (!strcmp(a, "--log-level")) {
+            o->log_level = log_level_parse(v);
+            if (o->log_level < 0) {
                 fprintf(stderr, "evhost run: --log-level: '%s' is not one of error, warn, "
                                 "info, debug\n", v);
                 return -1;
             }
-            log_set_level(level);
-            i++;
-        } else if (!strcmp(a, "--queue-size") && v) {
-            char *end;
-            unsigned long long n = strtoull(v, &end, 10);
-            if (*end || n == 0 || n > 100000000ULL) {
-                fprintf(stderr, "evhost run: --queue-size: '%s' is not a number from 1 to "
-                                "100000000\n", v);
+        } else if (!strcmp(a, "--queue-size")) {
+            if (option_number(a, v, 16, 16777216, &n))
                 return -1;
-            }
-            o->queue_size = (size_t)n;
-            i++;
+            o->queue_size = n;
+        } else if (!strcmp(a, "--workers")) {
+            if (option_number(a, v, 0, 1024, &n))
+                return -1;
+            o->workers = (int)n;
         } else {
-            fprintf(stderr, "evhost run: unknown or incomplete option '%s'\n", a);
+            fprintf(stderr, "evhost run: unknown option '%s' (see evhost --help)\n", a);
             return -1;
         }
     }
     return 0;
 }
 
-/* Until the pipeline (triggers and workflows) takes events off the queue,
- * the daemon logs each accepted event's envelope. */
-static void *consume_events(void *arg)
+/* Settings from host.yaml (or the embedded default), then the command
+ * line's overrides. */
+static evh_config *load_settings(const run_options *o)
 {
-    runtime *rt = arg;
-    evh_event *batch[256];
-    for (;;) {
-        int n = bus_pop_batch(rt->bus, batch, 256, 1000);
-        if (n == EVH_E_STOPPING)
-            break;
-        for (int i = 0; i < n; i++) {
-            char *env = event_envelope_json(batch[i]);
-            log_info("events", "accepted %s", env ? env : batch[i]->id);
-            free(env);
-            event_free(batch[i]);
+    evh_config *c = NULL;
+    diag d;
+    diag_init(&d, o->config_path);
+    if (config_load(o->config_path, &c, &d) != EVH_OK) {
+        diag_print(&d, stderr);
+        fprintf(stderr, "evhost run: %s: not started; fix the settings above\n",
+                o->config_path ? o->config_path : "(built-in defaults)");
+        diag_free(&d);
+        return NULL;
+    }
+    diag_free(&d);
+    if (o->data_dir) {
+        free(c->data_dir);
+        c->data_dir = strdup(o->data_dir);
+        /* the database follows the data directory unless named itself */
+        if (!o->db_path && !o->config_path) {
+            free(c->storage_path);
+            if (asprintf(&c->storage_path, "%s/evhost.db", o->data_dir) < 0)
+                c->storage_path = NULL;
         }
     }
-    return NULL;
+    if (o->db_path) {
+        free(c->storage_path);
+        c->storage_path = strdup(o->db_path);
+    }
+    if (o->queue_size)
+        c->queue_size = (size_t)o->queue_size;
+    if (o->workers >= 0)
+        c->workers = o->workers;
+    if (o->log_level >= 0)
+        c->log_level = o->log_level;
+    if (!c->data_dir || !c->storage_path) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
 }
 
-static int load_plugins(registry *r, runtime *rt, const run_options *o, char *root)
+static int make_dir(const char *path)
 {
-    loader_options opt = {0};
-    char *defaults[2] = {NULL, NULL};
-    int n_dirs = o->n_plugin_dirs;
-    const char *const *dirs = o->plugin_dirs;
-    if (n_dirs == 0) {
-        if (asprintf(&defaults[0], "%s/event-sources", root) < 0 ||
-            asprintf(&defaults[1], "%s/steps", root) < 0)
-            return EVH_E_NOMEM;
-        dirs = (const char *const *)defaults;
-        n_dirs = 2;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        log_error("daemon", "cannot create directory '%s': %s", path, strerror(errno));
+        return -1;
     }
-    for (int i = 0; i < n_dirs; i++) {
+    return 0;
+}
+
+/* The data directory and the database's own directory. */
+static int make_dirs(const evh_config *c)
+{
+    if (make_dir(c->data_dir))
+        return -1;
+    char *dir = strdup(c->storage_path);
+    if (!dir)
+        return -1;
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        rc = make_dir(dir);
+    }
+    free(dir);
+    return rc;
+}
+
+static void load_plugins(registry *r, runtime *rt, const evh_config *c, const run_options *o)
+{
+    loader_options opt = {.plugin_configs = c->plugin_config};
+    char *root = c->plugins_builtin ? cli_default_plugin_root() : NULL;
+    char *builtin[2] = {NULL, NULL};
+    if (root && (asprintf(&builtin[0], "%s/event-sources", root) < 0 ||
+                 asprintf(&builtin[1], "%s/steps", root) < 0))
+        builtin[0] = builtin[1] = NULL;
+    const char *dirs[2 + MAX_CLI_DIRS + 64];
+    size_t n = 0;
+    for (size_t i = 0; i < 2; i++)
+        if (builtin[i])
+            dirs[n++] = builtin[i];
+    for (size_t i = 0; i < c->n_plugin_dirs && n < sizeof dirs / sizeof *dirs; i++)
+        dirs[n++] = c->plugin_dirs[i];
+    for (int i = 0; i < o->n_plugin_dirs && n < sizeof dirs / sizeof *dirs; i++)
+        dirs[n++] = o->plugin_dirs[i];
+    for (size_t i = 0; i < n; i++) {
         diag d;
         diag_init(&d, dirs[i]);
         loader_scan_dir(r, rt, dirs[i], &opt, &d);
         diag_free(&d);
     }
-    free(defaults[0]);
-    free(defaults[1]);
-    log_info("loader", "%zu plugin(s) ready, %zu failed",
-             registry_count(r, 0, PLUGIN_READY),
+    free(builtin[0]);
+    free(builtin[1]);
+    free(root);
+    log_info("loader", "%zu plugin(s) ready, %zu failed", registry_count(r, 0, PLUGIN_READY),
              registry_count(r, 0, PLUGIN_FAILED));
-    return EVH_OK;
+}
+
+/* Where workflows and triggers come from: the settings, or the examples
+ * shipped with evhost when the settings name none. */
+typedef struct pipeline_paths {
+    char *examples;
+    char *example_workflows;
+    char *example_triggers;
+    pipeline_sources src;
+} pipeline_paths;
+
+static void pipeline_paths_init(pipeline_paths *pp, const evh_config *c)
+{
+    memset(pp, 0, sizeof *pp);
+    pp->src.workflow_dirs = (const char *const *)c->workflow_dirs;
+    pp->src.n_workflow_dirs = c->n_workflow_dirs;
+    pp->src.trigger_files = (const char *const *)c->trigger_files;
+    pp->src.n_trigger_files = c->n_trigger_files;
+    if (c->n_workflow_dirs && c->n_trigger_files)
+        return;
+    pp->examples = cli_default_examples_root();
+    if (!pp->examples)
+        return;
+    if (!c->n_workflow_dirs && asprintf(&pp->example_workflows, "%s/workflows", pp->examples) >= 0) {
+        pp->src.workflow_dirs = (const char *const *)&pp->example_workflows;
+        pp->src.n_workflow_dirs = 1;
+    }
+    if (!c->n_trigger_files &&
+        asprintf(&pp->example_triggers, "%s/triggers/examples.yaml", pp->examples) >= 0) {
+        pp->src.trigger_files = (const char *const *)&pp->example_triggers;
+        pp->src.n_trigger_files = 1;
+    }
+}
+
+static void pipeline_paths_free(pipeline_paths *pp)
+{
+    free(pp->examples);
+    free(pp->example_workflows);
+    free(pp->example_triggers);
+}
+
+/* Load workflows and triggers and put them in force; problems are logged
+ * one per line and the good parts load. */
+static void load_pipeline(engine *e, const registry *r, store *st, const pipeline_paths *pp)
+{
+    workflow_set *ws = NULL;
+    trigger_set *ts = NULL;
+    diag d;
+    diag_init(&d, NULL);
+    if (pipeline_load(&pp->src, r, st, &ws, &ts, &d) != EVH_OK) {
+        log_error("pipeline", "out of memory loading workflows and triggers");
+        diag_free(&d);
+        return;
+    }
+    for (size_t i = 0; i < d.count; i++) {
+        char *line = diag_format_item(&d, i);
+        log_warn("pipeline", "%s", line ? line : "out of memory");
+        free(line);
+    }
+    if (d.dropped)
+        log_warn("pipeline", "... and %zu more problem(s)", d.dropped);
+    log_info("pipeline", "%zu workflow(s) and %zu trigger(s) in force%s", ws->count,
+             trigger_set_count(ts), d.count ? " (problems above were skipped)" : "");
+    diag_free(&d);
+    engine_set_config(e, ws, ts);
+}
+
+static void run_retention(store *st, const evh_config *c)
+{
+    size_t deleted = 0;
+    int64_t age = (int64_t)c->retention_max_age_days * 86400;
+    if (store_retention(st, age, c->retention_max_executions, &deleted) != EVH_OK)
+        log_warn("store", "retention failed: %s", store_errmsg(st));
+    else if (deleted)
+        log_info("store", "retention removed %zu old execution(s) and event(s)", deleted);
+}
+
+/* Wait for a signal; every RETENTION_PERIOD_S without one, run retention. */
+static int wait_signal(const sigset_t *sigs, store *st, const evh_config *c)
+{
+    for (;;) {
+        struct timespec ts = {RETENTION_PERIOD_S, 0};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig > 0)
+            return sig;
+        if (errno == EAGAIN)
+            run_retention(st, c);
+    }
 }
 
 int cli_run(int argc, char **argv)
@@ -126,11 +308,20 @@ int cli_run(int argc, char **argv)
     run_options o;
     if (parse_run_args(argc, argv, &o) != 0)
         return 2;
-    if (mkdir(o.data_dir, 0700) != 0 && errno != EEXIST) {
-        log_error("daemon", "data directory '%s': %s", o.data_dir, strerror(errno));
+    evh_config *c = load_settings(&o);
+    if (!c)
+        return 2;
+    if (o.print_config) {
+        config_print_redacted(c, stdout);
+        config_free(c);
+        return 0;
+    }
+    log_set_level(c->log_level);
+    if (make_dirs(c)) {
+        config_free(c);
         return 1;
     }
-    /* Signals are taken by this thread only (sigwait), never by plugin
+    /* Signals are taken by this thread only (sigtimedwait), never by plugin
      * threads, which inherit the blocked mask. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -141,41 +332,65 @@ int cli_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    char *root = cli_default_plugin_root();
-    runtime *rt = runtime_new(o.queue_size, o.data_dir, EVH_EMIT_DEFAULT_WAIT_MS);
+    char *err = NULL;
+    pipeline_paths pp;
+    pipeline_paths_init(&pp, c);
+    store *st = NULL;
+    engine *e = NULL;
+    runtime *rt = runtime_new(c->queue_size, c->data_dir, (uint32_t)c->emit_wait_ms);
     registry *r = registry_new();
-    pthread_t consumer;
-    if (!root || !rt || !r)
+    if (!rt || !r)
         goto out_free;
-    log_info("daemon", "evhost %s (SDK ABI %d.%d) starting; data in %s", EVH_VERSION,
-             EVH_ABI_MAJOR, EVH_ABI_MINOR, o.data_dir);
-    load_plugins(r, rt, &o, root);
-    if (pthread_create(&consumer, NULL, consume_events, rt) != 0)
+    log_info("daemon", "evhost %s (SDK ABI %d.%d) starting; settings: %s; database: %s",
+             EVH_VERSION, EVH_ABI_MAJOR, EVH_ABI_MINOR, c->source, c->storage_path);
+    load_plugins(r, rt, c, &o);
+
+    engine_options eo = {.db_path = c->storage_path,
+                         .synchronous_full = !strcmp(c->storage_synchronous, "full"),
+                         .workers = (unsigned)c->workers,
+                         .dispatch_queue = c->queue_size,
+                         .max_chain_depth = (uint32_t)c->max_chain_depth};
+    e = engine_new(rt, r, &eo, &err);
+    store_options so = {.path = c->storage_path, .synchronous_full = eo.synchronous_full};
+    if (!e || store_open(&so, &st, &err) != EVH_OK) {
+        log_error("daemon", "database '%s': %s", c->storage_path, err ? err : "out of memory");
         goto out_unload;
+    }
+    load_pipeline(e, r, st, &pp);
+    run_retention(st, c);
+    if (engine_start(e) != EVH_OK) {
+        log_error("daemon", "cannot start the pipeline threads");
+        goto out_stop;
+    }
     loader_start_sources(r);
-    log_info("daemon", "running; send SIGTERM or press Ctrl-C to stop");
+    log_info("daemon", "running; SIGHUP reloads workflows and triggers, SIGTERM or Ctrl-C stops");
 
     for (;;) {
-        int sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
+        int sig = wait_signal(&sigs, st, c);
         if (sig == SIGHUP) {
-            log_info("daemon", "SIGHUP: nothing to reload yet");
+            log_info("daemon", "SIGHUP: reloading workflows and triggers");
+            load_pipeline(e, r, st, &pp);
             continue;
         }
-        log_info("daemon", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        log_info("daemon", "%s: stopping (deadline %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                 c->shutdown_timeout_s);
         break;
     }
+    rc = 0;
+out_stop:
     loader_stop_sources(r);
     runtime_stop(rt);
-    pthread_join(consumer, NULL);
-    rc = 0;
+    engine_stop(e, c->shutdown_timeout_s * 1000);
 out_unload:
+    engine_free(e);
+    store_close(st);
     loader_unload_all(r);
 out_free:
     registry_free(r);
     runtime_free(rt);
-    free(root);
+    pipeline_paths_free(&pp);
+    free(err);
+    config_free(c);
     if (rc == 0)
         log_info("daemon", "stopped");
     return rc;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "evh_limits.h"
 
 static char *xstrdup(const char *s)
 {

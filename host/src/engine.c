@@ -14,7 +14,7 @@
 #include "bus.h"
 #include "event.h"
 #include "execute.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "log.h"
 #include "store.h"
 

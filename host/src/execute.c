@@ -12,7 +12,7 @@
 
 #include "event.h"
 #include "hostapi.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "loader.h"
 #include "log.h"
 #include "template.h"
@@ -126,6 +126,7 @@ static instance *instance_get(exec_worker *w, const exec_request *req, size_t id
 typedef struct call {
     const evh_step *step;
     void *ctx;
+    evh_host *host; /* the instance's handle, finalized here if abandoned */
     evh_step_input in;
     evh_step_output out;
     int32_t rc;
@@ -161,14 +162,21 @@ static void *call_thread(void *arg)
     int abandoned = c->abandoned;
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
-    if (abandoned)
-        call_free(c); /* the worker gave up on us; nobody else will */
+    if (abandoned) {
+        /* The worker gave up on this call and on its instance; nobody else
+         * will finalize them.  The library stays loaded while the instance
+         * lives (loader_unload_one), so fini is still there to call. */
+        c->step->fini(c->ctx);
+        hostapi_instance_free(c->host);
+        call_free(c);
+    }
     return NULL;
 }
 
 /* Run with a deadline on a helper thread.  A plugin cannot be interrupted
  * safely in-process, so on timeout the call (and its instance) is abandoned:
- * the instance is never used or finalized again. */
+ * the worker never uses the instance again, and the helper thread finalizes
+ * it if the call ever returns. */
 static int call_with_timeout(call *c, uint32_t timeout_ms, int *abandoned)
 {
     pthread_t t;
@@ -210,6 +218,7 @@ static call *call_new(instance *inst, const exec_request *req, size_t idx, const
     pthread_cond_init(&c->cond, NULL);
     c->step = inst->p->desc->step;
     c->ctx = inst->ctx;
+    c->host = inst->host;
     c->event_json = strdup(event_json);
     c->steps_json = strdup(steps_json);
     c->config_json = strdup(config_json);
@@ -321,7 +330,9 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
     hostapi_run_end(inst->host);
     if (res.rc == EVH_OK) {
         const char *text = c->out.output_json ? c->out.output_json : "{}";
-        size_t len = c->out.output_json && c->out.output_len != EVH_NUL_TERMINATED
+        /* 0 (the field left untouched) means NUL-terminated, as the SDK says */
+        size_t len = c->out.output_json && c->out.output_len != 0 &&
+                             c->out.output_len != EVH_NUL_TERMINATED
                          ? c->out.output_len
                          : strlen(text);
         res.output = cJSON_ParseWithLength(text, len);

@@ -11,7 +11,7 @@
 
 #include <evhost/evhost.h>
 
-#include "limits.h"
+#include "evh_limits.h"
 #include "manifest.h"
 #include "runtime.h"
 

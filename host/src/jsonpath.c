@@ -13,7 +13,7 @@
 #include <evhost/evhost.h>
 
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 
 /* Parse one segment starting at *p: either "[digits]" or a key up to the next
  * '.' or '['.  Returns 1 and advances *p, 0 on malformed input. */

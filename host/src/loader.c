@@ -21,7 +21,7 @@
 #include "hostapi.h"
 #include "jsonpath.h"
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "log.h"
 #include "manifest.h"
 #include "schema.h"

@@ -14,11 +14,17 @@ static void usage(FILE *f)
             "usage: evhost <command> [options]\n"
             "\n"
             "commands:\n"
-            "  run [--plugin-dir DIR]... [--data-dir DIR] [--log-level L]\n"
-            "                              run the daemon (built-in plugins by default)\n"
+            "  run [--config host.yaml] [--plugin-dir DIR]... [--data-dir DIR] [--db FILE]\n"
+            "      [--workers N] [--queue-size N] [--log-level L] [--print-config]\n"
+            "                              run the daemon (embedded default settings when\n"
+            "                              no --config: built-in plugins, example workflows)\n"
             "  plugins list [DIR...]       list plugins and their load status\n"
             "  plugins validate DIR...     check plugin folders (plugin.json, ABI, .so);\n"
             "                              exit 1 listing every problem\n"
+            "  events list [--db FILE] [filters] [--json]\n"
+            "                              accepted events, newest first\n"
+            "  executions list [--db FILE] [filters] [--json]\n"
+            "  executions show ID [--json] one execution with its step runs\n"
             "  --version                   host version and SDK ABI\n"
             "  --help                      this text\n");
 }
@@ -45,6 +51,14 @@ int main(int argc, char **argv)
             return cli_plugins_list(argc - 3, argv + 3);
         if (!strcmp(argv[2], "validate"))
             return cli_plugins_validate(argc - 3, argv + 3);
+    }
+    if (!strcmp(cmd, "events") && argc >= 3 && !strcmp(argv[2], "list"))
+        return cli_events_list(argc - 3, argv + 3);
+    if (!strcmp(cmd, "executions") && argc >= 3) {
+        if (!strcmp(argv[2], "list"))
+            return cli_executions_list(argc - 3, argv + 3);
+        if (!strcmp(argv[2], "show"))
+            return cli_executions_show(argc - 3, argv + 3);
     }
     fprintf(stderr, "evhost: unknown command '%s'\n\n", cmd);
     usage(stderr);

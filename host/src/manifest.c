@@ -17,7 +17,7 @@
 
 #include "evhost/evhost.h"
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 
 /* Values quoted in messages are cut to this many bytes: a hostile plugin.json
  * must not turn one problem into a megabyte log line. */

@@ -20,7 +20,7 @@
 #include <evhost/evhost.h>
 
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 
 /* Largest integer a double holds exactly; "integer" and the count keywords
  * stop there so that a value never changes meaning through rounding. */

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "jsonpath.h"
-#include "limits.h"
+#include "evh_limits.h"
 
 /* Longest piece of user text quoted in a reason: a reason is one line of
  * a log or terminal, and a template can be as long as its string. */

@@ -21,7 +21,7 @@
 
 #include "jsonpath.h"
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 
 /* ---- the compiled conditions -------------------------------------------- */
 

@@ -17,7 +17,7 @@
 
 #include "jsonpath.h"
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "manifest.h"
 #include "schema.h"
 #include "template.h"
@@ -55,12 +55,12 @@ static void problem_at(parse_ctx *pc, const cJSON *node, const char *fmt, ...)
     pc->errors++;
 }
 
-static void key_problem(parse_ctx *pc, const cJSON *obj, const char *key, const char *fmt,
-                        const char *arg)
+/* A problem with a key itself (reported at the key, not its value). */
+static void key_problem(parse_ctx *pc, const cJSON *obj, const char *key, const char *where)
 {
     int line = 1, col = 1;
     yamldoc_key_pos(pc->y, obj, key, &line, &col);
-    diag_add_at(pc->d, line, col, fmt, arg);
+    diag_add_at(pc->d, line, col, "unknown key '%s' in %s", key, where);
     pc->errors++;
 }
 
@@ -87,13 +87,8 @@ static void check_keys(parse_ctx *pc, const cJSON *obj, const char *const *allow
         int ok = 0;
         for (size_t i = 0; allowed[i]; i++)
             ok |= !strcmp(item->string, allowed[i]);
-        if (!ok) {
-            char *fmt = NULL;
-            if (asprintf(&fmt, "unknown key '%%s' in %s", where) < 0)
-                continue;
-            key_problem(pc, obj, item->string, fmt, item->string);
-            free(fmt);
-        }
+        if (!ok)
+            key_problem(pc, obj, item->string, where);
     }
 }
 

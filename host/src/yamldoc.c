@@ -19,7 +19,7 @@
 #include <yaml.h>
 
 #include "jsonutil.h"
-#include "limits.h"
+#include "evh_limits.h"
 
 /* ---- node -> position map (open addressing, never shrinks) ------------- */
 

@@ -19,7 +19,7 @@
 #include <evhost/evhost.h>
 
 #include "diag.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "manifest.h"
 #include "schema.h"
 #include "testutil.h"

@@ -17,7 +17,7 @@
 #include <evhost/evhost.h>
 
 #include "diag.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "schema.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

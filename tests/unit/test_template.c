@@ -18,7 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "diag.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "template.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -24,7 +24,7 @@
 #include <evhost/evhost.h>
 
 #include "diag.h"
-#include "limits.h"
+#include "evh_limits.h"
 #include "schema.h"
 #include "triggers.h"
 

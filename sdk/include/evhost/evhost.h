@@ -362,7 +362,8 @@ typedef struct evh_step_output {
     uint32_t struct_size;  /* set by the host */
     uint32_t reserved_;    /* zero */
     char *output_json;     /* plugin sets (api->alloc); host frees */
-    size_t output_len;     /* or EVH_NUL_TERMINATED */
+    size_t output_len;     /* 0 or EVH_NUL_TERMINATED: output_json is
+                              NUL-terminated */
     char *error_message;   /* plugin sets on failure (api->alloc); host frees */
 } evh_step_output;
 

@@ -43,10 +43,10 @@ static int32_t log_run(void *ctx, const evh_step_input *in, evh_step_output *out
     api->log(s->host, level_of(level), "%s", text);
     char *quoted = api->json_quote(text);
     out->output_json = quoted ? api->mprintf("{\"logged\":%s}", quoted) : NULL;
-    api->free(quoted);
-    api->free(message);
-    api->free(level);
     api->metric(s->host, "bytes_logged", (double)strlen(text));
+    api->free(quoted);
+    api->free(message); /* text may point here: free it last */
+    api->free(level);
     if (!out->output_json) {
         out->error_message = api->strdup("out of memory");
         return EVH_E_NOMEM;

@@ -1,5 +1,5 @@
 /*
- * limits.h - every size and time limit of the host, in one place.
+ * evh_limits.h - every size and time limit of the host, in one place.
  *
  * Each limit that holds outside input has a name here; the ones a user would
  * want to change are also settings in host.yaml (config.c names them).

@@ -451,8 +451,7 @@ static void apply_paths(ctx *x, const field *f, const cJSON *v, const char *path
     *count = n;
 }
 
-/* "host:port" or "[v6]:port" into its parts; 0 on success. */
-static int split_listen(const char *s, char **host, int *port)
+int config_split_listen(const char *s, char **host, int *port)
 {
     const char *colon;
     size_t host_len;
@@ -490,7 +489,7 @@ static void apply_listen(ctx *x, const field *f, const cJSON *v, const char *pat
     (void)f;
     char *host = NULL;
     int port = 0;
-    if (!cJSON_IsString(v) || split_listen(v->valuestring, &host, &port) != 0) {
+    if (!cJSON_IsString(v) || config_split_listen(v->valuestring, &host, &port) != 0) {
         wrong_value(x, v, path, "\"host:port\" with a port from 0 to 65535 (IPv6: \"[::1]:8000\")");
         return;
     }

@@ -96,6 +96,10 @@ const char *config_default_yaml(void);
  * config shown as "***". */
 void config_print_redacted(const evh_config *c, FILE *f);
 
+/* "host:port" or "[v6]:port" into a malloc'd host and a port; 0 on
+ * success, -1 when malformed. */
+int config_split_listen(const char *text, char **host, int *port);
+
 /* "error", "warn", "info", "debug" for a level. */
 const char *config_log_level_name(int level);
 

@@ -20,9 +20,11 @@
 
 #include <evhost/evhost.h>
 
+#include "api.h"
 #include "cli.h"
 #include "config.h"
 #include "engine.h"
+#include "event.h"
 #include "evh_limits.h"
 #include "loader.h"
 #include "log.h"
@@ -41,6 +43,7 @@ typedef struct run_options {
     int n_plugin_dirs;
     const char *data_dir;
     const char *db_path;
+    const char *listen;
     long long queue_size; /* 0: from the settings */
     int workers;          /* -1: from the settings */
     int log_level;        /* -1: from the settings */
@@ -93,6 +96,16 @@ static int parse_run_args(int argc, char **argv, run_options *o)
             o->data_dir = v;
         } else if (!strcmp(a, "--db")) {
             o->db_path = v;
+        } else if (!strcmp(a, "--listen")) {
+            char *host = NULL;
+            int port = 0;
+            if (config_split_listen(v, &host, &port) != 0) {
+                fprintf(stderr, "evhost run: --listen: '%s' is not host:port (IPv6: "
+                                "[::1]:8000; port 0 = any free port)\n", v);
+                return -1;
+            }
+            free(host);
+            o->listen = v;
         } else if (!strcmp(a, "--log-level")) {
             o->log_level = log_level_parse(v);
             if (o->log_level < 0) {
@@ -145,13 +158,19 @@ static evh_config *load_settings(const run_options *o)
         free(c->storage_path);
         c->storage_path = strdup(o->db_path);
     }
+    if (o->listen) {
+        free(c->listen);
+        free(c->listen_host);
+        c->listen = strdup(o->listen);
+        config_split_listen(o->listen, &c->listen_host, &c->listen_port);
+    }
     if (o->queue_size)
         c->queue_size = (size_t)o->queue_size;
     if (o->workers >= 0)
         c->workers = o->workers;
     if (o->log_level >= 0)
         c->log_level = o->log_level;
-    if (!c->data_dir || !c->storage_path) {
+    if (!c->data_dir || !c->storage_path || !c->listen || !c->listen_host) {
         config_free(c);
         return NULL;
     }
@@ -254,32 +273,6 @@ static void pipeline_paths_free(pipeline_paths *pp)
     free(pp->example_triggers);
 }
 
-/* Load workflows and triggers and put them in force; problems are logged
- * one per line and the good parts load. */
-static void load_pipeline(engine *e, const registry *r, store *st, const pipeline_paths *pp)
-{
-    workflow_set *ws = NULL;
-    trigger_set *ts = NULL;
-    diag d;
-    diag_init(&d, NULL);
-    if (pipeline_load(&pp->src, r, st, &ws, &ts, &d) != EVH_OK) {
-        log_error("pipeline", "out of memory loading workflows and triggers");
-        diag_free(&d);
-        return;
-    }
-    for (size_t i = 0; i < d.count; i++) {
-        char *line = diag_format_item(&d, i);
-        log_warn("pipeline", "%s", line ? line : "out of memory");
-        free(line);
-    }
-    if (d.dropped)
-        log_warn("pipeline", "... and %zu more problem(s)", d.dropped);
-    log_info("pipeline", "%zu workflow(s) and %zu trigger(s) in force%s", ws->count,
-             trigger_set_count(ts), d.count ? " (problems above were skipped)" : "");
-    diag_free(&d);
-    engine_set_config(e, ws, ts);
-}
-
 static void run_retention(store *st, const evh_config *c)
 {
     size_t deleted = 0;
@@ -337,6 +330,11 @@ int cli_run(int argc, char **argv)
     pipeline_paths_init(&pp, c);
     store *st = NULL;
     engine *e = NULL;
+    http_server *http = NULL;
+    api_ctx api = {0};
+    api_ctx_init(&api);
+    pipeline_reloader rl = {.src = &pp.src};
+    pthread_mutex_init(&rl.lock, NULL);
     runtime *rt = runtime_new(c->queue_size, c->data_dir, (uint32_t)c->emit_wait_ms);
     registry *r = registry_new();
     if (!rt || !r)
@@ -356,12 +354,33 @@ int cli_run(int argc, char **argv)
         log_error("daemon", "database '%s': %s", c->storage_path, err ? err : "out of memory");
         goto out_unload;
     }
-    load_pipeline(e, r, st, &pp);
+    rl.e = e;
+    rl.r = r;
+    rl.st = st;
+    pipeline_reload(&rl, NULL);
     run_retention(st, c);
     if (engine_start(e) != EVH_OK) {
         log_error("daemon", "cannot start the pipeline threads");
         goto out_stop;
     }
+    api.rt = rt;
+    api.reg = r;
+    api.eng = e;
+    api.cfg = c;
+    api.db_path = c->storage_path;
+    api.synchronous_full = eo.synchronous_full;
+    api.reload = pipeline_reload;
+    api.reload_ud = &rl;
+    api.started_ns = monotonic_ns();
+    http = api_start(&api, &err);
+    if (!http) {
+        log_error("daemon", "HTTP API: %s", err ? err : "cannot start");
+        goto out_stop;
+    }
+    log_info("daemon", "API on http://%s%s%s:%d/ (%s)", strchr(c->listen_host, ':') ? "[" : "",
+             c->listen_host, strchr(c->listen_host, ':') ? "]" : "", http_port(http),
+             c->n_api_keys ? "API keys required" : "no API keys configured: open to anyone "
+                                                   "who can reach this address");
     loader_start_sources(r);
     log_info("daemon", "running; SIGHUP reloads workflows and triggers, SIGTERM or Ctrl-C stops");
 
@@ -369,7 +388,7 @@ int cli_run(int argc, char **argv)
         int sig = wait_signal(&sigs, st, c);
         if (sig == SIGHUP) {
             log_info("daemon", "SIGHUP: reloading workflows and triggers");
-            load_pipeline(e, r, st, &pp);
+            pipeline_reload(&rl, NULL);
             continue;
         }
         log_info("daemon", "%s: stopping (deadline %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -378,11 +397,14 @@ int cli_run(int argc, char **argv)
     }
     rc = 0;
 out_stop:
+    http_stop(http); /* no new requests; those in flight finish */
     loader_stop_sources(r);
     runtime_stop(rt);
     engine_stop(e, c->shutdown_timeout_s * 1000);
 out_unload:
     engine_free(e);
+    api_ctx_release(&api);
+    pthread_mutex_destroy(&rl.lock);
     store_close(st);
     loader_unload_all(r);
 out_free:

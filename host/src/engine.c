@@ -221,17 +221,30 @@ static void *writer_main(void *arg)
         if (n <= 0)
             continue;
         int rc = persist_batch(e, batch, (size_t)n);
-        ack_complete(batch, (size_t)n, rc);
         if (rc != EVH_OK) {
             /* Never acknowledged, so nothing accepted is lost. */
+            ack_complete(batch, (size_t)n, rc);
             for (int i = 0; i < n; i++)
                 event_free(batch[i]);
             continue;
         }
-        atomic_fetch_add(&e->persisted, (unsigned long long)n);
+        /* A retried request: the first event with its idempotency key is
+         * the one that counts; this copy was not stored.  (Rare, so one
+         * wake-up each; the rest of the batch shares one.) */
         for (int i = 0; i < n; i++) {
-            if (dispatch_push(e, batch[i]) != EVH_OK)
-                event_free(batch[i]); /* stays pending in the database */
+            if (batch[i]->idempotency_key && batch[i]->seq == 0)
+                ack_complete(&batch[i], 1, EVH_E_DUPLICATE);
+        }
+        ack_complete(batch, (size_t)n, EVH_OK);
+        for (int i = 0; i < n; i++) {
+            evh_event *ev = batch[i];
+            if (ev->idempotency_key && ev->seq == 0) {
+                event_free(ev);
+                continue;
+            }
+            atomic_fetch_add(&e->persisted, 1);
+            if (dispatch_push(e, ev) != EVH_OK)
+                event_free(ev); /* stays pending in the database */
         }
     }
     bus_close(e->dispatch);

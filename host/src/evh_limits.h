@@ -43,4 +43,13 @@
  * the step: one event must not turn a small config into a huge one. */
 #define TEMPLATE_MAX_OUTPUT_BYTES (1024 * 1024)
 
+/* HTTP server: default body limit (host.yaml server.max_body_bytes), the
+ * memory libmicrohttpd may use per connection for the request line and
+ * headers (larger headers get 431), and its worker threads.  Ingest waits
+ * for the durable commit on the worker thread, so there are more threads
+ * than cores: while some wait for the writer, others parse. */
+#define EVH_HTTP_DEFAULT_MAX_BODY (1024 * 1024)
+#define EVH_HTTP_HEADER_MEMORY (64 * 1024)
+#define EVH_HTTP_THREADS 8
+
 #endif

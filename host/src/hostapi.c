@@ -278,9 +278,11 @@ static int check_event(runtime *rt, const manifest *m, const char *event_type,
     return EVH_OK;
 }
 
-/* Queue the accepted event; counts the outcome. */
+/* Queue the accepted event; counts the outcome.  With o->durable, wait
+ * until the writer committed it (the HTTP ingest answers 202 only then). */
 static int enqueue(runtime *rt, const manifest *m, const char *event_type, const char *data,
-                   const char *user_id, const char *extra, char id_out[37])
+                   const char *user_id, const char *extra, const ingest_options *o,
+                   char id_out[37])
 {
     if (atomic_load(&rt->stopping)) {
         atomic_fetch_add(&rt->refused_stopping, 1);
@@ -291,14 +293,24 @@ static int enqueue(runtime *rt, const manifest *m, const char *event_type, const
     if (!ev)
         return EVH_E_NOMEM;
     ev->chain_depth = exec_current_chain_depth ? exec_current_chain_depth() : 0;
+    evh_ack ack = {0, 0};
+    if (o && o->idempotency_key && !(ev->idempotency_key = strdup(o->idempotency_key))) {
+        event_free(ev);
+        return EVH_E_NOMEM;
+    }
+    if (o && o->durable)
+        ev->ack = &ack;
     char id[EVH_UUID_LEN + 1];
     memcpy(id, ev->id, sizeof id); /* ev belongs to the bus once pushed */
-    int rc = bus_push(rt->bus, ev, rt->emit_wait_ms);
+    int rc = bus_push(rt->bus, ev, o && o->wait_ms ? o->wait_ms : rt->emit_wait_ms);
     if (rc == EVH_OK) {
-        atomic_fetch_add(&rt->emitted, 1);
+        if (o && o->durable)
+            rc = ack_wait(&ack); /* EVH_E_DUPLICATE: the key was seen before */
+        if (rc == EVH_OK)
+            atomic_fetch_add(&rt->emitted, 1);
         if (id_out)
             memcpy(id_out, id, sizeof id);
-        return EVH_OK;
+        return rc;
     }
     event_free(ev);
     if (rc == EVH_E_QUEUE_FULL)
@@ -312,6 +324,15 @@ int hostapi_emit_checked(runtime *rt, const manifest *m, const char *event_type,
                          const char *data_json, size_t data_len,
                          const char *user_id, const char *additional_json,
                          diag *d, char id_out[37])
+{
+    return hostapi_ingest(rt, m, event_type, data_json, data_len, user_id, additional_json,
+                          NULL, d, id_out);
+}
+
+int hostapi_ingest(runtime *rt, const manifest *m, const char *event_type,
+                   const char *data_json, size_t data_len, const char *user_id,
+                   const char *additional_json, const ingest_options *o, diag *d,
+                   char id_out[37])
 {
     if (!rt || !m || !event_type || !data_json) {
         if (d)
@@ -327,7 +348,7 @@ int hostapi_emit_checked(runtime *rt, const manifest *m, const char *event_type,
     int rc = check_event(rt, m, event_type, data_json, data_len, user_id, additional_json,
                          &local, &data, &extra);
     if (rc == EVH_OK)
-        rc = enqueue(rt, m, event_type, data, user_id, extra, id_out);
+        rc = enqueue(rt, m, event_type, data, user_id, extra, o, id_out);
     free(data);
     free(extra);
     if (d)

@@ -71,4 +71,22 @@ int hostapi_emit_checked(runtime *rt, const manifest *m, const char *event_type,
                          const char *user_id, const char *additional_json,
                          diag *d, char id_out[37]);
 
+/* What the HTTP ingest adds to emit (NULL options: plain emit). */
+typedef struct ingest_options {
+    const char *idempotency_key; /* NULL, or the client's key (copied) */
+    int durable;                 /* 1: return only once the event is stored */
+    uint32_t wait_ms;            /* wait for room in a full queue; 0: emit's */
+} ingest_options;
+
+/*
+ * hostapi_emit_checked with options.  With durable set, returns EVH_OK once
+ * the writer committed the event, EVH_E_DUPLICATE when the idempotency key
+ * was stored before (*id_out then holds the refused new id: look the first
+ * one up with store_event_find_by_key), or the writer's error.
+ */
+int hostapi_ingest(runtime *rt, const manifest *m, const char *event_type,
+                   const char *data_json, size_t data_len, const char *user_id,
+                   const char *additional_json, const ingest_options *o, diag *d,
+                   char id_out[37]);
+
 #endif

@@ -42,13 +42,34 @@ trigger_resolver pipeline_resolver(pipeline_resolver_ctx *ctx)
     return r;
 }
 
+/* The node at path, or at its nearest existing parent: a missing key
+ * ("triggers[0].workflow") is reported where its mapping is. */
+static const cJSON *nearest_node(const cJSON *root, const char *path)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (;;) {
+        const cJSON *node = json_path_get(root, buf);
+        if (node || !buf[0])
+            return node;
+        char *cut = strrchr(buf, '.');
+        char *bracket = strrchr(buf, '[');
+        if (bracket && (!cut || bracket > cut))
+            cut = bracket;
+        if (cut)
+            *cut = '\0';
+        else
+            buf[0] = '\0';
+    }
+}
+
 /* Turn problems with JSON paths inside a YAML document into file:line:col. */
 static void add_positioned(diag *out, const char *file, const yamldoc *y, const diag *in)
 {
     diag fd;
     diag_init(&fd, file);
     for (size_t i = 0; i < in->count; i++) {
-        const cJSON *node = json_path_get(yamldoc_root(y), in->items[i].path);
+        const cJSON *node = nearest_node(yamldoc_root(y), in->items[i].path);
         int line = 1, col = 1;
         if (node)
             yamldoc_pos(y, node, &line, &col);
@@ -194,5 +215,36 @@ int pipeline_load(const pipeline_sources *src, const registry *reg, store *st,
     load_table_triggers(src, &res, ts, st, d);
     *ws_out = ws;
     *ts_out = ts;
+    return EVH_OK;
+}
+
+int pipeline_reload(void *ud, diag *out)
+{
+    pipeline_reloader *rl = ud;
+    workflow_set *ws = NULL;
+    trigger_set *ts = NULL;
+    diag d;
+    diag_init(&d, NULL);
+    pthread_mutex_lock(&rl->lock);
+    int rc = pipeline_load(rl->src, rl->r, rl->st, &ws, &ts, &d);
+    pthread_mutex_unlock(&rl->lock);
+    if (rc != EVH_OK) {
+        log_error("pipeline", "out of memory loading workflows and triggers");
+        diag_free(&d);
+        return rc;
+    }
+    for (size_t i = 0; i < d.count; i++) {
+        char *line = diag_format_item(&d, i);
+        log_warn("pipeline", "%s", line ? line : "out of memory");
+        free(line);
+    }
+    if (d.dropped)
+        log_warn("pipeline", "... and %zu more problem(s)", d.dropped);
+    log_info("pipeline", "%zu workflow(s) and %zu trigger(s) in force%s", ws->count,
+             trigger_set_count(ts), d.count ? " (problems above were skipped)" : "");
+    if (out)
+        diag_merge(out, &d, NULL);
+    diag_free(&d);
+    engine_set_config(rl->e, ws, ts);
     return EVH_OK;
 }

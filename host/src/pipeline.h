@@ -12,7 +12,10 @@
 
 #include <stddef.h>
 
+#include <pthread.h>
+
 #include "diag.h"
+#include "engine.h"
 #include "registry.h"
 #include "store.h"
 #include "triggers.h"
@@ -43,5 +46,21 @@ typedef struct pipeline_resolver_ctx {
     const workflow_set *ws;
 } pipeline_resolver_ctx;
 trigger_resolver pipeline_resolver(pipeline_resolver_ctx *ctx);
+
+/* What a reload needs: the daemon's SIGHUP and the API's trigger changes
+ * share it.  The lock keeps two reloads from interleaving their writes to
+ * the workflow_triggers table. */
+typedef struct pipeline_reloader {
+    engine *e;
+    const registry *r;
+    const pipeline_sources *src;
+    store *st; /* used under lock only */
+    pthread_mutex_t lock;
+} pipeline_reloader;
+
+/* Load workflows and triggers and put them in force in rl->e; problems are
+ * logged one per line (and copied to out when not NULL) and the good parts
+ * load.  ud is a pipeline_reloader. */
+int pipeline_reload(void *ud, diag *out);
 
 #endif

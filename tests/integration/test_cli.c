@@ -120,7 +120,8 @@ static void test_out_of_tree_plugin_runs(void **state)
 
     char *log = tu_join(root, "daemon.log");
     char *data = tu_join(root, "data");
-    char *argv[] = {EVH_BINARY, "run", "--plugin-dir", plugins, "--data-dir", data, NULL};
+    char *argv[] = {EVH_BINARY, "run",  "--plugin-dir", plugins, "--data-dir",
+                    data,       "--listen", "127.0.0.1:0", NULL};
     pid_t pid = tu_spawn(argv, log);
     assert_true(pid > 0);
     int seen = tu_wait_for_text(log, "results valid=EVH_OK undeclared=EVH_E_UNDECLARED_TYPE "
@@ -170,7 +171,7 @@ static void test_run_embedded_default(void **state)
     char *root = tu_tempdir("default");
     char *log = tu_join(root, "daemon.log");
     char *data = tu_join(root, "data");
-    char *argv[] = {EVH_BINARY, "run", "--data-dir", data, NULL};
+    char *argv[] = {EVH_BINARY, "run", "--data-dir", data, "--listen", "127.0.0.1:0", NULL};
     pid_t pid = tu_spawn(argv, log);
     assert_true(pid > 0);
     /* the timer's default interval is 5 s; the example trigger runs the

@@ -527,6 +527,7 @@ static char *write_host_yaml(const char *root, const char *name, const char *emi
     char *path = tu_join(root, name);
     char *text = NULL;
     assert_true(asprintf(&text,
+                         "server: {listen: \"127.0.0.1:0\"}\n"
                          "plugins:\n"
                          "  builtin: false\n"
                          "  dirs: [\"%s/plugins\"]\n"

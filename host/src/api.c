@@ -1,0 +1,148 @@
+/*
+ * api.c - the REST API's shared parts (see api.h).
+ */
+#include "api.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <evhost/evhost.h>
+
+#include "evh_limits.h"
+#include "jsonutil.h"
+#include "log.h"
+
+void api_ctx_init(api_ctx *a)
+{
+    pthread_mutex_init(&a->pool_lock, NULL);
+    a->pool = NULL;
+    a->pool_count = a->pool_cap = 0;
+}
+
+void api_ctx_release(api_ctx *a)
+{
+    for (size_t i = 0; i < a->pool_count; i++)
+        store_close(a->pool[i]);
+    free(a->pool);
+    a->pool = NULL;
+    a->pool_count = a->pool_cap = 0;
+    pthread_mutex_destroy(&a->pool_lock);
+}
+
+store *api_store_acquire(api_ctx *a, http_response *res)
+{
+    pthread_mutex_lock(&a->pool_lock);
+    store *st = a->pool_count ? a->pool[--a->pool_count] : NULL;
+    pthread_mutex_unlock(&a->pool_lock);
+    if (st)
+        return st;
+    store_options so = {.path = a->db_path, .synchronous_full = a->synchronous_full};
+    char *err = NULL;
+    if (store_open(&so, &st, &err) != EVH_OK) {
+        log_error("api", "database '%s': %s", a->db_path, err ? err : "cannot open");
+        if (res)
+            http_respond_error(res, 503, "unavailable", NULL, "the database cannot be opened");
+        free(err);
+        return NULL;
+    }
+    return st;
+}
+
+void api_store_release(api_ctx *a, store *st)
+{
+    if (!st)
+        return;
+    pthread_mutex_lock(&a->pool_lock);
+    if (a->pool_count == a->pool_cap) {
+        size_t cap = a->pool_cap ? a->pool_cap * 2 : 8;
+        store **p = realloc(a->pool, cap * sizeof *p);
+        if (!p) {
+            pthread_mutex_unlock(&a->pool_lock);
+            store_close(st);
+            return;
+        }
+        a->pool = p;
+        a->pool_cap = cap;
+    }
+    a->pool[a->pool_count++] = st;
+    pthread_mutex_unlock(&a->pool_lock);
+}
+
+/* "application/json; charset=utf-8" -> matches "application/json". */
+static int media_type_is(const char *header, const char *type)
+{
+    size_t n = strlen(type);
+    return header && !strncasecmp(header, type, n) && (header[n] == '\0' || header[n] == ';' ||
+                                                       header[n] == ' ');
+}
+
+cJSON *api_body_object(const http_request *req, http_response *res, int accept_cloudevents)
+{
+    const char *ctype = http_header(req, "Content-Type");
+    if (!media_type_is(ctype, "application/json") &&
+        !(accept_cloudevents && media_type_is(ctype, "application/cloudevents+json"))) {
+        http_respond_error(res, 415, "unsupported_media_type", NULL,
+                           "send the body as application/json%s (got %s)",
+                           accept_cloudevents ? " or application/cloudevents+json" : "",
+                           ctype ? ctype : "no Content-Type");
+        return NULL;
+    }
+    size_t len = 0;
+    const char *body = http_body(req, &len);
+    char err[160];
+    cJSON *doc = json_parse_limited(body, len, (size_t)-1, EVH_JSON_MAX_DEPTH, err, sizeof err);
+    if (!doc) {
+        http_respond_error(res, 400, "malformed_json", NULL, "the body is not valid JSON: %s",
+                           err);
+        return NULL;
+    }
+    if (!cJSON_IsObject(doc)) {
+        http_respond_error(res, 400, "invalid", NULL, "the body must be a JSON object, got %s",
+                           json_type_name(doc));
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+long api_query_limit(const http_request *req, http_response *res)
+{
+    const char *v = http_query(req, "limit");
+    if (!v)
+        return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < 1 || n > STORE_LIST_MAX_LIMIT) {
+        http_respond_error(res, 400, "invalid", NULL,
+                           "limit: '%s' is not a number from 1 to %d", v, STORE_LIST_MAX_LIMIT);
+        return -1;
+    }
+    return n;
+}
+
+void api_respond_page(http_response *res, cJSON *items, char *next_cursor)
+{
+    cJSON *page = cJSON_CreateObject();
+    cJSON_AddItemToObject(page, "items", items);
+    cJSON_AddItemToObject(page, "next_cursor",
+                          next_cursor ? cJSON_CreateString(next_cursor) : cJSON_CreateNull());
+    free(next_cursor);
+    http_respond_json(res, 200, page);
+}
+
+http_server *api_start(api_ctx *a, char **err)
+{
+    static const http_route *const tables[] = {api_routes_health,   api_routes_events,
+                                               api_routes_plugins,  api_routes_triggers,
+                                               api_routes_executions, NULL};
+    const evh_config *c = a->cfg;
+    http_options o = {.host = c->listen_host,
+                      .port = c->listen_port,
+                      .max_body = c->max_body_bytes,
+                      .max_connections = c->max_connections,
+                      .timeout_s = c->connection_timeout_s,
+                      .keys = c->api_keys,
+                      .n_keys = c->n_api_keys};
+    return http_start(&o, tables, api_plugin_route, a, err);
+}

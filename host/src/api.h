@@ -1,0 +1,82 @@
+/*
+ * api.h - the REST API: what its handlers share, and its route tables.
+ *
+ * Each api_*.c file owns one group of endpoints and exports one route
+ * table; api.c starts the HTTP server over all of them.  Handlers reach
+ * the host only through api_ctx: the registry (plugins), the runtime (the
+ * event queue), the engine (workflows and triggers in force) and database
+ * connections from a small pool (one SQLite connection per concurrent
+ * request, as store.h requires).
+ */
+#ifndef EVH_API_H
+#define EVH_API_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "engine.h"
+#include "http.h"
+#include "registry.h"
+#include "runtime.h"
+#include "store.h"
+
+typedef struct api_ctx {
+    runtime *rt;
+    registry *reg;
+    engine *eng;
+    const evh_config *cfg;
+    const char *db_path;
+    int synchronous_full;
+    /* Rebuild workflows and triggers from their files and the
+     * workflow_triggers table and put them in force (what SIGHUP does);
+     * problems go to d.  Called after a trigger changes through the API. */
+    int (*reload)(void *ud, diag *d);
+    void *reload_ud;
+    int64_t started_ns; /* monotonic, for uptime */
+    /* the connection pool (api.c) */
+    pthread_mutex_t pool_lock;
+    store **pool;
+    size_t pool_count, pool_cap;
+} api_ctx;
+
+/* Initialize the pool part of a (otherwise filled) api_ctx; free it. */
+void api_ctx_init(api_ctx *a);
+void api_ctx_release(api_ctx *a);
+
+/* A database connection for this request; give it back with
+ * api_store_release.  NULL (and a 503 answered) when it cannot be opened. */
+store *api_store_acquire(api_ctx *a, http_response *res);
+void api_store_release(api_ctx *a, store *st);
+
+/*
+ * The body as a JSON object (size and depth bounded), or NULL after
+ * answering 415 (a Content-Type other than JSON) or 400 (malformed, with
+ * the line and column).  accept_cloudevents: also take
+ * application/cloudevents+json.
+ */
+cJSON *api_body_object(const http_request *req, http_response *res, int accept_cloudevents);
+
+/* A query argument as a page size: 0 when absent; -1 after answering 400. */
+long api_query_limit(const http_request *req, http_response *res);
+
+/* Answer 200 {"items": [...], "next_cursor": "..." | null} (takes both). */
+void api_respond_page(http_response *res, cJSON *items, char *next_cursor);
+
+/* Start the server on cfg's listen address over every route table. */
+http_server *api_start(api_ctx *a, char **err);
+
+/* ---- the route tables (each ends with {0}) ------------------------------- */
+
+extern const http_route api_routes_events[];     /* api_events.c */
+extern const http_route api_routes_plugins[];    /* api_plugins.c */
+extern const http_route api_routes_triggers[];   /* api_triggers.c: triggers, workflows */
+extern const http_route api_routes_executions[]; /* api_executions.c */
+extern const http_route api_routes_health[];     /* api_health.c: health, ready, metrics */
+
+/* Requests to a path no table has: plugin webhook endpoints (api_plugins.c). */
+int api_plugin_route(void *ctx, const http_request *req, http_response *res);
+
+#endif

@@ -1,0 +1,520 @@
+/*
+ * http.c - the HTTP server on libmicrohttpd (see http.h).
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <evhost/evhost.h>
+
+#include "evh_limits.h"
+#include "log.h"
+
+#define MAX_PARAMS 8
+#define MAX_SEGMENTS 16
+#define KEY_DIGEST_LEN 32
+
+struct http_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    char *body;
+    size_t body_len, body_cap;
+    int too_large;
+    char param_names[MAX_PARAMS][32];
+    char *param_values[MAX_PARAMS];
+    size_t n_params;
+    const char *auth_name;
+};
+
+typedef struct key_digest {
+    char *name;
+    unsigned char digest[KEY_DIGEST_LEN];
+} key_digest;
+
+struct http_server {
+    struct MHD_Daemon *d;
+    const http_route *const *tables;
+    http_fallback fallback;
+    void *ctx;
+    size_t max_body;
+    key_digest *keys;
+    size_t n_keys;
+    int port;
+};
+
+/* ---- request accessors -------------------------------------------------- */
+
+const char *http_method(const http_request *r)
+{
+    return r->method;
+}
+
+const char *http_path(const http_request *r)
+{
+    return r->path;
+}
+
+const char *http_header(const http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const http_request *r, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!v) {
+        /* "?flag" has no value: MHD reports it only when asked this way */
+        int present = MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND, name,
+                                                    strlen(name), NULL, NULL) == MHD_YES;
+        return present ? "" : NULL;
+    }
+    return v;
+}
+
+const char *http_body(const http_request *r, size_t *len)
+{
+    if (len)
+        *len = r->body_len;
+    return r->body ? r->body : "";
+}
+
+const char *http_param(const http_request *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_params; i++) {
+        if (!strcmp(r->param_names[i], name))
+            return r->param_values[i];
+    }
+    return NULL;
+}
+
+const char *http_auth_name(const http_request *r)
+{
+    return r->auth_name;
+}
+
+typedef struct header_walk {
+    http_header_fn fn;
+    void *ud;
+} header_walk;
+
+static enum MHD_Result header_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    header_walk *w = cls;
+    (void)kind;
+    return w->fn(w->ud, key, value ? value : "") ? MHD_NO : MHD_YES;
+}
+
+void http_each_header(const http_request *r, http_header_fn fn, void *ud)
+{
+    header_walk w = {fn, ud};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, header_iter, &w);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+void http_respond_raw(http_response *res, int status, const char *content_type, char *body,
+                      size_t len)
+{
+    free(res->body);
+    res->status = status;
+    res->content_type = content_type;
+    res->body = body;
+    res->body_len = body ? len : 0;
+}
+
+void http_respond_json(http_response *res, int status, cJSON *body)
+{
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (body && !text) {
+        http_respond_raw(res, 500, "application/json", NULL, 0);
+        return;
+    }
+    http_respond_raw(res, status, "application/json", text, text ? strlen(text) : 0);
+}
+
+void http_respond_error(http_response *res, int status, const char *code, const diag *details,
+                        const char *fmt, ...)
+{
+    char *message = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&message, fmt, ap) < 0)
+        message = NULL;
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "code", code);
+    cJSON_AddStringToObject(err, "message", message ? message : code);
+    cJSON *list = cJSON_AddArrayToObject(err, "details");
+    for (size_t i = 0; details && i < details->count; i++) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "path", details->items[i].path);
+        cJSON_AddStringToObject(item, "reason", details->items[i].reason);
+        cJSON_AddItemToArray(list, item);
+    }
+    free(message);
+    http_respond_json(res, status, root);
+}
+
+void http_response_header(http_response *res, const char *name, const char *value)
+{
+    if (res->n_headers == HTTP_MAX_RESPONSE_HEADERS)
+        return;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return;
+    }
+    res->header_names[res->n_headers] = n;
+    res->header_values[res->n_headers] = v;
+    res->n_headers++;
+}
+
+static void response_release(http_response *res)
+{
+    free(res->body);
+    for (size_t i = 0; i < res->n_headers; i++) {
+        free(res->header_names[i]);
+        free(res->header_values[i]);
+    }
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *c, http_response *res)
+{
+    char *body = res->body;
+    res->body = NULL; /* MHD frees it from here on */
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(res->body_len, body ? body : (char *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(body);
+        response_release(res);
+        return MHD_NO;
+    }
+    if (res->content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+    for (size_t i = 0; i < res->n_headers; i++)
+        MHD_add_response_header(r, res->header_names[i], res->header_values[i]);
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    response_release(res);
+    return ok;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *code,
+                                  const char *message)
+{
+    http_response res = {0};
+    http_respond_error(&res, status, code, NULL, "%s", message);
+    return send_response(c, &res);
+}
+
+/* ---- authentication --------------------------------------------------- */
+
+static void digest_of(const char *text, size_t len, unsigned char out[KEY_DIGEST_LEN])
+{
+    unsigned int n = 0;
+    EVP_Digest(text, len, out, &n, EVP_sha256(), NULL);
+}
+
+/* The key name the request carries, or NULL.  Comparing digests in
+ * constant time hides both the keys' contents and their lengths; every key
+ * is compared, so timing does not tell which one matched. */
+static const char *authenticate(const http_server *s, struct MHD_Connection *c)
+{
+    const char *token = NULL;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (auth && !strncasecmp(auth, "Bearer ", 7))
+        token = auth + 7;
+    if (!token)
+        token = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
+    if (!token)
+        return NULL;
+    unsigned char d[KEY_DIGEST_LEN];
+    digest_of(token, strlen(token), d);
+    const char *found = NULL;
+    for (size_t i = 0; i < s->n_keys; i++) {
+        if (CRYPTO_memcmp(d, s->keys[i].digest, KEY_DIGEST_LEN) == 0)
+            found = s->keys[i].name;
+    }
+    return found;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* Split "/a/b/c" into segments (in place in buf). */
+static size_t split_path(char *buf, char **segs, size_t max)
+{
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (n == max)
+            return max + 1;
+        segs[n++] = t;
+    }
+    return n;
+}
+
+/* 1 when pattern matches path; {name} values go to r's params. */
+static int route_match(const char *pattern, char **segs, size_t n, http_request *r)
+{
+    char pbuf[256];
+    char *psegs[MAX_SEGMENTS];
+    snprintf(pbuf, sizeof pbuf, "%s", pattern);
+    size_t pn = split_path(pbuf, psegs, MAX_SEGMENTS);
+    if (pn != n)
+        return 0;
+    size_t n_params = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (psegs[i][0] == '{')
+            n_params++;
+        else if (strcmp(psegs[i], segs[i]) != 0)
+            return 0;
+    }
+    if (!r || n_params > MAX_PARAMS)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (psegs[i][0] != '{')
+            continue;
+        /* "{id}" -> "id" */
+        snprintf(r->param_names[r->n_params], sizeof r->param_names[0], "%.*s",
+                 (int)strcspn(psegs[i] + 1, "}"), psegs[i] + 1);
+        if (!(r->param_values[r->n_params] = strdup(segs[i])))
+            return 0;
+        r->n_params++;
+    }
+    return 1;
+}
+
+static void dispatch(http_server *s, http_request *r, http_response *res)
+{
+    char buf[1024];
+    char *segs[MAX_SEGMENTS];
+    if (strlen(r->path) >= sizeof buf) {
+        http_respond_error(res, 414, "uri_too_long", NULL, "the path is longer than %zu bytes",
+                           sizeof buf - 1);
+        return;
+    }
+    snprintf(buf, sizeof buf, "%s", r->path);
+    size_t n = split_path(buf, segs, MAX_SEGMENTS);
+    const http_route *hit = NULL;
+    char allow[128] = "";
+    for (size_t t = 0; s->tables[t] && !hit; t++) {
+        for (const http_route *rt = s->tables[t]; rt->pattern && !hit; rt++) {
+            if (n > MAX_SEGMENTS || !route_match(rt->pattern, segs, n, NULL))
+                continue;
+            if (!strcmp(rt->method, r->method))
+                hit = rt;
+            else if (!strstr(allow, rt->method))
+                snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                         allow[0] ? ", " : "", rt->method);
+        }
+    }
+    if (!hit) {
+        if (allow[0]) {
+            http_respond_error(res, 405, "method_not_allowed", NULL,
+                               "%s is not allowed on %s (allowed: %s)", r->method, r->path,
+                               allow);
+            http_response_header(res, "Allow", allow);
+            return;
+        }
+        if (s->fallback && s->fallback(s->ctx, r, res))
+            return;
+        http_respond_error(res, 404, "not_found", NULL, "no such endpoint: %s %s", r->method,
+                           r->path);
+        return;
+    }
+    if (s->n_keys && !hit->public_route) {
+        r->auth_name = authenticate(s, r->conn);
+        if (!r->auth_name) {
+            http_respond_error(res, 401, "unauthorized", NULL,
+                               "an API key is required: send 'Authorization: Bearer <key>'");
+            http_response_header(res, "WWW-Authenticate", "Bearer realm=\"evhost\"");
+            return;
+        }
+    }
+    snprintf(buf, sizeof buf, "%s", r->path); /* split_path cut it up */
+    split_path(buf, segs, MAX_SEGMENTS);
+    route_match(hit->pattern, segs, n, r);
+    hit->handler(s->ctx, r, res);
+    if (!res->status)
+        http_respond_error(res, 500, "internal", NULL, "the handler gave no answer");
+}
+
+/* ---- libmicrohttpd callbacks ------------------------------------------- */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->conn = c;
+        r->method = method;
+        r->path = url;
+        *con_cls = r;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->max_body) {
+            r->too_large = 1;
+            return send_error(c, 413, "payload_too_large",
+                              "the request body is larger than the limit (server.max_body_bytes)");
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->too_large)
+            return MHD_YES;
+        if (r->body_len + n > s->max_body) {
+            r->too_large = 1; /* a chunked body grew past the limit */
+            free(r->body);
+            r->body = NULL;
+            r->body_len = 0;
+            return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 4096;
+            while (cap < r->body_len + n + 1)
+                cap *= 2;
+            char *b = realloc(r->body, cap);
+            if (!b)
+                return MHD_NO;
+            r->body = b;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (r->too_large)
+        return send_error(c, 413, "payload_too_large",
+                          "the request body is larger than the limit (server.max_body_bytes)");
+    http_response res = {0};
+    dispatch(s, r, &res);
+    return send_response(c, &res);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_request *r = *con_cls;
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (!r)
+        return;
+    free(r->body);
+    for (size_t i = 0; i < r->n_params; i++)
+        free(r->param_values[i]);
+    free(r);
+    *con_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
+                                                            va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_debug("http", "%s", line);
+}
+
+/* ---- start and stop ----------------------------------------------------- */
+
+static void server_free(http_server *s)
+{
+    for (size_t i = 0; i < s->n_keys; i++)
+        free(s->keys[i].name);
+    free(s->keys);
+    free(s);
+}
+
+http_server *http_start(const http_options *o, const http_route *const *tables,
+                        http_fallback fallback, void *ctx, char **err)
+{
+    *err = NULL;
+    http_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->tables = tables;
+    s->fallback = fallback;
+    s->ctx = ctx;
+    s->max_body = o->max_body ? o->max_body : EVH_HTTP_DEFAULT_MAX_BODY;
+    s->keys = o->n_keys ? calloc(o->n_keys, sizeof *s->keys) : NULL;
+    for (size_t i = 0; i < o->n_keys && s->keys; i++) {
+        s->keys[i].name = strdup(o->keys[i].name);
+        digest_of(o->keys[i].key, strlen(o->keys[i].key), s->keys[i].digest);
+        s->n_keys++;
+    }
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", o->port);
+    int gai = getaddrinfo(o->host, port, &hints, &ai);
+    if (gai != 0) {
+        if (asprintf(err, "listen address '%s': %s", o->host, gai_strerror(gai)) < 0)
+            *err = NULL;
+        server_free(s);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    unsigned threads = o->threads ? o->threads : EVH_HTTP_THREADS;
+    s->d = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(o->max_connections > 0 ? o->max_connections : 256),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(o->timeout_s > 0 ? o->timeout_s : 30),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)EVH_HTTP_HEADER_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        s, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!s->d) {
+        if (asprintf(err, "cannot listen on %s:%d: %s", o->host, o->port,
+                     errno ? strerror(errno) : "libmicrohttpd refused the settings") < 0)
+            *err = NULL;
+        server_free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : o->port;
+    return s;
+}
+
+int http_port(const http_server *s)
+{
+    return s->port;
+}
+
+void http_stop(http_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->d);
+    server_free(s);
+}

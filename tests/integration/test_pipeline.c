@@ -648,6 +648,80 @@ static void test_daemon_sigkill_recovery(void **state)
     (void)state;
 }
 
+/* SIGHUP reloads workflows and triggers without a restart; a bad file is
+ * reported and the rest stays in force. */
+static void test_daemon_sighup_reload(void **state)
+{
+    char *root = tu_tempdir("sighup");
+    char *plugins = tu_join(root, "plugins");
+    char *wfdir = tu_join(root, "workflows");
+    assert_int_equal(mkdir(plugins, 0755), 0);
+    assert_int_equal(mkdir(wfdir, 0755), 0);
+    assert_int_equal(tu_copy_fixture("ok-minimal", plugins, NULL), 0);
+    assert_int_equal(tu_copy_fixture("test-step", plugins, NULL), 0);
+    char *wf1 = tu_join(wfdir, "one.yaml");
+    assert_int_equal(tu_write_file(wf1, "id: one\nsteps:\n  - {id: a, uses: test-step}\n"), 0);
+    char *trig = tu_join(root, "triggers.yaml");
+    assert_int_equal(tu_write_file(trig, "triggers:\n"
+                                         "  - {id: first, source: ok-minimal,\n"
+                                         "     event_type: thing_happened, workflow: one}\n"),
+                     0);
+    char *cfg = write_host_yaml(root, "host.yaml", "[]");
+    char *log = tu_join(root, "run.log");
+    char *argv[] = {EVH_BINARY, "run", "--config", cfg, NULL};
+    pid_t pid = tu_spawn(argv, log);
+    assert_true(pid > 0);
+    assert_true(tu_wait_for_text(log, "1 workflow(s) and 1 trigger(s) in force", 15000));
+    assert_true(tu_wait_for_text(log, "running;", 15000));
+
+    /* a second workflow, a second trigger, and a broken third file */
+    char *wf2 = tu_join(wfdir, "two.yaml");
+    assert_int_equal(tu_write_file(wf2, "id: two\nsteps:\n  - {id: b, uses: test-step}\n"), 0);
+    char *wf3 = tu_join(wfdir, "three.yaml");
+    assert_int_equal(tu_write_file(wf3, "id: three\nsteps: 5\n"), 0);
+    assert_int_equal(tu_write_file(trig, "triggers:\n"
+                                         "  - {id: first, source: ok-minimal,\n"
+                                         "     event_type: thing_happened, workflow: one}\n"
+                                         "  - {id: second, source: ok-minimal,\n"
+                                         "     event_type: thing_happened, workflow: two}\n"),
+                     0);
+    kill(pid, SIGHUP);
+    int reloaded = tu_wait_for_text(log, "2 workflow(s) and 2 trigger(s) in force", 15000);
+    int reported = tu_wait_for_text(log, "three.yaml:2:", 5000);
+    kill(pid, SIGTERM);
+    int status = tu_wait(pid, 15000);
+    char *text = tu_read_file(log);
+    if (!reloaded || !reported || status != 0)
+        print_error("%s\n", text ? text : "");
+    free(text);
+    assert_true(reloaded);
+    assert_true(reported);
+    assert_int_equal(status, 0);
+    /* the table shows the new trigger */
+    char *db = tu_join(root, "evhost.db");
+    store *st = NULL;
+    store_options so = {.path = db};
+    char *err = NULL;
+    assert_int_equal(store_open(&so, &st, &err), EVH_OK);
+    cJSON *row = store_trigger_get(st, "second");
+    assert_non_null(row);
+    assert_string_equal(sget(row, "workflow_id"), "two");
+    cJSON_Delete(row);
+    store_close(st);
+    tu_rmtree(root);
+    free(db);
+    free(log);
+    free(cfg);
+    free(trig);
+    free(wf1);
+    free(wf2);
+    free(wf3);
+    free(wfdir);
+    free(plugins);
+    free(root);
+    (void)state;
+}
+
 int main(void)
 {
     log_set_level(EVH_LOG_ERROR);
@@ -659,6 +733,7 @@ int main(void)
         cmocka_unit_test(test_backpressure_loses_nothing),
         cmocka_unit_test(test_chain_depth_cut),
         cmocka_unit_test(test_daemon_sigkill_recovery),
+        cmocka_unit_test(test_daemon_sighup_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

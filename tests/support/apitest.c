@@ -40,6 +40,25 @@ static void load_fixtures(apitest *t, const at_options *o)
         assert_int_equal(registry_add(t->r, p), EVH_OK);
         free(dir);
     }
+    for (size_t i = 0; o->builtins && o->builtins[i]; i++) {
+        char *dir = NULL;
+        struct stat st;
+        assert_true(asprintf(&dir, "%s/event-sources/%s", EVH_BUILD_PLUGIN_DIR,
+                             o->builtins[i]) > 0);
+        if (stat(dir, &st) != 0) {
+            free(dir);
+            assert_true(asprintf(&dir, "%s/steps/%s", EVH_BUILD_PLUGIN_DIR, o->builtins[i]) > 0);
+        }
+        char *copy = tu_join(t->plugins, o->builtins[i]);
+        assert_int_equal(tu_copytree(dir, copy), 0);
+        plugin *p = loader_load_one(t->rt, copy, &lo);
+        assert_non_null(p);
+        if (p->state != PLUGIN_READY)
+            print_error("%s: %s\n", o->builtins[i], p->error ? p->error : "?");
+        assert_int_equal(registry_add(t->r, p), EVH_OK);
+        free(copy);
+        free(dir);
+    }
     cJSON_Delete(configs);
 }
 

@@ -17,6 +17,10 @@
 typedef struct at_options {
     /* fixture plugins to load (NULL-terminated); NULL: ok-minimal, test-step */
     const char *const *fixtures;
+    /* built-in plugins to load too, by id (NULL-terminated), from the
+     * build tree: "timer" -> plugins/event-sources/timer, "log" ->
+     * plugins/steps/log (whichever exists) */
+    const char *const *builtins;
     /* plugin configs as a JSON object text {"<id>": {...}}, or NULL */
     const char *plugin_configs;
     /* workflow YAML texts (NULL-terminated) and the trigger file text */

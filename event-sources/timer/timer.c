@@ -59,7 +59,9 @@ static void timer_fini(void *ctx)
     t->api->free(t);
 }
 
-static const evh_source timer_source = {
-    sizeof(evh_source), 0, timer_init, timer_run, NULL, timer_fini};
+static const evh_source timer_source = {.struct_size = sizeof(evh_source),
+                                        .init = timer_init,
+                                        .run = timer_run,
+                                        .fini = timer_fini};
 
 EVH_DECLARE_SOURCE("timer", &timer_source)

@@ -112,7 +112,8 @@ static char **plugin_folders(const char *arg, size_t *count)
         out[n++] = path;
     }
     closedir(d);
-    qsort(out, n, sizeof *out, name_cmp);
+    if (n > 1) /* out is NULL when nothing was found */
+        qsort(out, n, sizeof *out, name_cmp);
     *count = n;
     return out;
 }

@@ -4,7 +4,9 @@
 #include "engine.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "execute.h"
 #include "evh_limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #define WRITER_BATCH 1024
@@ -38,6 +41,12 @@ typedef struct worker {
     unsigned generation;
 } worker;
 
+/* A replay waiting for the replay thread (its row is queued already). */
+typedef struct replay_job {
+    struct replay_job *next;
+    char id[EVH_UUID_LEN + 1];
+} replay_job;
+
 struct engine {
     runtime *rt;
     registry *reg;
@@ -52,6 +61,17 @@ struct engine {
     unsigned n_started;
     pthread_mutex_t snap_lock;
     config_snap *snap;
+    /* replays (engine_replay): their own thread, queue and connections */
+    pthread_mutex_t rstore_lock; /* engine_replay's connection */
+    store *rstore;
+    store *rthread_store; /* the replay thread's */
+    pthread_mutex_t rq_lock;
+    pthread_cond_t rq_cond;
+    replay_job *rq_head, *rq_tail;
+    size_t rq_len;
+    int rq_stop;
+    pthread_t replay_thread;
+    int replay_started;
     atomic_int abandon; /* past the stop deadline: leave the rest pending */
     atomic_ullong persisted, dispatched, unmatched, ok, failed, chain_cut;
 };
@@ -136,6 +156,9 @@ engine *engine_new(runtime *rt, registry *reg, const engine_options *o, char **e
     if (e->opt.dispatch_queue == 0)
         e->opt.dispatch_queue = EVH_QUEUE_DEFAULT_CAPACITY;
     pthread_mutex_init(&e->snap_lock, NULL);
+    pthread_mutex_init(&e->rstore_lock, NULL);
+    pthread_mutex_init(&e->rq_lock, NULL);
+    pthread_cond_init(&e->rq_cond, NULL);
     e->snap = snap_new(NULL, NULL, 1);
     store_options so = {.path = e->db_path, .synchronous_full = o->synchronous_full};
     if (!e->db_path || !e->snap || store_open(&so, &e->wstore, err) != EVH_OK)
@@ -150,6 +173,9 @@ engine *engine_new(runtime *rt, registry *reg, const engine_options *o, char **e
         if (store_open(&so, &e->workers[i].st, err) != EVH_OK)
             goto fail;
     }
+    if (store_open(&so, &e->rstore, err) != EVH_OK ||
+        store_open(&so, &e->rthread_store, err) != EVH_OK)
+        goto fail;
     return e;
 fail:
     engine_free(e);
@@ -325,6 +351,7 @@ static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const cha
     char *error = NULL;
     rc = exec_run(xw, &req, &error);
     atomic_fetch_add(rc == EVH_OK ? &e->ok : &e->failed, 1);
+    metrics_execution(wf->id, rc == EVH_OK);
     free(error);
     cJSON_Delete(prior);
     return rc;
@@ -381,6 +408,389 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---- replay ----------------------------------------------------------------
+ *
+ * engine_replay records the new execution (queued) and hands its id to the
+ * replay thread, which has its own queue, database connection and step
+ * instances, so that replays never wait behind a backlog of events (nor
+ * events behind replays).  A replay from a step records each step before it
+ * as a 'skipped' run carrying the original's output, in the transaction
+ * that creates the execution: the row alone then says where the replay
+ * starts and with what, and a replay left queued or running by a restart
+ * is found by engine_start (store_executions_unfinished, replay_of set) and
+ * run the same way. */
+
+static const char *str_of(const cJSON *o, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+/* A step run that stands for the step's output: the latest succeeded
+ * attempt, or a step a replay carried over. */
+static int run_counts(const cJSON *run)
+{
+    const char *status = str_of(run, "status");
+    return status && (!strcmp(status, "succeeded") || !strcmp(status, "skipped"));
+}
+
+/* {"<step>": {"output": ...}} from an execution's step runs (ordered by
+ * id, so a later attempt replaces an earlier one); NULL on out-of-memory. */
+static cJSON *outputs_of(const cJSON *runs)
+{
+    cJSON *map = cJSON_CreateObject();
+    const cJSON *run;
+    cJSON_ArrayForEach(run, runs)
+    {
+        const char *step = str_of(run, "step_id");
+        const cJSON *output = cJSON_GetObjectItemCaseSensitive(run, "output");
+        if (!map || !step || !run_counts(run) || !cJSON_IsObject(output))
+            continue;
+        cJSON *entry = cJSON_CreateObject();
+        cJSON *copy = cJSON_Duplicate(output, 1);
+        if (!entry || !copy || !cJSON_AddItemToObject(entry, "output", copy)) {
+            cJSON_Delete(entry);
+            cJSON_Delete(copy);
+            cJSON_Delete(map);
+            return NULL;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(map, step);
+        cJSON_AddItemToObject(map, step, entry);
+    }
+    return map;
+}
+
+static int step_covered(const cJSON *runs, const char *step_id)
+{
+    const cJSON *run;
+    cJSON_ArrayForEach(run, runs)
+    {
+        const char *step = str_of(run, "step_id");
+        if (step && !strcmp(step, step_id) && run_counts(run))
+            return 1;
+    }
+    return 0;
+}
+
+static int set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int set_err(char **err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(err, fmt, ap) < 0)
+            *err = NULL;
+        va_end(ap);
+    }
+    return 0;
+}
+
+/* Check the request and record the replay (queued); see engine_replay. */
+static int replay_create(store *st, const config_snap *s, const char *execution_id,
+                         const char *from_step, char new_id[EVH_UUID_LEN + 1], char **err)
+{
+    cJSON *orig = store_execution_get(st, execution_id);
+    if (!orig) {
+        if (*store_errmsg(st)) {
+            set_err(err, "cannot read execution %s: %s", execution_id, store_errmsg(st));
+            return EVH_E_IO;
+        }
+        set_err(err, "no execution '%s'", execution_id);
+        return EVH_E_NOT_FOUND;
+    }
+    int rc = EVH_OK;
+    store_step_run *runs = NULL;
+    cJSON *outputs = NULL;
+    evh_event *ev = NULL;
+    store_execution x;
+    memset(&x, 0, sizeof x);
+    const char *wf_id = str_of(orig, "workflow_id");
+    const char *trigger_id = str_of(orig, "trigger_id");
+    const char *event_id = str_of(orig, "event_id");
+    const workflow *wf = wf_id ? workflow_set_get(s->ws, wf_id) : NULL;
+    size_t from = 0;
+    if (!wf_id || !trigger_id || !event_id) {
+        rc = EVH_E_IO;
+        set_err(err, "execution %s is incomplete in the database", execution_id);
+        goto out;
+    }
+    if (!wf) {
+        rc = EVH_E_NOT_FOUND;
+        set_err(err, "workflow '%s' of execution %s is no longer loaded", wf_id, execution_id);
+        goto out;
+    }
+    if (from_step) {
+        while (from < wf->n_steps && strcmp(wf->steps[from].id, from_step))
+            from++;
+        if (from == wf->n_steps) {
+            char list[512] = "";
+            for (size_t i = 0; i < wf->n_steps; i++) {
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, "%s'%s'", i ? ", " : "",
+                         wf->steps[i].id);
+            }
+            rc = EVH_E_INVALID;
+            set_err(err, "workflow '%s' has no step '%s' (its steps: %s)", wf->id, from_step,
+                    list);
+            goto out;
+        }
+    }
+    ev = store_event_load(st, event_id);
+    if (!ev) {
+        rc = *store_errmsg(st) ? EVH_E_IO : EVH_E_NOT_FOUND;
+        set_err(err, "event %s of execution %s %s%s", event_id, execution_id,
+                rc == EVH_E_IO ? "cannot be read: " : "is no longer stored",
+                rc == EVH_E_IO ? store_errmsg(st) : "");
+        goto out;
+    }
+    /* the steps before from_step are not run: their outputs come along */
+    outputs = from ? outputs_of(cJSON_GetObjectItemCaseSensitive(orig, "steps")) : NULL;
+    runs = from ? calloc(from, sizeof *runs) : NULL;
+    if (from && (!outputs || !runs)) {
+        rc = EVH_E_NOMEM;
+        set_err(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < from; i++) {
+        const cJSON *entry = cJSON_GetObjectItemCaseSensitive(outputs, wf->steps[i].id);
+        const cJSON *output = cJSON_GetObjectItemCaseSensitive(entry, "output");
+        runs[i] = (store_step_run){.step_id = wf->steps[i].id,
+                                   .plugin = wf->steps[i].uses,
+                                   .attempt = 0, /* not attempted */
+                                   .status = "skipped",
+                                   .output_json = output ? cJSON_PrintUnformatted(output) : NULL};
+        if (output && !runs[i].output_json) {
+            rc = EVH_E_NOMEM;
+            set_err(err, "out of memory");
+            goto out;
+        }
+    }
+    x.workflow_id = wf->id;
+    x.workflow_version = wf->version;
+    x.trigger_id = trigger_id;
+    x.event_id = event_id;
+    x.replay_of = execution_id;
+    rc = store_execution_create_with_runs(st, &x, runs, from);
+    if (rc == EVH_E_DUPLICATE) {
+        snprintf(new_id, EVH_UUID_LEN + 1, "%s", x.id);
+        set_err(err, "execution %s has already been replayed as %s; replay that one to run it "
+                     "again", execution_id, x.id);
+    } else if (rc != EVH_OK) {
+        set_err(err, "cannot record the replay of execution %s: %s", execution_id,
+                store_errmsg(st));
+    } else {
+        snprintf(new_id, EVH_UUID_LEN + 1, "%s", x.id);
+    }
+out:
+    for (size_t i = 0; runs && i < from; i++)
+        free((char *)runs[i].output_json);
+    free(runs);
+    cJSON_Delete(outputs);
+    event_free(ev);
+    cJSON_Delete(orig);
+    return rc;
+}
+
+/* Queue a recorded replay for the replay thread.  On out-of-memory it stays
+ * queued in the database and runs after the next start. */
+static void replay_enqueue(engine *e, const char *id)
+{
+    replay_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        log_error("engine", "replay %s stays queued until the next start: out of memory", id);
+        return;
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    pthread_mutex_lock(&e->rq_lock);
+    if (e->rq_tail)
+        e->rq_tail->next = j;
+    else
+        e->rq_head = j;
+    e->rq_tail = j;
+    e->rq_len++;
+    pthread_cond_signal(&e->rq_cond);
+    pthread_mutex_unlock(&e->rq_lock);
+}
+
+int engine_replay(engine *e, const char *execution_id, const char *from_step,
+                  char new_id[EVH_UUID_LEN + 1], char **err)
+{
+    if (err)
+        *err = NULL;
+    new_id[0] = '\0';
+    if (!e || !execution_id) {
+        set_err(err, "no execution given");
+        return EVH_E_INVALID;
+    }
+    pthread_mutex_lock(&e->rstore_lock);
+    config_snap *s = snap_acquire(e);
+    int rc = replay_create(e->rstore, s, execution_id, from_step, new_id, err);
+    snap_release(e, s);
+    pthread_mutex_unlock(&e->rstore_lock);
+    if (rc == EVH_OK) {
+        log_info("engine", "execution %s replayed as %s%s%s", execution_id, new_id,
+                 from_step ? " from step " : "", from_step ? from_step : "");
+        replay_enqueue(e, new_id);
+    }
+    return rc;
+}
+
+/* Run replay `id` unless it already finished (queued twice: by recovery
+ * and by engine_replay). */
+static void replay_run(engine *e, exec_worker *xw, unsigned *generation, const char *id)
+{
+    store *st = e->rthread_store;
+    cJSON *row = store_execution_get(st, id);
+    const char *status = str_of(row, "status");
+    if (!status || !strcmp(status, "succeeded") || !strcmp(status, "failed")) {
+        if (!row)
+            log_error("engine", "replay %s: %s", id,
+                      *store_errmsg(st) ? store_errmsg(st) : "no such execution");
+        cJSON_Delete(row);
+        return;
+    }
+    config_snap *s = snap_acquire(e);
+    if (s->generation != *generation) {
+        exec_worker_reset(xw); /* instances belong to the old workflows */
+        *generation = s->generation;
+    }
+    const char *wf_id = str_of(row, "workflow_id");
+    const char *event_id = str_of(row, "event_id");
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(row, "steps");
+    const workflow *wf = wf_id ? workflow_set_get(s->ws, wf_id) : NULL;
+    evh_event *ev = NULL;
+    cJSON *env = NULL, *prior = NULL;
+    char *why = NULL;
+    if (!wf) {
+        set_err(&why, "workflow '%s' is no longer loaded", wf_id ? wf_id : "?");
+    } else if (!event_id || !(ev = store_event_load(st, event_id))) {
+        set_err(&why, "event %s %s%s", event_id ? event_id : "?",
+                *store_errmsg(st) ? "cannot be read: " : "is no longer stored",
+                store_errmsg(st));
+    } else if (!(env = envelope_of(ev)) || !(prior = outputs_of(runs))) {
+        set_err(&why, "out of memory");
+    }
+    if (why || !wf || !ev || !env || !prior) {
+        const char *reason = why ? why : "out of memory";
+        log_warn("engine", "replay %s of '%s' failed: %s", id, wf_id ? wf_id : "?", reason);
+        store_execution_set_status(st, id, "failed", reason);
+        atomic_fetch_add(&e->failed, 1);
+        metrics_execution(wf_id ? wf_id : "?", 0);
+    } else {
+        /* start at the first step neither carried over nor (before a
+         * restart) succeeded */
+        size_t from = 0;
+        while (from < wf->n_steps && step_covered(runs, wf->steps[from].id))
+            from++;
+        if (from == wf->n_steps) { /* every step had run when the process ended */
+            store_execution_set_status(st, id, "succeeded", NULL);
+            atomic_fetch_add(&e->ok, 1);
+            metrics_execution(wf->id, 1);
+        } else {
+            exec_request req = {.wf = wf,
+                                .reg = e->reg,
+                                .trigger_id = str_of(row, "trigger_id"),
+                                .envelope = env,
+                                .chain_depth = ev->chain_depth,
+                                .execution_id = id,
+                                .prior_outputs = prior,
+                                .from_step = wf->steps[from].id};
+            char *error = NULL;
+            int rc = exec_run(xw, &req, &error);
+            atomic_fetch_add(rc == EVH_OK ? &e->ok : &e->failed, 1);
+            metrics_execution(wf->id, rc == EVH_OK);
+            free(error);
+        }
+    }
+    snap_release(e, s);
+    free(why);
+    cJSON_Delete(prior);
+    cJSON_Delete(env);
+    event_free(ev);
+    cJSON_Delete(row);
+}
+
+static void *replay_main(void *arg)
+{
+    engine *e = arg;
+    exec_worker *xw = exec_worker_new(e->rt, e->rthread_store);
+    if (!xw) {
+        log_error("engine", "replays stay queued until the next start: out of memory");
+        return NULL;
+    }
+    unsigned generation = 0;
+    for (;;) {
+        pthread_mutex_lock(&e->rq_lock);
+        while (!e->rq_head && !e->rq_stop)
+            pthread_cond_wait(&e->rq_cond, &e->rq_lock);
+        replay_job *j = atomic_load(&e->abandon) ? NULL : e->rq_head;
+        if (j) {
+            e->rq_head = j->next;
+            if (!e->rq_head)
+                e->rq_tail = NULL;
+            e->rq_len--;
+        }
+        pthread_mutex_unlock(&e->rq_lock);
+        if (!j)
+            break; /* stopping, and nothing (more) to run */
+        replay_run(e, xw, &generation, j->id);
+        free(j);
+    }
+    exec_worker_free(xw);
+    return NULL;
+}
+
+/* Replays a previous process left queued or running: run them again. */
+static void recover_replays(engine *e)
+{
+    cJSON *rows = NULL;
+    if (store_executions_unfinished(e->rthread_store, &rows) != EVH_OK) {
+        log_error("engine", "recovery: cannot list unfinished executions: %s",
+                  store_errmsg(e->rthread_store));
+        return;
+    }
+    size_t n = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        const char *id = str_of(row, "id");
+        if (id && str_of(row, "replay_of")) {
+            replay_enqueue(e, id);
+            n++;
+        }
+    }
+    cJSON_Delete(rows);
+    if (n)
+        log_info("engine", "recovery: %zu replay(s) not finished are being run", n);
+}
+
+/* Let the replay thread run what is queued up to the deadline, then join it;
+ * what remains stays queued in the database for the next start. */
+static void replay_stop(engine *e, int64_t deadline)
+{
+    if (!e->replay_started)
+        return;
+    pthread_mutex_lock(&e->rq_lock);
+    e->rq_stop = 1;
+    pthread_cond_broadcast(&e->rq_cond);
+    pthread_mutex_unlock(&e->rq_lock);
+    for (;;) {
+        pthread_mutex_lock(&e->rq_lock);
+        size_t left = e->rq_len;
+        pthread_mutex_unlock(&e->rq_lock);
+        if (left == 0)
+            break;
+        if (monotonic_ns() >= deadline) {
+            log_warn("engine", "stop deadline reached: %zu replay(s) stay queued for the next "
+                               "start", left);
+            atomic_store(&e->abandon, 1);
+            break;
+        }
+        usleep(10000);
+    }
+    pthread_join(e->replay_thread, NULL);
+    e->replay_started = 0;
+}
+
 int engine_start(engine *e)
 {
     for (unsigned i = 0; i < e->n_workers; i++) {
@@ -388,6 +798,10 @@ int engine_start(engine *e)
             return EVH_E_NOMEM;
         e->n_started++;
     }
+    recover_replays(e);
+    if (pthread_create(&e->replay_thread, NULL, replay_main, e) != 0)
+        return EVH_E_NOMEM;
+    e->replay_started = 1;
     if (pthread_create(&e->writer, NULL, writer_main, e) != 0)
         return EVH_E_NOMEM;
     e->writer_started = 1;
@@ -415,6 +829,7 @@ void engine_stop(engine *e, int deadline_ms)
     for (unsigned i = 0; i < e->n_started; i++)
         pthread_join(e->workers[i].thread, NULL);
     e->n_started = 0;
+    replay_stop(e, deadline);
 }
 
 void engine_free(engine *e)
@@ -428,6 +843,16 @@ void engine_free(engine *e)
     }
     bus_free(e->dispatch);
     store_close(e->wstore);
+    while (e->rq_head) {
+        replay_job *j = e->rq_head;
+        e->rq_head = j->next;
+        free(j);
+    }
+    store_close(e->rstore);
+    store_close(e->rthread_store);
+    pthread_cond_destroy(&e->rq_cond);
+    pthread_mutex_destroy(&e->rq_lock);
+    pthread_mutex_destroy(&e->rstore_lock);
     if (e->snap)
         snap_unref_locked(e->snap);
     pthread_mutex_destroy(&e->snap_lock);

@@ -10,7 +10,8 @@
  * event still 'pending' and resumes executions left 'queued' or 'running'
  * (steps that had succeeded are not run again; the step that was running is
  * run again: at-least-once per step, exactly one execution per trigger and
- * event).
+ * event).  Replays (engine_replay) run on a thread of their own and are
+ * resumed at start the same way.
  */
 #ifndef EVH_ENGINE_H
 #define EVH_ENGINE_H
@@ -57,6 +58,26 @@ typedef struct engine_stats {
     size_t dispatch_depth;
 } engine_stats;
 void engine_get_stats(engine *e, engine_stats *out);
+
+/*
+ * Run execution `execution_id` again, as a new execution with replay_of =
+ * its id, the same trigger and event, and the workflow (and version) loaded
+ * now.  from_step NULL runs every step; otherwise the steps before it are
+ * not run: they are recorded as 'skipped' runs carrying the original's
+ * outputs (what {{ steps.<id>.output }} sees), and the run starts at
+ * from_step.  Returns at once, the new execution 'queued', its id in
+ * new_id; a replay thread runs it (a restart resumes it like any other
+ * execution).  An execution is replayed at most once (one execution per
+ * trigger, event and replay_of): replay the replay to run it again.
+ *   EVH_E_NOT_FOUND  no such execution; or its workflow is no longer
+ *                    loaded, or its event no longer stored (see *err)
+ *   EVH_E_INVALID    from_step is not a step of the workflow
+ *   EVH_E_DUPLICATE  it was replayed already: new_id = that replay
+ *   EVH_E_IO, EVH_E_NOMEM
+ * *err (when err is not NULL) is a malloc'd reason on failure.
+ */
+int engine_replay(engine *e, const char *execution_id, const char *from_step, char new_id[37],
+                  char **err);
 
 /* Borrow the current workflows/triggers for reading (API, trigger
  * validation); they stay valid until engine_config_release(e, token) with

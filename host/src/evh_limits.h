@@ -52,4 +52,18 @@
 #define EVH_HTTP_HEADER_MEMORY (64 * 1024)
 #define EVH_HTTP_THREADS 8
 
+/* A plugin's http callback (webhook endpoints) that takes longer than this
+ * is logged: it holds one of the HTTP threads while its sender waits. */
+#define EVH_PLUGIN_HTTP_SLOW_MS 5000
+
+/* /metrics (metrics.c): distinct label sets one metric family keeps before
+ * further ones go to its overflow series, and the bytes of one label value
+ * (longer values are cut). */
+#define EVH_METRICS_MAX_SERIES 10000
+#define EVH_METRICS_LABEL_MAX_BYTES 128
+
+/* /api/ready: how long the database write check waits for the writer's
+ * lock before the database counts as not writable. */
+#define EVH_READY_DB_TIMEOUT_MS 2000
+
 #endif

@@ -15,6 +15,7 @@
 #include "evh_limits.h"
 #include "loader.h"
 #include "log.h"
+#include "metrics.h"
 #include "template.h"
 
 /* One step plugin instance, owned by one worker, for one workflow step. */
@@ -351,6 +352,7 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
     }
     char *metrics = metrics_json(inst->host);
     char *out_text = res.output ? cJSON_PrintUnformatted(res.output) : NULL;
+    metrics_step_duration(req->wf->id, step->id, step->uses, (double)(now_us() - started) / 1e6);
     record(w, req, idx, attempt, res.rc == EVH_OK ? "succeeded" : "failed", out_text,
            res.error, metrics, started, now_us());
     free(out_text);
@@ -358,6 +360,7 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
     call_free(c);
     return res;
 out:
+    metrics_step_duration(req->wf->id, step->id, step->uses, (double)(now_us() - started) / 1e6);
     record(w, req, idx, attempt, "failed", NULL, res.error, NULL, started, now_us());
     return res;
 }

@@ -20,6 +20,7 @@
 #include "jsonpath.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "metrics.h"
 
 /* The executor's chain depth of the current thread (execute.c).  Weak, so
  * that whoever links the host without the executor (the HTTP ingest tests,
@@ -337,6 +338,7 @@ int hostapi_ingest(runtime *rt, const manifest *m, const char *event_type,
     if (!rt || !m || !event_type || !data_json) {
         if (d)
             diag_add(d, "", "missing argument (runtime, manifest, event type or data)");
+        metrics_event_refused(m ? m->id : NULL, event_type, METRICS_REFUSED_INVALID);
         return EVH_E_INVALID;
     }
     if (data_len == EVH_NUL_TERMINATED)
@@ -349,6 +351,7 @@ int hostapi_ingest(runtime *rt, const manifest *m, const char *event_type,
                          &local, &data, &extra);
     if (rc == EVH_OK)
         rc = enqueue(rt, m, event_type, data, user_id, extra, o, id_out);
+    metrics_event_outcome(m->id, event_type, rc);
     free(data);
     free(extra);
     if (d)
@@ -426,6 +429,16 @@ static void warn_refused(const evh_host *h, const char *event_type, int rc, cons
     free(why);
 }
 
+/* Set on an HTTP thread around a plugin's http callback (api_plugins.c). */
+static _Thread_local int durable_emit;
+
+int hostapi_durable_emit(int on)
+{
+    int was = durable_emit;
+    durable_emit = on;
+    return was;
+}
+
 static int32_t api_emit(evh_host *h, const char *event_type, const char *data_json,
                         size_t data_len, const char *user_id)
 {
@@ -437,12 +450,15 @@ static int32_t api_emit(evh_host *h, const char *event_type, const char *data_js
      * run loop that only checks emit's answer still ends. */
     if (atomic_load(&h->stop)) {
         atomic_fetch_add(&h->rt->refused_stopping, 1);
+        metrics_event_refused(h->manifest->id, event_type, METRICS_REFUSED_STOPPING);
         return EVH_E_STOPPING;
     }
     diag d;
     diag_init(&d, NULL);
-    int rc = hostapi_emit_checked(h->rt, h->manifest, event_type, data_json, data_len,
-                                  user_id, NULL, &d, NULL);
+    /* From a plugin's http callback: return once stored (hostapi_durable_emit). */
+    ingest_options durable = {.durable = 1};
+    int rc = hostapi_ingest(h->rt, h->manifest, event_type, data_json, data_len, user_id, NULL,
+                            durable_emit ? &durable : NULL, &d, NULL);
     if (rc == EVH_E_UNDECLARED_TYPE || rc == EVH_E_SCHEMA || rc == EVH_E_INVALID)
         warn_refused(h, event_type, rc, &d);
     diag_free(&d);

@@ -71,6 +71,15 @@ int hostapi_emit_checked(runtime *rt, const manifest *m, const char *event_type,
                          const char *user_id, const char *additional_json,
                          diag *d, char id_out[37]);
 
+/*
+ * While on (on the calling thread), api->emit returns only once the writer
+ * stored the event, as the HTTP ingest does, instead of once it is queued.
+ * The host turns it on around a plugin's http callback: a webhook answer
+ * sent after emit returned EVH_OK then means the event is durable, and the
+ * sender will not retry it.  Returns the previous setting.
+ */
+int hostapi_durable_emit(int on);
+
 /* What the HTTP ingest adds to emit (NULL options: plain emit). */
 typedef struct ingest_options {
     const char *idempotency_key; /* NULL, or the client's key (copied) */

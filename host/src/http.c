@@ -124,6 +124,29 @@ void http_each_header(const http_request *r, http_header_fn fn, void *ud)
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, header_iter, &w);
 }
 
+void http_each_query(const http_request *r, http_header_fn fn, void *ud)
+{
+    header_walk w = {fn, ud};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, header_iter, &w);
+}
+
+const char *http_remote_addr(const http_request *r, char *buf, size_t len)
+{
+    if (!len)
+        return buf;
+    buf[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (!sa)
+        return buf;
+    socklen_t sl = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    if (getnameinfo(sa, sl, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+        buf[0] = '\0';
+    return buf;
+}
+
 /* ---- responses ---------------------------------------------------------- */
 
 void http_respond_raw(http_response *res, int status, const char *content_type, char *body,
@@ -333,6 +356,8 @@ static void dispatch(http_server *s, http_request *r, http_response *res)
             http_response_header(res, "Allow", allow);
             return;
         }
+        /* Before (and without) the API-key check, on purpose: see
+         * http_fallback in http.h. */
         if (s->fallback && s->fallback(s->ctx, r, res))
             return;
         http_respond_error(res, 404, "not_found", NULL, "no such endpoint: %s %s", r->method,

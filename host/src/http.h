@@ -46,6 +46,10 @@ const char *http_auth_name(const http_request *r);
 /* Every request header, in order; return non-zero from fn to stop. */
 typedef int (*http_header_fn)(void *ud, const char *name, const char *value);
 void http_each_header(const http_request *r, http_header_fn fn, void *ud);
+/* Every query argument (decoded), in order; "?flag" has value "". */
+void http_each_query(const http_request *r, http_header_fn fn, void *ud);
+/* The peer's numeric IP address into buf ("" when unknown); returns buf. */
+const char *http_remote_addr(const http_request *r, char *buf, size_t len);
 
 #define HTTP_MAX_RESPONSE_HEADERS 8
 
@@ -81,7 +85,12 @@ typedef struct http_route {
 } http_route;
 
 /* Called for a path no table knows (plugin webhook endpoints): return 1
- * when it handled the request, 0 for the server's 404.  May be NULL. */
+ * when it handled the request, 0 for the server's 404.  May be NULL.
+ * Deliberately WITHOUT the API-key check: webhook endpoints are called by
+ * third parties that cannot send our key, so whatever answers here must
+ * authenticate requests itself (http_auth_name is NULL).  A path that a
+ * table knows never gets here (405 instead), so the fallback cannot be
+ * used to reach a keyed route without a key. */
 typedef int (*http_fallback)(void *ctx, const http_request *req, http_response *res);
 
 typedef struct http_options {

@@ -228,6 +228,26 @@ static int check_abi(plugin *p)
     return EVH_OK;
 }
 
+/* The first active source declaring a webhookEndpoint keeps it (failed
+ * and inactive ones do not hold it); a later one never gets loaded. */
+static int check_duplicate_endpoint(const registry *r, plugin *p)
+{
+    const char *ep = p->m->kind == EVH_KIND_SOURCE && p->m->active ? p->m->webhook_endpoint
+                                                                   : NULL;
+    for (size_t i = 0; ep && r && i < r->count; i++) {
+        const plugin *q = r->items[i];
+        if (q->state == PLUGIN_FAILED || q->state == PLUGIN_INACTIVE || !q->m ||
+            q->m->kind != EVH_KIND_SOURCE || !q->m->webhook_endpoint)
+            continue;
+        /* Matching the endpoint as a path catches "/a/" against "/a". */
+        if (manifest_endpoint_matches(q->m->webhook_endpoint, ep))
+            return fail(p, EVH_E_DUPLICATE, p->manifest_path,
+                        "duplicate webhookEndpoint '%s': already claimed by plugin '%s' (%s)",
+                        ep, q->id, q->dir);
+    }
+    return EVH_OK;
+}
+
 /* The first folder with an id keeps it; later ones never get loaded. */
 static int check_duplicate(const registry *r, plugin *p)
 {
@@ -242,7 +262,7 @@ static int check_duplicate(const registry *r, plugin *p)
         return fail(p, EVH_E_DUPLICATE, p->manifest_path,
                     "duplicate id '%s': already loaded from %s", p->m->id, q->dir);
     }
-    return EVH_OK;
+    return check_duplicate_endpoint(r, p);
 }
 
 /* ---- 4. the library ----------------------------------------------------- */
@@ -302,6 +322,36 @@ static const char *kind_name(int kind)
                                    : "unknown kind";
 }
 
+/*
+ * The http callback (ABI 1.1), read only when the table is long enough to
+ * hold it (a 1.0 plugin's is not).  A plugin that has one must declare
+ * "abi": "1.1" or later, so that a 1.0 host refuses it instead of loading it
+ * and dropping its webhooks.  A webhookEndpoint without the callback, or
+ * the callback without an endpoint, is allowed (1.0 plugins may declare an
+ * endpoint) but logged: requests get 501, or the callback is never called.
+ */
+static int check_http(plugin *p)
+{
+    const evh_source *s = p->desc->source;
+    const manifest *m = p->m;
+    int has_http = EVH_SOURCE_HAS(s, http) && s->http != NULL;
+    if (has_http && m->abi_minor < 1)
+        return fail(p, EVH_E_ABI, p->library_path,
+                    "has an http callback, which needs SDK ABI 1.1, but %s declares \"abi\": "
+                    "\"%u.%u\": declare \"abi\": \"1.1\" (a 1.0 host would load the plugin "
+                    "and never deliver its webhooks)",
+                    p->manifest_path, m->abi_major, m->abi_minor);
+    if (has_http && !m->webhook_endpoint)
+        log_warn("loader", "plugin '%s' (%s): has an http callback but %s declares no "
+                 "\"webhookEndpoint\": it is never called", p->id, p->library_path,
+                 p->manifest_path);
+    if (!has_http && m->webhook_endpoint)
+        log_warn("loader", "plugin '%s' (%s): %s declares \"webhookEndpoint\": \"%s\" but the "
+                 "library has no http callback (SDK ABI 1.1): requests to it are answered 501",
+                 p->id, p->library_path, p->manifest_path, m->webhook_endpoint);
+    return EVH_OK;
+}
+
 static int check_callbacks(plugin *p)
 {
     const evh_plugin *d = p->desc;
@@ -315,7 +365,7 @@ static int check_callbacks(plugin *p)
                         "SDK ABI 1.0: rebuild the plugin", s->struct_size, SOURCE_SIZE_1_0);
         if (!s->init || !s->run || !s->fini)
             return fail(p, EVH_E_LOAD, lib, "source table lacks init, run or fini");
-        return EVH_OK;
+        return check_http(p);
     }
     const evh_step *st = d->step;
     if (!st)
@@ -325,6 +375,9 @@ static int check_callbacks(plugin *p)
                     "ABI 1.0: rebuild the plugin", st->struct_size, STEP_SIZE_1_0);
     if (!st->init || !st->run || !st->fini)
         return fail(p, EVH_E_LOAD, lib, "step table lacks init, run or fini");
+    if (p->m->webhook_endpoint)
+        log_warn("loader", "plugin '%s' (%s): workflow steps do not receive HTTP requests; "
+                 "\"webhookEndpoint\" is ignored", p->id, p->manifest_path);
     return EVH_OK;
 }
 

@@ -8,12 +8,15 @@
  *   3. check the ABI plugin.json requires against the host's, BEFORE dlopen,
  *      so no code of an incompatible plugin ever runs;
  *   4. dlopen(RTLD_NOW | RTLD_LOCAL) the library, resolve evh_plugin_entry;
- *   5. cross-check the descriptor with plugin.json (id, kind, ABI, sizes);
+ *   5. cross-check the descriptor with plugin.json (id, kind, ABI, sizes;
+ *      a source with the http callback of ABI 1.1 must declare "abi" 1.1
+ *      or later; its table is read only as far as its struct_size covers);
  *   6. validate the plugin's config against configSchema, fill defaults;
  *   7. init (event sources; steps are initialized per workflow step).
  * A plugin failing any step is kept in the registry as failed, with one log
- * line naming plugin, file and reason; the others load.  Duplicate ids are
- * refused (the first one found wins).
+ * line naming plugin, file and reason; the others load.  Duplicate ids, and
+ * event sources declaring a webhookEndpoint another source already has,
+ * are refused (the first one found wins).
  */
 #ifndef EVH_LOADER_H
 #define EVH_LOADER_H

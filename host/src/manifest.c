@@ -482,6 +482,10 @@ static void check_webhook(ctx *c, const cJSON *root)
         problem(c, "", "webhookEndpoint", "must not contain whitespace");
     else if (strstr(s, ".."))
         problem(c, "", "webhookEndpoint", "must not contain \"..\"");
+    else if (strpbrk(s, "?#"))
+        problem(c, "", "webhookEndpoint",
+                "must not contain \"?\" or \"#\": it is a path; requests with any query "
+                "reach it");
     else
         c->m->webhook_endpoint = copy(c, s);
 }
@@ -843,6 +847,32 @@ void manifest_free(manifest *m)
     free(m->webhook_endpoint);
     cJSON_Delete(m->json); /* the *_json members point into it */
     free(m);
+}
+
+/* The next non-empty segment of *p ("/a//b/" -> "a", "b"); its length, 0 at
+ * the end. */
+static size_t next_segment(const char **p, const char **seg)
+{
+    while (**p == '/')
+        (*p)++;
+    *seg = *p;
+    while (**p && **p != '/')
+        (*p)++;
+    return (size_t)(*p - *seg);
+}
+
+int manifest_endpoint_matches(const char *endpoint, const char *path)
+{
+    if (!endpoint || !path)
+        return 0;
+    for (;;) {
+        const char *a, *b;
+        size_t na = next_segment(&endpoint, &a), nb = next_segment(&path, &b);
+        if (na != nb || memcmp(a, b, na) != 0)
+            return 0;
+        if (na == 0)
+            return 1;
+    }
 }
 
 const manifest_event_type *manifest_find_type(const manifest *m, const char *type)

@@ -14,7 +14,9 @@
  *                 non-empty for event sources, optional for steps; types
  *                 unique, snake_case identifiers
  *   configSchema  schema (subset, see schema.h) for the config   optional
- *   webhookEndpoint  path beginning with "/"                     optional
+ *   webhookEndpoint  path beginning with "/", without "?", "#",  optional
+ *                 ".." or whitespace; event sources receive requests
+ *                 to it (evh_source.http, ABI 1.1)
  *   status        "active" | "inactive"                          optional,
  *                 default "active"
  *   author, license, homepage, tags      informational            optional
@@ -73,6 +75,11 @@ void manifest_free(manifest *m);
 /* The event type named `type`, or NULL. */
 const manifest_event_type *manifest_find_type(const manifest *m,
                                               const char *type);
+
+/* 1 when a request path is the webhookEndpoint `endpoint`: the same
+ * segments, where empty ones (a trailing or doubled "/") do not count, as
+ * for the HTTP server's own routes.  Sub-paths do not match. */
+int manifest_endpoint_matches(const char *endpoint, const char *path);
 
 /* Validators shared with other readers. */
 int is_kebab_id(const char *s);

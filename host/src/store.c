@@ -138,6 +138,9 @@ _Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
       "WHERE status = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2")                               \
     X(ST_EV_GET, "SELECT " EV_COLS " FROM events WHERE id = ?1")                                   \
     X(ST_EV_BY_KEY, "SELECT id FROM events WHERE idempotency_key = ?1")                            \
+    X(ST_EV_LOAD,                                                                                  \
+      "SELECT seq, id, source, event_type, data, user_id, additional_data, timestamp, "            \
+      "timestamp_us, chain_depth, idempotency_key FROM events WHERE id = ?1")                      \
     X(ST_EX_INSERT,                                                                                \
       "INSERT INTO workflow_executions(id, workflow_id, workflow_version, trigger_id, "            \
       "event_id, status, created_at, replay_of) "                                                  \
@@ -151,7 +154,7 @@ _Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
                     "WHERE id = ?1")                                                               \
     X(ST_EX_GET, "SELECT " EX_COLS " FROM workflow_executions WHERE id = ?1")                      \
     X(ST_EX_UNFINISHED,                                                                            \
-      "SELECT id, workflow_id, trigger_id, event_id, status FROM workflow_executions "             \
+      "SELECT id, workflow_id, trigger_id, event_id, status, replay_of FROM workflow_executions "  \
       "WHERE status IN ('queued', 'running') ORDER BY created_at, id")                             \
     X(ST_STEP_PUT, "INSERT INTO step_runs(execution_id, step_id, plugin, attempt, status, "        \
                    "started_at, finished_at, duration_ms, output, error, metrics) "                \
@@ -174,6 +177,12 @@ _Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
     X(ST_TR_DELETE, "DELETE FROM workflow_triggers WHERE id = ?1")                                 \
     X(ST_TR_LIST, "SELECT " TR_COLS " FROM workflow_triggers ORDER BY created_at, id")             \
     X(ST_TR_GET, "SELECT " TR_COLS " FROM workflow_triggers WHERE id = ?1")                        \
+    /* no upsert: a taken id is a primary key conflict */                                          \
+    X(ST_TR_INSERT, "INSERT INTO workflow_triggers(" TR_COLS ") "                                  \
+                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)")                              \
+    X(ST_TR_UPDATE_API,                                                                            \
+      "UPDATE workflow_triggers SET name = ?2, source = ?3, event_type = ?4, workflow_id = ?5, "   \
+      "conditions = ?6, enabled = ?7, updated_at = ?8 WHERE id = ?1 AND origin = 'api'")           \
     X(ST_RET_EX_AGE, "DELETE FROM workflow_executions "                                            \
                      "WHERE status IN ('succeeded', 'failed') AND created_at < ?1")                \
     X(ST_RET_EX_COUNT, "DELETE FROM workflow_executions WHERE status IN ('succeeded', 'failed') "  \
@@ -1053,6 +1062,28 @@ cJSON *store_event_get(store *s, const char *id)
     return query_one(s, st, event_row);
 }
 
+evh_event *store_event_load(store *s, const char *id)
+{
+    if (!s || !id)
+        return NULL;
+    s->errmsg[0] = '\0';
+    sqlite3_stmt *st = stmt(s, ST_EV_LOAD);
+    if (!st)
+        return NULL;
+    evh_event *ev = NULL;
+    int rc = bind(st, "t", id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (!(ev = pending_row(st)))
+            read_fail(s, SQLITE_NOMEM, "loading an event");
+    } else if (rc != SQLITE_DONE) {
+        fail(s, rc, "loading an event");
+    }
+    done(st);
+    return ev;
+}
+
 int store_event_find_by_key(store *s, const char *key, char id_out[EVH_UUID_LEN + 1])
 {
     if (!s || !key || !id_out)
@@ -1452,9 +1483,10 @@ cJSON *store_execution_get(store *s, const char *id)
 
 static cJSON *unfinished_row(sqlite3_stmt *st)
 {
-    static const char *const keys[] = {"id", "workflow_id", "trigger_id", "event_id", "status"};
+    static const char *const keys[] = {"id",       "workflow_id", "trigger_id",
+                                       "event_id", "status",      "replay_of"};
     cJSON *o = cJSON_CreateObject();
-    return finish(o, o && add_strings(o, st, keys, 5));
+    return finish(o, o && add_strings(o, st, keys, 6));
 }
 
 int store_executions_unfinished(store *s, cJSON **out)
@@ -1508,6 +1540,23 @@ int store_step_run_put(store *s, const store_step_run *r)
     }
     done(st);
     return out;
+}
+
+int store_execution_create_with_runs(store *s, store_execution *e, const store_step_run *runs,
+                                     size_t n)
+{
+    if (!s || !e || (n && !runs))
+        return EVH_E_INVALID;
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    rc = store_execution_create(s, e);
+    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+        store_step_run r = runs[i];
+        r.execution_id = e->id;
+        rc = store_step_run_put(s, &r);
+    }
+    return tx_end(s, rc);
 }
 
 cJSON *store_step_outputs(store *s, const char *execution_id)
@@ -1579,6 +1628,72 @@ int store_trigger_delete(store *s, const char *id)
     rc = rc == SQLITE_OK ? step_done(s, st, "deleting a trigger") : fail(s, rc, "binding");
     if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
         set_err(s, "no trigger '%s'", id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
+/* EVH_OK when conditions_json is NULL or JSON text. */
+static int conditions_ok(store *s, const char *id, const char *conditions_json)
+{
+    if (!conditions_json)
+        return EVH_OK;
+    cJSON *c = cJSON_Parse(conditions_json);
+    if (!c) {
+        set_err(s, "trigger '%s': conditions are not JSON", id);
+        return EVH_E_JSON;
+    }
+    cJSON_Delete(c);
+    return EVH_OK;
+}
+
+int store_trigger_insert(store *s, const char *id, const char *name, const char *source,
+                         const char *event_type, const char *workflow_id,
+                         const char *conditions_json, int enabled, const char *origin)
+{
+    if (!s || !id || !name || !source || !event_type || !workflow_id)
+        return EVH_E_INVALID;
+    int rc = conditions_ok(s, id, conditions_json);
+    if (rc != EVH_OK)
+        return rc;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_TR_INSERT);
+    if (!st)
+        return EVH_E_IO;
+    rc = bind(st, "ttttttitt", id, name, source, event_type, workflow_id, conditions_json,
+              (int64_t)(enabled != 0), origin ? origin : "api", now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "creating a trigger");
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        set_err(s, "trigger '%s' already exists", id);
+        out = EVH_E_DUPLICATE;
+    }
+    done(st);
+    return out;
+}
+
+int store_trigger_update_api(store *s, const char *id, const char *name, const char *source,
+                             const char *event_type, const char *workflow_id,
+                             const char *conditions_json, int enabled)
+{
+    if (!s || !id || !name || !source || !event_type || !workflow_id)
+        return EVH_E_INVALID;
+    int rc = conditions_ok(s, id, conditions_json);
+    if (rc != EVH_OK)
+        return rc;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_TR_UPDATE_API);
+    if (!st)
+        return EVH_E_IO;
+    rc = bind(st, "ttttttit", id, name, source, event_type, workflow_id, conditions_json,
+              (int64_t)(enabled != 0), now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "updating a trigger") : fail(s, rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no trigger '%s' made through the API", id);
         rc = EVH_E_NOT_FOUND;
     }
     done(st);
@@ -1714,4 +1829,19 @@ int store_integrity_check(store *s, char **result)
         return EVH_E_IO;
     }
     return EVH_OK;
+}
+
+int store_check_writable(store *s, int timeout_ms)
+{
+    if (!s)
+        return EVH_E_INVALID;
+    s->errmsg[0] = '\0';
+    sqlite3_busy_timeout(s->db, timeout_ms > 0 ? timeout_ms : 0);
+    int rc = tx_begin(s);
+    if (rc == EVH_OK) {
+        rc = run(s, ST_ROLLBACK, "rolling back the write check");
+        tx_rollback(s); /* still open when that failed */
+    }
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    return rc == EVH_OK ? EVH_OK : EVH_E_IO;
 }

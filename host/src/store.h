@@ -89,6 +89,11 @@ int store_events_pending(store *s, int64_t after_seq, size_t max, evh_event ***o
  * see store_errmsg). */
 cJSON *store_event_get(store *s, const char *id);
 
+/* The stored event rebuilt as an evh_event (seq, chain_depth and
+ * idempotency_key included, whatever its status), to run it again (replay);
+ * free with event_free.  NULL when missing (store_errmsg "") or on error. */
+evh_event *store_event_load(store *s, const char *id);
+
 /* The id of the event stored with idempotency key `key` into id_out;
  * EVH_E_NOT_FOUND when none. */
 int store_event_find_by_key(store *s, const char *key, char id_out[EVH_UUID_LEN + 1]);
@@ -158,8 +163,8 @@ int store_execution_set_status(store *s, const char *id, const char *status, con
  * (output and metrics parsed).  NULL when missing. */
 cJSON *store_execution_get(store *s, const char *id);
 
-/* Recovery: *out = array of {id, workflow_id, trigger_id, event_id, status}
- * of the queued and running executions, oldest first. */
+/* Recovery: *out = array of {id, workflow_id, trigger_id, event_id, status,
+ * replay_of} of the queued and running executions, oldest first. */
 int store_executions_unfinished(store *s, cJSON **out);
 
 /* ---- step runs ------------------------------------------------------------ */
@@ -178,6 +183,15 @@ typedef struct store_step_run {
  * does not exist. */
 int store_step_run_put(store *s, const store_step_run *r);
 
+/* store_execution_create and then store_step_run_put of each of the n runs
+ * (their execution_id is ignored: the new execution's is used), all in one
+ * transaction: all or nothing.  A replay from a step records the steps it
+ * does not run this way, so that it resumes from the same step after a
+ * restart.  EVH_E_DUPLICATE (e->id = the existing one) as
+ * store_execution_create. */
+int store_execution_create_with_runs(store *s, store_execution *e, const store_step_run *runs,
+                                     size_t n);
+
 /* {"<step_id>": {"output": <parsed>}} of the latest succeeded attempt of
  * each step of the execution ({} when none), to resume or replay from a
  * step.  NULL on error. */
@@ -191,6 +205,18 @@ cJSON *store_step_outputs(store *s, const char *execution_id);
 int store_trigger_put(store *s, const char *id, const char *name, const char *source,
                       const char *event_type, const char *workflow_id, const char *conditions_json,
                       int enabled, const char *origin);
+/* Insert trigger `id` only when no row has that id (no upsert), so that of
+ * two concurrent creations of one id exactly one succeeds: EVH_E_DUPLICATE
+ * for the other.  Arguments as store_trigger_put. */
+int store_trigger_insert(store *s, const char *id, const char *name, const char *source,
+                         const char *event_type, const char *workflow_id,
+                         const char *conditions_json, int enabled, const char *origin);
+/* Replace the definition of trigger `id` made through the API (origin
+ * 'api'), keeping its created_at and origin.  EVH_E_NOT_FOUND when there is
+ * no such row, or when its origin is a YAML file (those belong to the file). */
+int store_trigger_update_api(store *s, const char *id, const char *name, const char *source,
+                             const char *event_type, const char *workflow_id,
+                             const char *conditions_json, int enabled);
 /* EVH_E_NOT_FOUND when absent. */
 int store_trigger_delete(store *s, const char *id);
 /* Array of {id, name, source, event_type, workflow_id, conditions (parsed or
@@ -215,5 +241,12 @@ int store_retention(store *s, int64_t max_age_s, int64_t max_executions, size_t 
 /* PRAGMA integrity_check: *result = malloc'd report ("ok" when sound).
  * Returns EVH_OK when the report is "ok", EVH_E_IO otherwise. */
 int store_integrity_check(store *s, char **result);
+
+/* Readiness: can this connection write now?  BEGIN IMMEDIATE (taking the
+ * write lock, waiting up to timeout_ms for another writer) then ROLLBACK;
+ * nothing is written.  EVH_OK, or EVH_E_IO (locked past the timeout,
+ * read-only file, ...; see store_errmsg).  The connection's usual busy
+ * timeout is restored afterwards. */
+int store_check_writable(store *s, int timeout_ms);
 
 #endif

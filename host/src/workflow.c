@@ -367,7 +367,8 @@ int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, diag
         names[n++] = strdup(e->d_name);
     }
     closedir(dh);
-    qsort(names, n, sizeof *names, name_cmp);
+    if (n > 1) /* names is NULL for an empty folder */
+        qsort(names, n, sizeof *names, name_cmp);
     int loaded = 0;
     for (size_t i = 0; i < n; i++) {
         char *path = NULL;

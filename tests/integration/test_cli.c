@@ -35,7 +35,7 @@ static void test_version(void **state)
     char *argv[] = {EVH_BINARY, "--version", NULL};
     assert_int_equal(tu_run(argv, &out, NULL, 10000), 0);
     assert_non_null(strstr(out, "evhost "));
-    assert_non_null(strstr(out, "SDK ABI 1.0"));
+    assert_non_null(strstr(out, "SDK ABI 1.1"));
     free(out);
 }
 

@@ -5,6 +5,9 @@
 int evh_sdk_c99_check_(void);
 int evh_sdk_c99_check_(void)
 {
+    static const evh_source src = {sizeof(evh_source), 0, 0, 0, 0, 0, 0};
     return (int)sizeof(evh_host_api) + (int)sizeof(evh_plugin) +
+           (int)sizeof(evh_http_request) + (int)sizeof(evh_http_response) +
+           (int)sizeof(evh_http_field) + EVH_SOURCE_HAS(&src, http) +
            (evh_status_name(EVH_E_QUEUE_FULL)[0] == 'E');
 }

@@ -6,7 +6,8 @@
  * inserted mid-struct, a field whose type changes width, or a reordering
  * moves an offset and fails the build here.  Appending a field at the end
  * (the only allowed change, with EVH_ABI_MINOR + 1) changes only the sizeof
- * line: update it and add a pin for the new field.
+ * line: update it, add a pin for the new field, and pin where the older
+ * minor's struct ended (END_OF below), which must never move.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -54,13 +55,45 @@ PIN(evh_host_api, json_get, 128);
 PIN(evh_host_api, json_get_string, 136);
 PIN(evh_host_api, json_quote, 144);
 
-PIN_SIZE(evh_source, 40);
+/* Where a struct of an older minor ended: the struct_size such a plugin
+ * reports, which the host's *_HAS checks compare against. */
+#define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
+PIN_SIZE(evh_source, 48); /* 40 in ABI 1.0 */
 PIN(evh_source, struct_size, 0);
 PIN(evh_source, reserved_, 4);
 PIN(evh_source, init, 8);
 PIN(evh_source, run, 16);
 PIN(evh_source, stop, 24);
 PIN(evh_source, fini, 32);
+_Static_assert(END_OF(evh_source, fini) == 40, "the ABI 1.0 evh_source size moved");
+PIN(evh_source, http, 40); /* ABI 1.1 */
+
+/* ABI 1.1 */
+PIN_SIZE(evh_http_field, 16);
+PIN(evh_http_field, name, 0);
+PIN(evh_http_field, value, 8);
+
+PIN_SIZE(evh_http_request, 72);
+PIN(evh_http_request, struct_size, 0);
+PIN(evh_http_request, n_headers, 4);
+PIN(evh_http_request, method, 8);
+PIN(evh_http_request, path, 16);
+PIN(evh_http_request, headers, 24);
+PIN(evh_http_request, query, 32);
+PIN(evh_http_request, n_query, 40);
+PIN(evh_http_request, reserved_, 44);
+PIN(evh_http_request, body, 48);
+PIN(evh_http_request, body_len, 56);
+PIN(evh_http_request, remote_addr, 64);
+
+PIN_SIZE(evh_http_response, 40);
+PIN(evh_http_response, struct_size, 0);
+PIN(evh_http_response, status, 4);
+PIN(evh_http_response, content_type, 8);
+PIN(evh_http_response, body, 16);
+PIN(evh_http_response, body_len, 24);
+PIN(evh_http_response, headers, 32);
 
 PIN_SIZE(evh_step, 32);
 PIN(evh_step, struct_size, 0);
@@ -138,13 +171,37 @@ static void test_layout(void **state)
         P(evh_host_api, json_get, 128),
         P(evh_host_api, json_get_string, 136),
         P(evh_host_api, json_quote, 144),
-        S(evh_source, 40),
+        S(evh_source, 48),
         P(evh_source, struct_size, 0),
         P(evh_source, reserved_, 4),
         P(evh_source, init, 8),
         P(evh_source, run, 16),
         P(evh_source, stop, 24),
         P(evh_source, fini, 32),
+        {"end of evh_source 1.0", END_OF(evh_source, fini), 40},
+        P(evh_source, http, 40),
+        S(evh_http_field, 16),
+        P(evh_http_field, name, 0),
+        P(evh_http_field, value, 8),
+        S(evh_http_request, 72),
+        P(evh_http_request, struct_size, 0),
+        P(evh_http_request, n_headers, 4),
+        P(evh_http_request, method, 8),
+        P(evh_http_request, path, 16),
+        P(evh_http_request, headers, 24),
+        P(evh_http_request, query, 32),
+        P(evh_http_request, n_query, 40),
+        P(evh_http_request, reserved_, 44),
+        P(evh_http_request, body, 48),
+        P(evh_http_request, body_len, 56),
+        P(evh_http_request, remote_addr, 64),
+        S(evh_http_response, 40),
+        P(evh_http_response, struct_size, 0),
+        P(evh_http_response, status, 4),
+        P(evh_http_response, content_type, 8),
+        P(evh_http_response, body, 16),
+        P(evh_http_response, body_len, 24),
+        P(evh_http_response, headers, 32),
         S(evh_step, 32),
         P(evh_step, struct_size, 0),
         P(evh_step, reserved_, 4),
@@ -197,12 +254,19 @@ static void test_field_widths(void **state)
     evh_plugin d;
     evh_host_api a;
     evh_step_input in;
+    evh_http_request rq;
+    evh_http_response rs;
     assert_int_equal(sizeof d.struct_size, 4);
     assert_int_equal(sizeof d.abi_major, 2);
     assert_int_equal(sizeof d.abi_minor, 2);
     assert_int_equal(sizeof d.kind, 4);
     assert_int_equal(sizeof a.abi_major, 2);
     assert_int_equal(sizeof in.attempt, 4);
+    assert_int_equal(sizeof rq.struct_size, 4);
+    assert_int_equal(sizeof rq.n_headers, 4);
+    assert_int_equal(sizeof rq.n_query, 4);
+    assert_int_equal(sizeof rs.struct_size, 4);
+    assert_int_equal(sizeof rs.status, 4);
     assert_int_equal(EVH_KIND_SOURCE, 1);
     assert_int_equal(EVH_KIND_STEP, 2);
     assert_int_equal(EVH_LOG_ERROR, 0);
@@ -252,6 +316,28 @@ static void test_host_table(void **state)
     assert_false(EVH_API_HAS(&older, json_quote));
     older.struct_size = 8;
     assert_false(EVH_API_HAS(&older, emit));
+}
+
+/* EVH_SOURCE_HAS reads the appended field of a 1.1 table only: a table of
+ * 1.0's size (a plugin built against SDK 1.0) lacks it. */
+static void test_source_has(void **state)
+{
+    (void)state;
+    assert_int_equal(EVH_ABI_MAJOR, 1);
+    assert_int_equal(EVH_ABI_MINOR, 1);
+    assert_string_equal(EVH_ABI_STRING, "1.1");
+    evh_source s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    assert_true(EVH_SOURCE_HAS(&s, fini));
+    assert_true(EVH_SOURCE_HAS(&s, http));
+    s.struct_size = (uint32_t)END_OF(evh_source, fini); /* ABI 1.0 */
+    assert_int_equal(s.struct_size, 40);
+    assert_true(EVH_SOURCE_HAS(&s, init));
+    assert_true(EVH_SOURCE_HAS(&s, fini));
+    assert_false(EVH_SOURCE_HAS(&s, http));
+    s.struct_size = (uint32_t)END_OF(evh_source, http) - 1;
+    assert_false(EVH_SOURCE_HAS(&s, http));
 }
 
 static void test_status_codes(void **state)
@@ -305,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_field_widths),
         cmocka_unit_test(test_host_table),
+        cmocka_unit_test(test_source_has),
         cmocka_unit_test(test_status_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,7 +162,7 @@ static void test_wrong_abi_major(void **state)
     setenv("EVH_TEST_MARKER", marker, 1);
     plugin *p = load_fixture(e, "wrong-abi-major", NULL);
     assert_failed(p, EVH_E_ABI, "wrong-abi-major/plugin.json",
-                  "requires SDK ABI 2.0; this host provides 1.0: rebuild the plugin against "
+                  "requires SDK ABI 2.0; this host provides 1.1: rebuild the plugin against "
                   "SDK 1.x");
     assert_null(p->dl);
     assert_false(file_exists(marker));
@@ -176,8 +176,8 @@ static void test_newer_minor_never_dlopened(void **state)
     setenv("EVH_TEST_MARKER", marker, 1);
     plugin *p = load_fixture(e, "newer-minor", NULL);
     assert_failed(p, EVH_E_ABI, "newer-minor/plugin.json",
-                  "requires SDK ABI 1.99; this host provides 1.0: upgrade evhost or declare "
-                  "\"abi\": \"1.0\" if the plugin does not use newer functions");
+                  "requires SDK ABI 1.99; this host provides 1.1: upgrade evhost or declare "
+                  "\"abi\": \"1.1\" if the plugin does not use newer functions");
     assert_null(p->dl);
     assert_false(file_exists(marker));
 
@@ -601,6 +601,70 @@ static void test_step_instance_needs_ready_step(void **state)
     assert_null(h);
 }
 
+/* ---- the http callback (ABI 1.1) ---------------------------------------- */
+
+static void test_http_source_ready(void **state)
+{
+    env *e = *state;
+    plugin *p = load_fixture(e, "webhook-source", NULL);
+    assert_int_equal(p->state, PLUGIN_READY);
+    assert_int_equal(p->desc->abi_minor, 1);
+    assert_string_equal(p->m->webhook_endpoint, "/api/webhooks/test");
+    assert_true(EVH_SOURCE_HAS(p->desc->source, http));
+    assert_non_null(p->desc->source->http);
+}
+
+/* A library built against SDK 1.0 (a 40-byte source table, no http field)
+ * still loads; its table is never read past its struct_size. */
+static void test_abi_1_0_source_still_loads(void **state)
+{
+    env *e = *state;
+    plugin *p = load_fixture(e, "webhook-abi10", NULL);
+    assert_int_equal(p->state, PLUGIN_READY);
+    assert_int_equal(p->desc->abi_minor, 0);
+    assert_int_equal(p->desc->source->struct_size, 40);
+    assert_false(EVH_SOURCE_HAS(p->desc->source, http));
+    assert_int_equal(loader_start_sources(e->r), 1);
+    loader_stop_sources(e->r);
+    assert_int_equal(p->state, PLUGIN_STOPPED);
+}
+
+/* Using http requires declaring 1.1: a 1.0 host would load the plugin and
+ * never deliver its webhooks. */
+static void test_http_needs_abi_1_1(void **state)
+{
+    env *e = *state;
+    char *dir = copy_fixture(e, "webhook-source", NULL);
+    patch_manifest(dir, "\"abi\": \"1.1\"", "\"abi\": \"1.0\"");
+    plugin *p = load_dir(e, dir, NULL);
+    assert_failed(p, EVH_E_ABI, "webhook-source/webhook-source.so",
+                  "has an http callback, which needs SDK ABI 1.1, but");
+    assert_contains(p->error, "declare \"abi\": \"1.1\"");
+    free(dir);
+}
+
+/* One endpoint, one source: the first active one keeps it. */
+static void test_duplicate_endpoint(void **state)
+{
+    env *e = *state;
+    char *first = copy_fixture(e, "webhook-source", "a-first");
+    char *second = copy_fixture(e, "webhook-source", "b-second");
+    patch_manifest(second, "\"id\": \"webhook-source\"", "\"id\": \"webhook-other\"");
+    patch_manifest(second, "\"/api/webhooks/test\"", "\"/api/webhooks/test/\"");
+    diag d;
+    diag_init(&d, e->plugins);
+    assert_int_equal(loader_scan_dir(e->r, e->rt, e->plugins, NULL, &d), 1);
+    assert_int_equal(e->r->count, 2);
+    assert_int_equal(e->r->items[0]->state, PLUGIN_READY);
+    plugin *b = e->r->items[1];
+    assert_failed(b, EVH_E_DUPLICATE, "duplicate webhookEndpoint '/api/webhooks/test/'",
+                  "already claimed by plugin 'webhook-source'");
+    assert_null(b->dl);
+    diag_free(&d);
+    free(first);
+    free(second);
+}
+
 /* ---- source threads ----------------------------------------------------- */
 
 static void test_start_and_stop_sources(void **state)
@@ -664,6 +728,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_step_instance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_step_instance_needs_ready_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_and_stop_sources, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_source_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi_1_0_source_still_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_needs_abi_1_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_endpoint, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -810,6 +810,37 @@ static void test_is_event_type_name(void **state)
     assert_false(is_event_type_name(name));
 }
 
+/* A request path against a webhookEndpoint: the same segments, empty ones
+ * ignored; no prefix or sub-path matches. */
+static void test_endpoint_matches(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *endpoint, *path;
+        int want;
+    } t[] = {
+        {"/api/webhooks/github", "/api/webhooks/github", 1},
+        {"/api/webhooks/github", "/api/webhooks/github/", 1},
+        {"/api/webhooks/github", "//api//webhooks/github", 1},
+        {"/api/webhooks/github/", "/api/webhooks/github", 1},
+        {"/api/webhooks/github", "/api/webhooks/github/push", 0},
+        {"/api/webhooks/github", "/api/webhooks", 0},
+        {"/api/webhooks/github", "/api/webhooks/githu", 0},
+        {"/api/webhooks/github", "/api/webhooks/githubx", 0},
+        {"/api/webhooks/github", "/API/webhooks/github", 0},
+        {"/", "/", 1},
+        {"/", "/x", 0},
+        {"/x", "/", 0},
+        {NULL, "/", 0},
+        {"/", NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (manifest_endpoint_matches(t[i].endpoint, t[i].path) != t[i].want)
+            fail_msg("%s against %s: want %d", t[i].endpoint ? t[i].endpoint : "(null)",
+                     t[i].path ? t[i].path : "(null)", t[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -834,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_is_kebab_id),
         cmocka_unit_test(test_is_semver),
         cmocka_unit_test(test_is_event_type_name),
+        cmocka_unit_test(test_endpoint_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,5 +62,8 @@ static void fh_fini(void *ctx)
     c->api->free(c);
 }
 
-static const evh_source fh_source = {sizeof(evh_source), 0, fh_init, fh_run, NULL, fh_fini};
+static const evh_source fh_source = {.struct_size = sizeof(evh_source),
+                                     .init = fh_init,
+                                     .run = fh_run,
+                                     .fini = fh_fini};
 EVH_DECLARE_SOURCE("firehose", &fh_source)

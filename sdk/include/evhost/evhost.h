@@ -52,10 +52,24 @@ extern "C" {
  * ------------------------------------------------------------------------- */
 
 #define EVH_ABI_MAJOR 1
-#define EVH_ABI_MINOR 0
+#define EVH_ABI_MINOR 1
 
 /* The same, as the text plugin.json uses in its "abi" field. */
-#define EVH_ABI_STRING "1.0"
+#define EVH_ABI_STRING "1.1"
+
+/*
+ * What each minor appended (a plugin uses something of minor N only when its
+ * plugin.json declares "abi": "1.N" or later):
+ *   1.0  everything not listed below.
+ *   1.1  evh_source.http with evh_http_field, evh_http_request and
+ *        evh_http_response: HTTP requests to the manifest's
+ *        "webhookEndpoint" (see "HTTP requests to an event source").
+ *
+ * Source code: initialize the descriptor tables with designated
+ * initializers (.init = my_init, ...), as the examples below do.  A table
+ * initialized by position still works, but since fields get appended,
+ * -Wextra then warns about the ones a newer header added.
+ */
 
 /* ---------------------------------------------------------------------------
  * Status codes
@@ -281,6 +295,110 @@ typedef struct evh_host_api {
      offsetof(evh_host_api, field) + sizeof((api)->field))
 
 /* ---------------------------------------------------------------------------
+ * HTTP requests to an event source (ABI 1.1)
+ *
+ * An event source whose plugin.json declares "webhookEndpoint" (for example
+ * "/api/webhooks/github") receives the HTTP requests the host's server gets
+ * for that path through evh_source.http: that is how a source takes
+ * webhooks from third parties (GitHub, Stripe, Slack) without opening a
+ * port of its own.
+ *
+ * Which requests:  every method, to exactly the declared path, with any
+ *   query.  As for the host's own routes, a trailing "/" or a doubled "/"
+ *   makes no difference; sub-paths below the endpoint are NOT delivered
+ *   (they get the host's 404).  The host's API routes win over an endpoint
+ *   that collides with one of them: put endpoints under "/api/webhooks/".
+ *   Two sources cannot declare the same endpoint (the second is refused).
+ *
+ * No API key:  these requests do NOT pass the host's API-key check, because
+ *   the third parties that call webhooks cannot send evhost's key.  The
+ *   plugin MUST authenticate every request itself, typically by an HMAC
+ *   signature over the raw body (GitHub's X-Hub-Signature-256, Stripe's
+ *   Stripe-Signature, Standard Webhooks' webhook-signature) with a secret
+ *   from its config, compared in constant time, and answer 401 otherwise.
+ *
+ * Limits:  the host's body limit (server.max_body_bytes: 413) and header
+ *   limit (431) are enforced before the plugin is called.
+ *
+ * Threads:  http runs on one of the host's HTTP worker threads, and several
+ *   calls may run at the same time, concurrently with each other and with
+ *   run() and stop(): lock whatever state they share.  Calls happen only
+ *   after init succeeded (possibly before run() started, or after it
+ *   returned); the host finishes every call in flight before it calls stop
+ *   or fini.
+ *
+ * Emitting:  api->emit is thread-safe and may be called from http.  Called
+ *   on the thread running http, it returns only once the host has STORED
+ *   the event (elsewhere it returns once the event is queued), so a 2xx
+ *   sent after EVH_OK truthfully tells the sender, which will not retry,
+ *   that the event is safe.  There it may also return the error of storing
+ *   it (EVH_E_IO, for instance): answer 5xx so that the sender retries.
+ *
+ * Time:  the host does not interrupt a call, and a slow call holds one of
+ *   the host's few HTTP threads while the sender waits (senders give up
+ *   after a few seconds; GitHub after 10).  Check, emit, answer; leave slow
+ *   work to run().  The host logs calls that take longer than 5 seconds.
+ *
+ * Answers:  the host presets res (status 200, everything else NULL/0).
+ *   Return EVH_OK and the host sends what res holds.  Any other return
+ *   becomes 500 {"error": {"code": "plugin_error", ...}} naming the status
+ *   code, and the host still frees res->body and res->headers.  A source
+ *   whose plugin.json declares webhookEndpoint but whose library has no http
+ *   callback (built against SDK 1.0, or http left NULL) gets 501 for its
+ *   requests; one that is not ready or running (failed, inactive, stopped)
+ *   gets 503.
+ * ------------------------------------------------------------------------- */
+
+/* A request header or query argument; both texts NUL-terminated. */
+typedef struct evh_http_field {
+    const char *name;
+    const char *value;
+} evh_http_field;
+
+/* Everything in it is borrowed for the duration of the call. */
+typedef struct evh_http_request {
+    uint32_t struct_size; /* sizeof(evh_http_request) of the host */
+    uint32_t n_headers;   /* entries in headers */
+    const char *method;   /* "POST", "GET", ... */
+    const char *path;     /* percent-decoded, without the query */
+    /* The request headers in the order received, names spelled as the
+     * client sent them: compare names case-insensitively. */
+    const evh_http_field *headers;
+    /* The query arguments, percent-decoded, in order ("?a=1&flag" is
+     * {"a","1"}, {"flag",""}); the raw query text is not available. */
+    const evh_http_field *query;
+    uint32_t n_query;   /* entries in query */
+    uint32_t reserved_; /* zero */
+    /* The body as received: body_len bytes that may contain NUL bytes,
+     * followed by a NUL for convenience; "" and 0 when there is none. */
+    const char *body;
+    size_t body_len;
+    /* The peer's IP address ("203.0.113.7", "::1"), "" when unknown.
+     * Behind a reverse proxy this is the proxy's address. */
+    const char *remote_addr;
+} evh_http_request;
+
+typedef struct evh_http_response {
+    uint32_t struct_size; /* sizeof(evh_http_response) of the host */
+    int32_t status;       /* preset 200; the plugin sets 200..599 (any other
+                             value becomes a 500) */
+    /* The Content-Type, or NULL: none without a body, else
+     * "application/octet-stream".  Borrowed: the host copies it after http
+     * returned and never frees it, so use a string literal. */
+    const char *content_type;
+    char *body;      /* NULL, or from api->alloc; the host frees it */
+    size_t body_len; /* bytes of body; 0 or EVH_NUL_TERMINATED: the body is
+                        NUL-terminated */
+    /* Extra response headers, or NULL: "Name: value" lines separated by
+     * "\n" ("Retry-After: 30\nX-Request-Id: 7"), from api->alloc; the host
+     * frees it.  At most 7 are sent.  A line that is not a valid header
+     * (a name that is not an HTTP token, a control character in the value),
+     * and the headers the host owns (Content-Type, Content-Length,
+     * Transfer-Encoding, Connection, Date), are dropped with a log line. */
+    char *headers;
+} evh_http_response;
+
+/* ---------------------------------------------------------------------------
  * Event sources
  *
  * Lifecycle of one instance, all calls with the ctx that init stored:
@@ -299,8 +417,10 @@ typedef struct evh_host_api {
  *          system calls (read, poll) and need a wake-up.
  *   fini   on the host's main thread after run has returned (or when run
  *          was never started); free everything.
+ *   http   optional, ABI 1.1: HTTP requests to the manifest's
+ *          webhookEndpoint, on the host's HTTP threads (see above).
  *
- * The host never calls fini while run or stop is in flight.
+ * The host never calls fini while run, stop or http is in flight.
  * ------------------------------------------------------------------------- */
 
 typedef struct evh_source {
@@ -311,8 +431,29 @@ typedef struct evh_source {
     int32_t (*run)(void *ctx);
     void (*stop)(void *ctx);
     void (*fini)(void *ctx);
+
+    /* --- ABI 1.1 ------------------------------------------------------- */
+
+    /*
+     * http: optional (NULL: none).  Handles a request to the manifest's
+     * webhookEndpoint; see "HTTP requests to an event source" above for
+     * which requests, threads, time limits and who frees what.  A plugin
+     * that sets it must declare "abi": "1.1" (or later) in plugin.json, and
+     * the host refuses it otherwise: a 1.0 host would load it and silently
+     * answer its webhooks with 404.
+     */
+    int32_t (*http)(void *ctx, const evh_http_request *req,
+                    evh_http_response *res);
+
     /* --- appended in later minors go below this line ------------------- */
 } evh_source;
+
+/* True when a source table is long enough to contain `field`: the host
+ * reads a field appended after 1.0 only then, so a plugin built against an
+ * older header (a shorter table) simply lacks it. */
+#define EVH_SOURCE_HAS(src, field)                                             \
+    ((src)->struct_size >=                                                     \
+     offsetof(evh_source, field) + sizeof((src)->field))
 
 /* ---------------------------------------------------------------------------
  * Workflow steps
@@ -402,11 +543,13 @@ typedef const evh_plugin *(*evh_plugin_entry_fn)(void);
  * Declare the entry function.  Use one of these once, at file scope:
  *
  *     static const evh_source my_source = {
- *         sizeof(evh_source), 0, my_init, my_run, NULL, my_fini };
+ *         .struct_size = sizeof(evh_source),
+ *         .init = my_init, .run = my_run, .fini = my_fini};
  *     EVH_DECLARE_SOURCE("my-timer", &my_source)
  *
  *     static const evh_step my_step = {
- *         sizeof(evh_step), 0, my_init, my_run, my_fini };
+ *         .struct_size = sizeof(evh_step),
+ *         .init = my_init, .run = my_run, .fini = my_fini};
  *     EVH_DECLARE_STEP("my-step", &my_step)
  */
 #define EVH_DECLARE_PLUGIN_(id_, kind_, source_, step_)                        \

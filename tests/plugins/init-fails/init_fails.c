@@ -20,5 +20,8 @@ static void if_fini(void *ctx)
     (void)ctx;
 }
 
-static const evh_source if_source = {sizeof(evh_source), 0, if_init, if_run, NULL, if_fini};
+static const evh_source if_source = {.struct_size = sizeof(evh_source),
+                                     .init = if_init,
+                                     .run = if_run,
+                                     .fini = if_fini};
 EVH_DECLARE_SOURCE("init-fails", &if_source)

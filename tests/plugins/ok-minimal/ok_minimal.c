@@ -72,5 +72,8 @@ static void om_fini(void *ctx)
     c->api->free(c);
 }
 
-static const evh_source om_source = {sizeof(evh_source), 0, om_init, om_run, NULL, om_fini};
+static const evh_source om_source = {.struct_size = sizeof(evh_source),
+                                     .init = om_init,
+                                     .run = om_run,
+                                     .fini = om_fini};
 EVH_DECLARE_SOURCE("ok-minimal", &om_source)

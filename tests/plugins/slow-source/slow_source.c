@@ -55,5 +55,8 @@ static void ss_fini(void *ctx)
     c->api->free(c);
 }
 
-static const evh_source ss_source = {sizeof(evh_source), 0, ss_init, ss_run, NULL, ss_fini};
+static const evh_source ss_source = {.struct_size = sizeof(evh_source),
+                                     .init = ss_init,
+                                     .run = ss_run,
+                                     .fini = ss_fini};
 EVH_DECLARE_SOURCE("slow-source", &ss_source)

@@ -35,5 +35,8 @@ static void fx_fini(void *ctx)
     (void)ctx;
 }
 
-static const evh_source fx_source = {sizeof(evh_source), 0, fx_init, fx_run, NULL, fx_fini};
+static const evh_source fx_source = {.struct_size = sizeof(evh_source),
+                                     .init = fx_init,
+                                     .run = fx_run,
+                                     .fini = fx_fini};
 EVH_DECLARE_SOURCE("wrong-abi-major", &fx_source)

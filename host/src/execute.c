@@ -16,6 +16,7 @@
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "schema.h"
 #include "template.h"
 
 /* One step plugin instance, owned by one worker, for one workflow step. */
@@ -395,6 +396,11 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
         return EVH_E_CONFIG;
     }
     diag_free(&d);
+    /* The run's config gets the configSchema defaults too, as init's did:
+     * a plugin reads one complete config either way. */
+    const plugin *p = registry_find(req->reg, step->uses);
+    if (p && p->m && p->m->config_schema)
+        schema_apply_defaults(p->m->config_schema, config);
     char *config_json = cJSON_PrintUnformatted(config);
     cJSON_Delete(config);
     char *event_json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ctx, "event"));

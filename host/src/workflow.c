@@ -147,7 +147,10 @@ static void check_step_config(parse_ctx *pc, const wf_step *st, const cJSON *wit
         const cJSON *node = json_path_get(st->with, d.items[i].path);
         if (node && is_templated(node))
             continue;
-        problem_at(pc, node ? node : with_node, "%s.with%s%s: %s (configSchema of '%s')", where,
+        /* st->with is a copy: positions live on the YAML document's nodes */
+        const cJSON *at = cJSON_IsObject(with_node) ? json_path_get(with_node, d.items[i].path)
+                                                    : NULL;
+        problem_at(pc, at ? at : with_node, "%s.with%s%s: %s (configSchema of '%s')", where,
                    d.items[i].path[0] ? "." : "", d.items[i].path, d.items[i].reason, m->id);
     }
     diag_free(&d);

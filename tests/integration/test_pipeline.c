@@ -392,6 +392,12 @@ static void test_bad_files_reported_good_parts_load(void **state)
         "    uses: no-such-step\n",
         "id: bad-yaml\n"
         "steps: [\n",
+        "id: bad-config\n"
+        "steps:\n"
+        "  - id: one\n"
+        "    uses: test-step\n"
+        "    with:\n"
+        "      mode: bogus\n",
         NULL};
     diag d;
     diag_init(&d, NULL);
@@ -407,6 +413,8 @@ static void test_bad_files_reported_good_parts_load(void **state)
     /* the unknown step plugin, with the file, line and column of `uses` */
     assert_non_null(strstr(all, "wf1.yaml:4:11: steps[0].uses: unknown step plugin 'no-such-step'"));
     assert_non_null(strstr(all, "wf2.yaml:3:1:"));
+    /* a config value breaking the step's configSchema, at its own line */
+    assert_non_null(strstr(all, "wf3.yaml:6:13: steps[0].with.mode"));
     assert_non_null(strstr(all, "triggers.yaml:3:"));
     assert_non_null(strstr(all, "unknown workflow 'nope'"));
     /* data.n is an integer in the event type's schema */

@@ -493,7 +493,8 @@ typedef struct evh_step_input {
     const char *step_id; /* this step's id in the workflow */
     /* This run's config: the step's `with:` block with every template
      * ({{ event.data.x }}, {{ steps.fetch.output.y }}) resolved against
-     * this event and the earlier outputs.  init saw the same block with the
+     * this event and the earlier outputs, and the configSchema's defaults
+     * filled in (as for init).  init saw the same block with the
      * templates unresolved (via config_json); read per-run values here. */
     const char *config_json;
     size_t config_len;

@@ -103,8 +103,10 @@ static void run_start(run *x, const opts *o, const char *tag, long count, long r
                 EVH_BENCH_PLUGIN_DIR);
         exit(1);
     }
-    if (asprintf(&path, "%s/wf.yaml", x->root) < 0)
+    char *wfdir = NULL;
+    if (asprintf(&wfdir, "%s/workflows", x->root) < 0 || asprintf(&path, "%s/wf.yaml", wfdir) < 0)
         exit(1);
+    mkdir(wfdir, 0700);
     write_file(path, "id: noop\nsteps:\n  - {id: nothing, uses: noop-step}\n");
     free(path);
     if (asprintf(&path, "%s/triggers.yaml", x->root) < 0)
@@ -121,7 +123,7 @@ static void run_start(run *x, const opts *o, const char *tag, long count, long r
         fprintf(stderr, "engine: %s\n", err ? err : "?");
         exit(1);
     }
-    const char *wd[] = {x->root};
+    const char *wd[] = {wfdir};
     const char *tf[] = {path};
     pipeline_sources src = {wd, 1, tf, 1};
     workflow_set *ws;
@@ -134,6 +136,7 @@ static void run_start(run *x, const opts *o, const char *tag, long count, long r
     }
     diag_free(&d);
     free(path);
+    free(wfdir);
     engine_set_config(x->e, ws, ts);
     engine_start(x->e);
     loader_start_sources(x->r);

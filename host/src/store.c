@@ -218,11 +218,46 @@ enum {
 struct store {
     sqlite3 *db;
     char *path;
+    int busy_ms;          /* how long a write waits for the lock (busy_wait) */
+    int64_t busy_since_ns;
     sqlite3_stmt *stmts[ST_COUNT];
     sqlite3_stmt *ev_list[F_VARIANTS];
     sqlite3_stmt *ex_list[F_VARIANTS];
     char errmsg[512];
 };
+
+/* ---- waiting for the write lock ---------------------------------------------- */
+
+static int64_t busy_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* SQLite's own busy handler sleeps whole milliseconds (1, 2, 5, 10 ...),
+ * far longer than the sub-millisecond transactions the writer and the
+ * workers hold, so every collision cost a millisecond or more.  This one
+ * starts at 20 us and doubles up to 1 ms, until busy_ms have passed. */
+static int busy_wait(void *arg, int count)
+{
+    store *s = arg;
+    int64_t now = busy_now_ns();
+    if (count == 0)
+        s->busy_since_ns = now;
+    if (now - s->busy_since_ns >= (int64_t)s->busy_ms * 1000000)
+        return 0; /* give up: SQLITE_BUSY */
+    long us = count < 6 ? 20L << count : 1000L;
+    struct timespec d = {0, us * 1000};
+    nanosleep(&d, NULL);
+    return 1;
+}
+
+static void set_busy_timeout(store *s, int ms)
+{
+    s->busy_ms = ms;
+    sqlite3_busy_handler(s->db, ms > 0 ? busy_wait : NULL, s);
+}
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -695,7 +730,7 @@ static int set_wal(store *s)
 static int configure(store *s, int synchronous_full)
 {
     sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    set_busy_timeout(s, BUSY_TIMEOUT_MS);
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     /* auto_vacuum only takes effect before the first table exists, so it
      * goes first, before WAL mode writes the header. */
@@ -1836,12 +1871,12 @@ int store_check_writable(store *s, int timeout_ms)
     if (!s)
         return EVH_E_INVALID;
     s->errmsg[0] = '\0';
-    sqlite3_busy_timeout(s->db, timeout_ms > 0 ? timeout_ms : 0);
+    set_busy_timeout(s, timeout_ms > 0 ? timeout_ms : 0);
     int rc = tx_begin(s);
     if (rc == EVH_OK) {
         rc = run(s, ST_ROLLBACK, "rolling back the write check");
         tx_rollback(s); /* still open when that failed */
     }
-    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    set_busy_timeout(s, BUSY_TIMEOUT_MS);
     return rc == EVH_OK ? EVH_OK : EVH_E_IO;
 }

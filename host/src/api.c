@@ -12,6 +12,7 @@
 #include "evh_limits.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "system_events.h"
 
 void api_ctx_init(api_ctx *a)
 {
@@ -131,11 +132,18 @@ void api_respond_page(http_response *res, cJSON *items, char *next_cursor)
     http_respond_json(res, 200, page);
 }
 
+/* Every request an API key let in: the system source's user_login. */
+static void on_authenticated(void *ctx, const char *key_name)
+{
+    (void)ctx;
+    system_events_user_login(key_name);
+}
+
 http_server *api_start(api_ctx *a, char **err)
 {
     static const http_route *const tables[] = {api_routes_health,   api_routes_events,
                                                api_routes_plugins,  api_routes_triggers,
-                                               api_routes_executions, NULL};
+                                               api_routes_executions, api_routes_console, api_routes_subscriptions, NULL};
     const evh_config *c = a->cfg;
     http_options o = {.host = c->listen_host,
                       .port = c->listen_port,
@@ -143,6 +151,7 @@ http_server *api_start(api_ctx *a, char **err)
                       .max_connections = c->max_connections,
                       .timeout_s = c->connection_timeout_s,
                       .keys = c->api_keys,
-                      .n_keys = c->n_api_keys};
+                      .n_keys = c->n_api_keys,
+                      .on_authenticated = on_authenticated};
     return http_start(&o, tables, api_plugin_route, a, err);
 }

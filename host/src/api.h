@@ -35,7 +35,14 @@ typedef struct api_ctx {
      * problems go to d.  Called after a trigger changes through the API. */
     int (*reload)(void *ud, diag *d);
     void *reload_ud;
+    /* POST /api/plugins/reload: rescan the plugin directories and say what
+     * changed (reloader_api, reload.h); NULL: not available (503). */
+    cJSON *(*plugins_reload)(void *ud);
+    void *plugins_reload_ud;
     int64_t started_ns; /* monotonic, for uptime */
+    /* outbound webhooks (notify.h): told when a subscription changes; NULL
+     * when the host runs without one */
+    struct notifier *notify;
     /* the connection pool (api.c) */
     pthread_mutex_t pool_lock;
     store **pool;
@@ -75,6 +82,8 @@ extern const http_route api_routes_plugins[];    /* api_plugins.c */
 extern const http_route api_routes_triggers[];   /* api_triggers.c: triggers, workflows */
 extern const http_route api_routes_executions[]; /* api_executions.c */
 extern const http_route api_routes_health[];     /* api_health.c: health, ready, metrics */
+extern const http_route api_routes_subscriptions[]; /* api_subscriptions.c: webhooks */
+extern const http_route api_routes_console[];    /* api_console.c: the web console (public) */
 
 /* Requests to a path no table has: plugin webhook endpoints (api_plugins.c). */
 int api_plugin_route(void *ctx, const http_request *req, http_response *res);

@@ -44,6 +44,7 @@ typedef struct inbound {
     cJSON *additional;                   /* owned; NULL: none */
     char *key;                           /* owned idempotency key; NULL: none */
     const manifest *m;                   /* the source's, once found */
+    plugin *held;                        /* its record, referenced (hot reload) */
     cJSON *attrs;                        /* owned; binary mode: the ce-* headers read */
 } inbound;
 
@@ -412,7 +413,10 @@ static void find_source(api_ctx *a, inbound *in, diag *d)
 {
     if (!in->source)
         return;
-    const plugin *p = registry_find(a->reg, in->source);
+    /* a reference: the manifest stays valid until the event is queued,
+     * even if a hot reload replaces the source meanwhile */
+    plugin *p = registry_acquire(a->reg, in->source);
+    in->held = p;
     if (!p || !p->m)
         diag_add(d, in->source_path, "'%.*s' is not a loaded event source", QUOTE_MAX, in->source);
     else if (p->kind != EVH_KIND_SOURCE)
@@ -588,6 +592,7 @@ static void post_process(void *ctx, const http_request *req, http_response *res)
         respond_invalid(res, &d);
     else if (!in.key || !answered_duplicate(a, in.key, res))
         ingest(a, &in, res);
+    plugin_release(in.held);
     cJSON_Delete(in.additional);
     cJSON_Delete(in.attrs);
     free(in.key);

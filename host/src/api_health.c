@@ -32,7 +32,7 @@ static void get_health(void *ctx, const http_request *req, http_response *res)
     http_respond_json(res, 200, o);
 }
 
-#define N_PLUGIN_STATES (PLUGIN_STOPPED + 1)
+#define N_PLUGIN_STATES (PLUGIN_QUARANTINED + 1)
 
 /* The number of plugins in each state (every state, 0 included). */
 static void count_plugins(const api_ctx *a, size_t counts[N_PLUGIN_STATES])

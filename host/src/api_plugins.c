@@ -16,6 +16,7 @@
 #include "event.h"
 #include "evh_limits.h"
 #include "hostapi.h"
+#include "isolate.h"
 #include "log.h"
 
 /* ---- plugin records as JSON --------------------------------------------- */
@@ -48,7 +49,8 @@ static cJSON *event_types_json(const manifest *m)
 
 /*
  * One plugin: {id, name, description, version, abi, status, state, error,
- * webhookEndpoint (sources), eventTypes, configSchema}.  A plugin whose
+ * isolation, crashes {count, limit, window_s, last}, webhookEndpoint
+ * (sources), eventTypes, configSchema}.  A plugin whose
  * plugin.json failed has only {id (its folder name), state, error}.  The
  * plugin's configuration is never shown: it may hold secrets.
  */
@@ -67,7 +69,21 @@ static cJSON *plugin_json(const plugin *p)
         cJSON_AddStringToObject(o, "status", m->active ? "active" : "inactive");
     }
     cJSON_AddStringToObject(o, "state", plugin_state_name(p->state));
-    cJSON_AddItemToObject(o, "error", string_or_null(p->error));
+    /* crash isolation (isolate.h): how it runs, its crashes, and why it is
+     * quarantined (a quarantine while running leaves p->error alone) */
+    isolate_status iso;
+    isolate_plugin_status(p, &iso);
+    cJSON_AddItemToObject(o, "error", string_or_null(iso.quarantined ? iso.reason : p->error));
+    if (m) {
+        cJSON_AddStringToObject(o, "isolation", iso.isolation);
+        cJSON *crashes = cJSON_AddObjectToObject(o, "crashes");
+        cJSON_AddNumberToObject(crashes, "count", iso.crashes);
+        cJSON_AddNumberToObject(crashes, "limit", iso.limit);
+        cJSON_AddNumberToObject(crashes, "window_s", iso.window_s);
+        cJSON_AddItemToObject(crashes, "last", string_or_null(iso.crashes ? iso.last_crash : NULL));
+    }
+    if (p->reload_error) /* a new version failed; this one stays (reload.h) */
+        cJSON_AddStringToObject(o, "reloadError", p->reload_error);
     if (m) {
         if (m->kind == EVH_KIND_SOURCE)
             cJSON_AddItemToObject(o, "webhookEndpoint", string_or_null(m->webhook_endpoint));
@@ -110,10 +126,14 @@ static const char *kind_noun(int kind)
 static void list_kind(api_ctx *a, int kind, http_response *res)
 {
     cJSON *items = cJSON_CreateArray();
+    if (a->reg)
+        registry_rdlock(a->reg); /* hot reload may change it meanwhile */
     for (size_t i = 0; a->reg && i < a->reg->count; i++) {
         if (of_kind(a->reg->items[i], kind))
             cJSON_AddItemToArray(items, plugin_json(a->reg->items[i]));
     }
+    if (a->reg)
+        registry_unlock(a->reg);
     api_respond_page(res, items, NULL); /* never paged: next_cursor null */
 }
 
@@ -136,20 +156,41 @@ static const plugin *lookup(api_ctx *a, const http_request *req, int kind,
     return NULL;
 }
 
+/* lookup and what follows under the registry's read lock (hot reload) */
+static void lock_reg(void *ctx)
+{
+    api_ctx *a = ctx;
+    if (a->reg)
+        registry_rdlock(a->reg);
+}
+
+static void unlock_reg(void *ctx)
+{
+    api_ctx *a = ctx;
+    if (a->reg)
+        registry_unlock(a->reg);
+}
+
 static void get_one(void *ctx, const http_request *req, http_response *res, int kind)
 {
+    lock_reg(ctx);
     const plugin *p = lookup(ctx, req, kind, res);
+    cJSON *o = p ? plugin_json(p) : NULL;
+    unlock_reg(ctx);
     if (p)
-        http_respond_json(res, 200, plugin_json(p));
+        http_respond_json(res, 200, o);
 }
 
 /* Its eventTypes as a list ({"items": [...], "next_cursor": null}); empty
  * for a plugin whose plugin.json failed. */
 static void get_events(void *ctx, const http_request *req, http_response *res, int kind)
 {
+    lock_reg(ctx);
     const plugin *p = lookup(ctx, req, kind, res);
+    cJSON *list = p ? event_types_json(p->m) : NULL;
+    unlock_reg(ctx);
     if (p)
-        api_respond_page(res, event_types_json(p->m), NULL);
+        api_respond_page(res, list, NULL);
 }
 
 static void list_sources(void *ctx, const http_request *req, http_response *res)
@@ -184,7 +225,27 @@ static void get_step_events(void *ctx, const http_request *req, http_response *r
     get_events(ctx, req, res, EVH_KIND_STEP);
 }
 
+/* POST /api/plugins/reload: rescan the plugin directories now (what the
+ * watcher does on a change, and SIGHUP) and answer what changed. */
+static void post_reload(void *ctx, const http_request *req, http_response *res)
+{
+    api_ctx *a = ctx;
+    (void)req;
+    if (!a->plugins_reload) {
+        http_respond_error(res, 503, "unavailable", NULL,
+                           "this process does not reload plugins");
+        return;
+    }
+    cJSON *report = a->plugins_reload(a->plugins_reload_ud);
+    if (!report) {
+        http_respond_error(res, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    http_respond_json(res, 200, report);
+}
+
 const http_route api_routes_plugins[] = {
+    {"POST", "/api/plugins/reload", post_reload, 0},
     {"GET", "/api/event-sources", list_sources, 0},
     {"GET", "/api/event-sources/{id}", get_source, 0},
     {"GET", "/api/event-sources/{id}/events", get_source_events, 0},
@@ -223,22 +284,41 @@ static int collect_field(void *ud, const char *name, const char *value)
     return 0;
 }
 
-/* The source whose webhookEndpoint is this path and that can take calls
- * (initialized: ready or running).  *idle receives a matching source that
- * cannot (failed, inactive, stopped), for the 503. */
+/*
+ * The source whose webhookEndpoint takes this path and that can take calls
+ * (initialized: ready or running).  Of several matching endpoints the most
+ * specific one wins (manifest_endpoint_rank: an exact "/api/webhooks/github"
+ * over a prefix "/api/webhooks/"), so a source claiming a whole prefix does
+ * not shadow the endpoints of others below it.  *idle receives the matching
+ * source that cannot take calls (failed, inactive, stopped) when it is the
+ * most specific, for the 503: a request meant for it must not reach a
+ * prefix endpoint instead.
+ */
 static plugin *find_endpoint(const registry *r, const char *path, const plugin **idle)
 {
+    plugin *best = NULL;
+    unsigned best_rank = 0, idle_rank = 0;
     for (size_t i = 0; r && i < r->count; i++) {
         plugin *p = r->items[i];
         if (p->kind != EVH_KIND_SOURCE || !p->m || !p->m->webhook_endpoint ||
             !manifest_endpoint_matches(p->m->webhook_endpoint, path))
             continue;
-        if ((p->state == PLUGIN_READY || p->state == PLUGIN_RUNNING) && p->host && p->desc)
-            return p;
-        if (!*idle)
+        unsigned rank = manifest_endpoint_rank(p->m->webhook_endpoint);
+        if ((p->state == PLUGIN_READY || p->state == PLUGIN_RUNNING) && p->host && p->desc) {
+            if (rank > best_rank) {
+                best = p;
+                best_rank = rank;
+            }
+        } else if (rank > idle_rank) {
             *idle = p;
+            idle_rank = rank;
+        }
     }
-    return NULL;
+    if (best && idle_rank > best_rank)
+        return NULL; /* the source meant for it is not running */
+    if (best)
+        *idle = NULL;
+    return best;
 }
 
 /* RFC 9110 token characters (header names). */
@@ -411,14 +491,19 @@ int api_plugin_route(void *ctx, const http_request *req, http_response *res)
     api_ctx *a = ctx;
     const char *path = http_path(req);
     const plugin *idle = NULL;
+    if (!a->reg)
+        return 0;
+    /* the source is held (a reference) for the call: a hot reload that
+     * replaces it meanwhile finalizes it only after the call returned */
+    registry_rdlock(a->reg);
     plugin *p = find_endpoint(a->reg, path, &idle);
     if (!p) {
-        if (!idle)
-            return 0; /* the server's 404 */
-        http_respond_error(res, 503, "unavailable", NULL,
-                           "event source '%s' behind %s is not running (state %s)", idle->id,
-                           path, plugin_state_name(idle->state));
-        return 1;
+        if (idle)
+            http_respond_error(res, 503, "unavailable", NULL,
+                               "event source '%s' behind %s is not running (state %s)",
+                               idle->id, path, plugin_state_name(idle->state));
+        registry_unlock(a->reg);
+        return idle ? 1 : 0; /* 0: the server's 404 */
     }
     const evh_source *src = p->desc->source;
     if (!EVH_SOURCE_HAS(src, http) || !src->http) {
@@ -426,8 +511,12 @@ int api_plugin_route(void *ctx, const http_request *req, http_response *res)
                            "event source '%s' declares webhookEndpoint %s but does not handle "
                            "HTTP requests: its library has no http callback (SDK ABI 1.1)",
                            p->id, p->m->webhook_endpoint);
+        registry_unlock(a->reg);
         return 1;
     }
+    plugin_acquire(p);
+    registry_unlock(a->reg);
     call_plugin(p, req, res);
+    plugin_release(p);
     return 1;
 }

@@ -74,14 +74,19 @@ static void cfg_open(cfg_view *v, api_ctx *a)
 {
     v->a = a;
     v->token = engine_config_acquire(a->eng, &v->ws, &v->ts);
+    if (a->reg) /* the resolver reads plugins: hot reload waits until cfg_close */
+        registry_rdlock(a->reg);
     v->rc = (pipeline_resolver_ctx){.reg = a->reg, .ws = v->ws};
     v->res = pipeline_resolver(&v->rc);
 }
 
 static void cfg_close(cfg_view *v)
 {
-    if (v->token)
+    if (v->token) {
         engine_config_release(v->a->eng, v->token);
+        if (v->a->reg)
+            registry_unlock(v->a->reg);
+    }
     v->token = NULL;
     v->ws = NULL;
     v->ts = NULL;

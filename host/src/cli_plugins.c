@@ -4,7 +4,10 @@
  * validate runs the same checks as the daemon's loader up to (and including)
  * dlopen and the descriptor cross-check, but never calls into the plugin's
  * init, so it is safe on untrusted folders' manifests; it prints every
- * problem on its own line as "file: json.path: reason".
+ * problem on its own line as "file: json.path: reason".  Before the loader
+ * dlopens the library, it reads the library as an ELF file (elfcheck.c):
+ * exported symbols besides the entry function are a warning, DT_NEEDED
+ * libraries that cannot be found are problems, each named.
  */
 #include <dirent.h>
 #include <limits.h>
@@ -18,40 +21,48 @@
 
 #include "cli.h"
 #include "diag.h"
+#include "elfcheck.h"
 #include "loader.h"
 #include "manifest.h"
 #include "registry.h"
 
-/* <dir of the binary>/<name> when it is a directory (a build tree), else
- * the installed path. */
-static char *builtin_dir(const char *name, const char *installed)
+static int is_dir(const char *path);
+
+/* The first directory of: <dir of the binary>/<name> (a build tree),
+ * <dir of the binary>/../<installed_rel> (an installed tree wherever it was
+ * copied: `cmake --install --prefix`, DESTDIR staging, a Docker COPY), else
+ * the path configured at build time. */
+static char *builtin_dir(const char *name, const char *installed_rel, const char *installed)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char *candidate = NULL;
-            struct stat st;
-            if (asprintf(&candidate, "%s/%s", exe, name) >= 0 && stat(candidate, &st) == 0 &&
-                S_ISDIR(st.st_mode))
-                return candidate;
-            free(candidate);
-        }
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        char *candidate = NULL;
+        if (asprintf(&candidate, "%s/%s", exe, name) < 0)
+            return NULL;
+        if (is_dir(candidate))
+            return candidate;
+        free(candidate);
+        if (asprintf(&candidate, "%s/../%s", exe, installed_rel) < 0)
+            return NULL;
+        char *real = is_dir(candidate) ? realpath(candidate, NULL) : NULL;
+        free(candidate);
+        if (real)
+            return real;
     }
     return strdup(installed);
 }
 
 char *cli_default_plugin_root(void)
 {
-    return builtin_dir("plugins", EVH_INSTALL_PLUGIN_DIR);
+    return builtin_dir("plugins", "lib/evhost/plugins", EVH_INSTALL_PLUGIN_DIR);
 }
 
 char *cli_default_examples_root(void)
 {
-    return builtin_dir("examples", EVH_INSTALL_EXAMPLES_DIR);
+    return builtin_dir("examples", "share/evhost/examples", EVH_INSTALL_EXAMPLES_DIR);
 }
 
 static int has_manifest(const char *dir)
@@ -125,6 +136,53 @@ static void free_folders(char **folders, size_t n)
     free(folders);
 }
 
+/* Exported symbols listed in a warning; more are counted. */
+#define VALIDATE_LIST_SYMBOLS 10
+
+/* The built library, read as an ELF file before the loader dlopens it: its
+ * exports (exactly evh_plugin_entry; others are a warning) and its
+ * DT_NEEDED libraries (each must be found: an error per missing one).
+ * Nothing is printed when the library does not exist: the loader says so. */
+static void check_library_file(const char *dir, const manifest *m, int *problems)
+{
+    char *lib = NULL;
+    struct stat st;
+    if ((m->library && *m->library ? asprintf(&lib, "%s/%s", dir, m->library)
+                                   : asprintf(&lib, "%s/%s.so", dir, m->id)) < 0)
+        return;
+    if (stat(lib, &st) != 0 || !S_ISREG(st.st_mode)) {
+        free(lib);
+        return;
+    }
+    elf_report r;
+    char *err = NULL;
+    if (elfcheck_library(lib, &r, &err) != EVH_OK) {
+        fprintf(stdout, "%s: %s\n", lib, err ? err : "out of memory");
+        (*problems)++;
+    }
+    for (size_t i = 0; i < r.n_missing; i++) {
+        fprintf(stdout, "%s: needs %s, which is not found (searched its RUNPATH, "
+                "LD_LIBRARY_PATH, /etc/ld.so.conf and the system library directories): "
+                "install it where evhost runs, or link it into the plugin statically\n",
+                lib, r.missing[i]);
+        (*problems)++;
+    }
+    if (r.n_extra_exports) {
+        fprintf(stdout, "%s: warning: exports %zu symbol(s) besides %s:", lib,
+                r.n_extra_exports, EVH_ENTRY_SYMBOL);
+        for (size_t i = 0; i < r.n_extra_exports && i < VALIDATE_LIST_SYMBOLS; i++)
+            fprintf(stdout, "%s %s", i ? "," : "", r.extra_exports[i]);
+        if (r.n_extra_exports > VALIDATE_LIST_SYMBOLS)
+            fprintf(stdout, " and %zu more", r.n_extra_exports - VALIDATE_LIST_SYMBOLS);
+        fprintf(stdout, ": build with -fvisibility=hidden (evh_add_plugin does); the plugin's "
+                "own calls to exported functions can bind to same-named symbols of the host's "
+                "libraries instead\n");
+    }
+    elf_report_release(&r);
+    free(err);
+    free(lib);
+}
+
 /* Validate one plugin folder; prints problems; returns the id on success
  * (malloc'd) or NULL. */
 static char *validate_folder(const char *dir, int *problems)
@@ -147,6 +205,7 @@ static char *validate_folder(const char *dir, int *problems)
         *problems += d.count ? (int)d.count : 1;
         goto out;
     }
+    check_library_file(dir, m, problems);
     loader_options opt = {.validate_only = 1};
     plugin *p = loader_load_one(NULL, dir, &opt);
     if (!p || p->state == PLUGIN_FAILED) {

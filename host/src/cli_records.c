@@ -114,7 +114,7 @@ static store *open_db(const records_args *a)
         free(path);
         return NULL;
     }
-    store_options so = {.path = path};
+    store_options so = {.path = path, .read_only = 1};
     store *st = NULL;
     char *err = NULL;
     if (store_open(&so, &st, &err) != EVH_OK) {

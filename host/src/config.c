@@ -18,6 +18,7 @@
 
 #include "jsonutil.h"
 #include "evh_limits.h"
+#include "subscription.h"
 #include "yamldoc.h"
 
 #define DEFAULTS_NAME "(built-in defaults)"
@@ -33,13 +34,26 @@ static const char default_yaml[] =
     "  listen: \"127.0.0.1:8000\"      # host:port (IPv6: \"[::1]:8000\"; port 0 = any free)\n"
     "  api_keys: []                   # list of {name: ci, key: \"${EVH_API_KEY}\"}; the\n"
     "                                 # env EVH_API_KEYS=\"name:key,name2:key2\" adds more.\n"
-    "                                 # No keys: the API needs no authentication.\n"
+    "                                 # No keys: the API needs no authentication, so\n"
+    "                                 # the daemon refuses to listen beyond loopback\n"
+    "  allow_unauthenticated: false   # ... unless this is true (a proxy in front\n"
+    "                                 # authenticates, or the port is not published)\n"
     "  max_body_bytes: 1048576        # largest accepted request body (1024 .. 1073741824)\n"
     "  max_connections: 256           # 1 .. 65536\n"
     "  connection_timeout_s: 30       # idle connection timeout, 1 .. 3600\n"
     "plugins:\n"
     "  dirs: []                       # extra directories, each holding plugin folders\n"
     "  builtin: true                  # also load the built-in plugins\n"
+    "  watch: true                    # load, replace and remove plugins as their folders\n"
+    "                                 # change (inotify); SIGHUP or POST /api/plugins/reload\n"
+    "                                 # rescan on demand either way\n"
+    "  reload_debounce_ms: 500        # quiet time after the last change before a rescan\n"
+    "  init_timeout_ms: 10000         # an event source's init past this is abandoned (failed)\n"
+    "  stop_timeout_ms: 5000          # a source not stopped after this is abandoned\n"
+    "  isolation: {}                  # per plugin, overriding plugin.json \"isolation\":\n"
+    "                                 # {my-plugin: process} runs it in a child process\n"
+    "  crash_limit: 3                 # crashes within crash_window_s that quarantine a\n"
+    "  crash_window_s: 300            # plugin, 1 .. 1000; window 1 .. 86400\n"
     "  config:                        # per-plugin config objects, by plugin id; a file's\n"
     "    timer: {interval_ms: 5000}   # plugins.config replaces this one as a whole\n"
     "storage:\n"
@@ -59,7 +73,17 @@ static const char default_yaml[] =
     "log:\n"
     "  level: info                    # error | warn | info | debug\n"
     "data_dir: \"./evhost-data\"\n"
-    "shutdown_timeout_s: 10           # 1 .. 3600\n";
+    "shutdown_timeout_s: 10           # 1 .. 3600\n"
+    "notifications:                   # lifecycle events as webhooks (docs/integrations.md)\n"
+    "  concurrency: 16                # deliveries on the wire at once, 1 .. 1024\n"
+    "  timeout_ms: 10000              # per attempt, unless a subscription sets its own\n"
+    "  max_attempts: 8                # then the delivery is a dead letter, 1 .. 100\n"
+    "  backoff_base_ms: 1000          # retry n waits random(0, min(cap, base * 2^(n-1)))\n"
+    "  backoff_cap_ms: 3600000        # (or the receiver's Retry-After)\n"
+    "  queue_size: 65536              # events waiting to be stored, 16 .. 16777216\n"
+    "  subscriptions: []              # list of {id, url, events: all | [jobStart, ...],\n"
+    "                                 # token, secret, timeout_ms, max_attempts,\n"
+    "                                 # backoff_base_ms, backoff_cap_ms, headers, enabled}\n";
 
 const char *config_default_yaml(void)
 {
@@ -79,6 +103,8 @@ typedef enum kind {
     K_LISTEN,        /* "host:port" */
     K_API_KEYS,      /* list of {name, key} */
     K_PLUGIN_CONFIG, /* mapping of plugin id -> mapping */
+    K_SUBSCRIPTIONS, /* list of webhook subscriptions (subscription.h) */
+    K_ISOLATION,     /* mapping of plugin id -> "process" | "in-process" */
 } kind;
 
 /* The tables read best one setting per line, as written. */
@@ -114,6 +140,7 @@ static const char *const level_choices[] = {"error", "warn", "info", "debug", NU
 static const field server_fields[] = {
     {.name = "listen", .kind = K_LISTEN},
     {.name = "api_keys", .kind = K_API_KEYS},
+    {.name = "allow_unauthenticated", .kind = K_BOOL, .offset = AT(allow_unauthenticated)},
     INT_FIELD("max_body_bytes", max_body_bytes, 1024, 1073741824),
     INT_FIELD("max_connections", max_connections, 1, 65536),
     INT_FIELD("connection_timeout_s", connection_timeout_s, 1, 3600),
@@ -122,6 +149,13 @@ static const field server_fields[] = {
 static const field plugins_fields[] = {
     PATHS_FIELD("dirs", plugin_dirs, n_plugin_dirs),
     {.name = "builtin", .kind = K_BOOL, .offset = AT(plugins_builtin)},
+    {.name = "watch", .kind = K_BOOL, .offset = AT(plugins_watch)},
+    INT_FIELD("reload_debounce_ms", plugins_reload_debounce_ms, 10, 60000),
+    INT_FIELD("init_timeout_ms", plugins_init_timeout_ms, 1, 3600000),
+    INT_FIELD("stop_timeout_ms", plugins_stop_timeout_ms, 1, 3600000),
+    {.name = "isolation", .kind = K_ISOLATION},
+    INT_FIELD("crash_limit", plugins_crash_limit, 1, 1000),
+    INT_FIELD("crash_window_s", plugins_crash_window_s, 1, 86400),
     {.name = "config", .kind = K_PLUGIN_CONFIG},
     {0}};
 
@@ -156,6 +190,16 @@ static const field log_fields[] = {
     {.name = "level", .kind = K_LEVEL, .offset = AT(log_level), .choices = level_choices},
     {0}};
 
+static const field notifications_fields[] = {
+    INT_FIELD("concurrency", notify_concurrency, 1, 1024),
+    INT_FIELD("timeout_ms", notify_timeout_ms, 1, 300000),
+    INT_FIELD("max_attempts", notify_max_attempts, 1, 100),
+    INT_FIELD("backoff_base_ms", notify_backoff_base_ms, 1, 604800000),
+    INT_FIELD("backoff_cap_ms", notify_backoff_cap_ms, 1, 604800000),
+    INT_FIELD("queue_size", notify_queue_size, 16, 16777216),
+    {.name = "subscriptions", .kind = K_SUBSCRIPTIONS},
+    {0}};
+
 static const field top_fields[] = {
     {.name = "server", .kind = K_SECTION, .fields = server_fields},
     {.name = "plugins", .kind = K_SECTION, .fields = plugins_fields},
@@ -166,6 +210,7 @@ static const field top_fields[] = {
     {.name = "log", .kind = K_SECTION, .fields = log_fields},
     {.name = "data_dir", .kind = K_STRING, .offset = AT(data_dir)},
     INT_FIELD("shutdown_timeout_s", shutdown_timeout_s, 1, 3600),
+    {.name = "notifications", .kind = K_SECTION, .fields = notifications_fields},
     {0}};
 
 static const field api_key_fields[] = {
@@ -744,6 +789,120 @@ static void apply_plugin_config(ctx *x, const field *f, const cJSON *v, const ch
     x->c->plugin_config_shown = shown;
 }
 
+/* plugins.isolation: {<plugin id>: process | in-process}; replaces the
+ * mapping as a whole, as plugins.config does. */
+static void apply_isolation(ctx *x, const field *f, const cJSON *v, const char *path)
+{
+    (void)f;
+    if (!cJSON_IsNull(v) && !cJSON_IsObject(v)) {
+        wrong_value(x, v, path, "a mapping of plugin id to process or in-process");
+        return;
+    }
+    size_t before = x->d->count;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v)
+    {
+        char *item_path = path_key(path, item->string);
+        if (strlen(item->string) == 0 || strlen(item->string) > EVH_ID_MAX_LEN) {
+            int line = 1, column = 1;
+            yamldoc_key_pos(x->y, v, item->string, &line, &column);
+            diag_add_at(x->d, line, column, "%s: a plugin id must have 1 to %d characters", path,
+                        EVH_ID_MAX_LEN);
+        } else if (!cJSON_IsString(item) || (strcmp(item->valuestring, "process") != 0 &&
+                                             strcmp(item->valuestring, "in-process") != 0)) {
+            wrong_value(x, item, item_path ? item_path : path, "\"process\" or \"in-process\"");
+        }
+        free(item_path);
+    }
+    if (x->d->count != before)
+        return;
+    cJSON *copy = cJSON_IsObject(v) ? cJSON_Duplicate(v, 1) : cJSON_CreateObject();
+    if (!copy) {
+        no_memory(x);
+        return;
+    }
+    cJSON_Delete(x->c->plugin_isolation);
+    x->c->plugin_isolation = copy;
+}
+
+/* ---- webhook subscriptions ------------------------------------------------ */
+
+static void free_subscriptions(struct subscription **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        subscription_free(list[i]);
+    free(list);
+}
+
+/* The node a problem path under item_path names (its first key), for the
+ * position; the item itself when there is none. */
+static const cJSON *problem_node(const cJSON *item, const char *item_path, const char *path)
+{
+    size_t n = strlen(item_path);
+    if (!cJSON_IsObject(item) || strncmp(path, item_path, n) != 0 || path[n] != '.')
+        return item;
+    char key[128];
+    size_t k = 0;
+    for (const char *p = path + n + 1; *p && *p != '.' && *p != '[' && k + 1 < sizeof key; p++)
+        key[k++] = *p;
+    key[k] = '\0';
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(item, key);
+    return node ? node : item;
+}
+
+/* notifications.subscriptions: each checked as the API checks one (its
+ * values are never echoed: tokens and secrets come from ${...}). */
+static void apply_subscriptions(ctx *x, const field *f, const cJSON *v, const char *path)
+{
+    (void)f;
+    if (!cJSON_IsNull(v) && !cJSON_IsArray(v)) {
+        wrong_value(x, v, path, "a list of subscriptions ({id, url, events, ...})");
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v), i = 0, bad = 0;
+    struct subscription **list = calloc(n ? n : 1, sizeof *list);
+    if (!list) {
+        no_memory(x);
+        return;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v)
+    {
+        char *item_path = path_index(path, i);
+        diag d;
+        diag_init(&d, NULL);
+        subscription *s = subscription_from_json(item, 1, 0, &d, item_path ? item_path : path);
+        for (size_t k = 0; k < d.count; k++)
+            problem_at(x, problem_node(item, item_path ? item_path : path, d.items[k].path),
+                       "%s: %s", d.items[k].path, d.items[k].reason);
+        diag_free(&d);
+        for (size_t j = 0; s && j < i; j++) {
+            if (list[j] && !strcmp(list[j]->id, s->id)) {
+                problem_at(x, cJSON_GetObjectItemCaseSensitive(item, "id"),
+                           "%s.id: duplicate subscription id '%s'",
+                           item_path ? item_path : path, s->id);
+                subscription_free(s);
+                s = NULL;
+            }
+        }
+        if (s && !(s->origin = strdup("host.yaml"))) {
+            no_memory(x);
+            subscription_free(s);
+            s = NULL;
+        }
+        bad += s == NULL;
+        list[i++] = s;
+        free(item_path);
+    }
+    if (bad) {
+        free_subscriptions(list, n);
+        return;
+    }
+    free_subscriptions(x->c->subscriptions, x->c->n_subscriptions);
+    x->c->subscriptions = list;
+    x->c->n_subscriptions = n;
+}
+
 /* ---- the walker ----------------------------------------------------------- */
 
 static const field *find_field(const field *fields, const char *name)
@@ -799,6 +958,12 @@ static void apply_field(ctx *x, const field *f, const cJSON *v, const char *path
         break;
     case K_PLUGIN_CONFIG:
         apply_plugin_config(x, f, v, path);
+        break;
+    case K_SUBSCRIPTIONS:
+        apply_subscriptions(x, f, v, path);
+        break;
+    case K_ISOLATION:
+        apply_isolation(x, f, v, path);
         break;
     }
 }
@@ -865,7 +1030,8 @@ int config_parse_text(const char *text, size_t len, const char *name, evh_config
     evh_config *c = calloc(1, sizeof *c);
     if (!c || !(c->source = strdup(name ? name : "(text)")) ||
         !(c->plugin_config = cJSON_CreateObject()) ||
-        !(c->plugin_config_shown = cJSON_CreateObject())) {
+        !(c->plugin_config_shown = cJSON_CreateObject()) ||
+        !(c->plugin_isolation = cJSON_CreateObject())) {
         config_free(c);
         diag_add(d, "", "out of memory while reading the settings");
         return EVH_E_NOMEM;
@@ -915,11 +1081,13 @@ void config_free(evh_config *c)
     free_strings(c->plugin_dirs, c->n_plugin_dirs);
     cJSON_Delete(c->plugin_config);
     cJSON_Delete(c->plugin_config_shown);
+    cJSON_Delete(c->plugin_isolation);
     free(c->storage_path);
     free(c->storage_synchronous);
     free_strings(c->workflow_dirs, c->n_workflow_dirs);
     free_strings(c->trigger_files, c->n_trigger_files);
     free(c->data_dir);
+    free_subscriptions(c->subscriptions, c->n_subscriptions);
     free(c);
 }
 
@@ -963,6 +1131,7 @@ static void print_server(const evh_config *c, FILE *f)
         print_quoted(f, c->api_keys[i].name, 1);
         fputs(", key: \"***\"}\n", f);
     }
+    fprintf(f, "  allow_unauthenticated: %s\n", c->allow_unauthenticated ? "true" : "false");
     fprintf(f, "  max_body_bytes: %zu\n  max_connections: %d\n  connection_timeout_s: %d\n",
             c->max_body_bytes, c->max_connections, c->connection_timeout_s);
 }
@@ -972,6 +1141,13 @@ static void print_plugins(const evh_config *c, FILE *f)
     fputs("plugins:\n", f);
     print_list(f, "  ", "dirs", c->plugin_dirs, c->n_plugin_dirs);
     fprintf(f, "  builtin: %s\n", c->plugins_builtin ? "true" : "false");
+    fprintf(f, "  watch: %s\n  reload_debounce_ms: %d\n  init_timeout_ms: %d\n"
+               "  stop_timeout_ms: %d\n", c->plugins_watch ? "true" : "false",
+            c->plugins_reload_debounce_ms, c->plugins_init_timeout_ms, c->plugins_stop_timeout_ms);
+    char *isolation = c->plugin_isolation ? cJSON_PrintUnformatted(c->plugin_isolation) : NULL;
+    fprintf(f, "  isolation: %s\n  crash_limit: %d\n  crash_window_s: %d\n",
+            isolation ? isolation : "{}", c->plugins_crash_limit, c->plugins_crash_window_s);
+    free(isolation);
     fputs(cJSON_GetArraySize(c->plugin_config_shown) ? "  config:\n" : "  config: {}\n", f);
     const cJSON *item;
     cJSON_ArrayForEach(item, c->plugin_config_shown)
@@ -981,6 +1157,34 @@ static void print_plugins(const evh_config *c, FILE *f)
         print_quoted(f, item->string, 0);
         fprintf(f, ": %s\n", json ? json : "{}");
         free(json);
+    }
+}
+
+/* Each subscription as a JSON flow mapping (valid YAML), secrets "***". */
+static void print_notifications(const evh_config *c, FILE *f)
+{
+    fprintf(f,
+            "notifications:\n  concurrency: %d\n  timeout_ms: %d\n  max_attempts: %d\n"
+            "  backoff_base_ms: %lld\n  backoff_cap_ms: %lld\n  queue_size: %zu\n",
+            c->notify_concurrency, c->notify_timeout_ms, c->notify_max_attempts,
+            c->notify_backoff_base_ms, c->notify_backoff_cap_ms, c->notify_queue_size);
+    fputs(c->n_subscriptions ? "  subscriptions:\n" : "  subscriptions: []\n", f);
+    static const char *const drop[] = {"origin", "disabled_reason", "created_at", "updated_at"};
+    for (size_t i = 0; i < c->n_subscriptions; i++) {
+        cJSON *o = subscription_to_json(c->subscriptions[i], 1);
+        for (size_t k = 0; o && k < sizeof drop / sizeof *drop; k++)
+            cJSON_DeleteItemFromObjectCaseSensitive(o, drop[k]);
+        for (cJSON *item = o ? o->child : NULL, *next; item; item = next) {
+            next = item->next;
+            if (cJSON_IsNull(item))
+                cJSON_DeleteItemFromObjectCaseSensitive(o, item->string);
+        }
+        char *json = o ? cJSON_PrintUnformatted(o) : NULL;
+        char *escaped = json ? escape_refs(json) : NULL;
+        fprintf(f, "    - %s\n", escaped ? escaped : "{}");
+        free(escaped);
+        free(json);
+        cJSON_Delete(o);
     }
 }
 
@@ -1007,4 +1211,5 @@ void config_print_redacted(const evh_config *c, FILE *f)
     fprintf(f, "log:\n  level: %s\ndata_dir: ", config_log_level_name(c->log_level));
     print_quoted(f, c->data_dir, 1);
     fprintf(f, "\nshutdown_timeout_s: %d\n", c->shutdown_timeout_s);
+    print_notifications(c, f);
 }

@@ -42,6 +42,10 @@ typedef struct evh_config {
     int listen_port;
     evh_api_key *api_keys;
     size_t n_api_keys; /* 0: the API is served without authentication */
+    /* 1: serve without API keys even beyond loopback (daemon.c refuses to
+     * otherwise): for a proxy in front that authenticates, or a container
+     * port published on loopback only */
+    int allow_unauthenticated;
     size_t max_body_bytes;
     int max_connections;
     int connection_timeout_s;
@@ -50,7 +54,16 @@ typedef struct evh_config {
     char **plugin_dirs;
     size_t n_plugin_dirs;
     int plugins_builtin;  /* 1: also load the built-in plugins */
+    int plugins_watch;    /* 1: hot reload on changes (inotify; reload.h) */
+    int plugins_reload_debounce_ms;
+    int plugins_init_timeout_ms; /* deadline.h */
+    int plugins_stop_timeout_ms;
     cJSON *plugin_config; /* object: plugin id -> config object; never NULL */
+    /* crash isolation (isolate.h): plugin id -> "process" | "in-process",
+     * overriding plugin.json "isolation"; never NULL */
+    cJSON *plugin_isolation;
+    int plugins_crash_limit;    /* crashes within the window that quarantine */
+    int plugins_crash_window_s;
 
     /* storage */
     char *storage_path;
@@ -72,6 +85,16 @@ typedef struct evh_config {
     int log_level; /* EVH_LOG_ERROR .. EVH_LOG_DEBUG */
     char *data_dir;
     int shutdown_timeout_s;
+
+    /* notifications: outbound webhooks of lifecycle events (notify.h) */
+    int notify_concurrency;
+    int notify_timeout_ms;
+    int notify_max_attempts;
+    long long notify_backoff_base_ms;
+    long long notify_backoff_cap_ms;
+    size_t notify_queue_size;
+    struct subscription **subscriptions; /* notifications.subscriptions (subscription.h) */
+    size_t n_subscriptions;
 
     /* plugin_config with every value that came from ${...} replaced by
      * "***": what config_print_redacted shows.  Not for plugins. */

@@ -8,6 +8,7 @@
  * what cannot run before the shutdown deadline stays pending in the
  * database for the next start.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -23,15 +24,23 @@
 #include "api.h"
 #include "cli.h"
 #include "config.h"
+#include "crash.h"
+#include "deadline.h"
 #include "engine.h"
 #include "event.h"
 #include "evh_limits.h"
+#include "isolate.h"
+#include "lifecycle.h"
 #include "loader.h"
 #include "log.h"
+#include "notify.h"
 #include "pipeline.h"
 #include "registry.h"
+#include "reload.h"
 #include "runtime.h"
 #include "store.h"
+#include "system_events.h"
+#include "watch.h"
 
 #define MAX_CLI_DIRS 32
 /* Retention runs this often (and once at start). */
@@ -177,6 +186,46 @@ static evh_config *load_settings(const run_options *o)
     return c;
 }
 
+/* 1 unless host is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x) or
+ * "localhost": 0.0.0.0 and :: are every interface. */
+static int beyond_loopback(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (!strcmp(host, "localhost"))
+        return 0;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) != 127;
+    if (inet_pton(AF_INET6, host, &v6) == 1) {
+        if (IN6_IS_ADDR_LOOPBACK(&v6))
+            return 0;
+        return !(IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+    }
+    return 1;
+}
+
+/* Without API keys anyone who reaches the address can post events and run
+ * workflows, so beyond loopback the daemon refuses to start unless told
+ * that something in front authenticates (server.allow_unauthenticated). */
+static int check_exposure(const evh_config *c)
+{
+    if (c->n_api_keys || !beyond_loopback(c->listen_host))
+        return 0;
+    if (c->allow_unauthenticated) {
+        log_warn("daemon", "server.listen '%s' is beyond loopback with no API keys: "
+                 "server.allow_unauthenticated is true, so whoever reaches it may use the API",
+                 c->listen);
+        return 0;
+    }
+    fprintf(stderr,
+            "evhost run: server.listen '%s' is beyond loopback but no API keys are configured "
+            "(server.api_keys, or EVH_API_KEYS=\"name:key\"): anyone who can reach it could "
+            "post events and run workflows.  Set API keys, listen on 127.0.0.1, or set "
+            "server.allow_unauthenticated: true when something in front authenticates\n",
+            c->listen);
+    return -1;
+}
+
 static int make_dir(const char *path)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
@@ -204,9 +253,12 @@ static int make_dirs(const evh_config *c)
     return rc;
 }
 
-static void load_plugins(registry *r, runtime *rt, const evh_config *c, const run_options *o)
+/* Load every plugin folder of the plugin directories (built-in, host.yaml's,
+ * --plugin-dir's) through the reloader, which keeps following them while
+ * the daemon runs (reload.h).  NULL on out-of-memory. */
+static reloader *load_plugins(registry *r, runtime *rt, const evh_config *c, const run_options *o,
+                              pipeline_reloader *pl)
 {
-    loader_options opt = {.plugin_configs = c->plugin_config};
     char *root = c->plugins_builtin ? cli_default_plugin_root() : NULL;
     char *builtin[2] = {NULL, NULL};
     if (root && (asprintf(&builtin[0], "%s/event-sources", root) < 0 ||
@@ -221,17 +273,26 @@ static void load_plugins(registry *r, runtime *rt, const evh_config *c, const ru
         dirs[n++] = c->plugin_dirs[i];
     for (int i = 0; i < o->n_plugin_dirs && n < sizeof dirs / sizeof *dirs; i++)
         dirs[n++] = o->plugin_dirs[i];
-    for (size_t i = 0; i < n; i++) {
-        diag d;
-        diag_init(&d, dirs[i]);
-        loader_scan_dir(r, rt, dirs[i], &opt, &d);
-        diag_free(&d);
-    }
+    /* libraries are dlopen'ed from private copies here (reload.h) */
+    char *copies = NULL;
+    if (asprintf(&copies, "%s/plugin-libraries", c->data_dir) < 0)
+        copies = NULL;
+    reload_options ro = {.dirs = dirs,
+                         .n_dirs = n,
+                         .plugin_configs = c->plugin_config,
+                         .library_copy_dir = copies,
+                         .revalidate = pipeline_reload,
+                         .revalidate_ud = pl};
+    reloader *prl = copies ? reloader_new(r, rt, &ro) : NULL;
+    if (prl)
+        reloader_load_initial(prl);
+    free(copies);
     free(builtin[0]);
     free(builtin[1]);
     free(root);
     log_info("loader", "%zu plugin(s) ready, %zu failed", registry_count(r, 0, PLUGIN_READY),
              registry_count(r, 0, PLUGIN_FAILED));
+    return prl;
 }
 
 /* Where workflows and triggers come from: the settings, or the examples
@@ -310,6 +371,10 @@ int cli_run(int argc, char **argv)
         return 0;
     }
     log_set_level(c->log_level);
+    if (check_exposure(c)) {
+        config_free(c);
+        return 2;
+    }
     if (make_dirs(c)) {
         config_free(c);
         return 1;
@@ -330,24 +395,59 @@ int cli_run(int argc, char **argv)
     pipeline_paths_init(&pp, c);
     store *st = NULL;
     engine *e = NULL;
+    notifier *nt = NULL;
+    lifecycle *lc = NULL;
     http_server *http = NULL;
     api_ctx api = {0};
     api_ctx_init(&api);
     pipeline_reloader rl = {.src = &pp.src};
     pthread_mutex_init(&rl.lock, NULL);
+    reloader *prl = NULL; /* plugins: hot reload (reload.h) */
+    watcher *pw = NULL;
+    deadline_set_init_ms((uint32_t)c->plugins_init_timeout_ms);
+    deadline_set_stop_ms((uint32_t)c->plugins_stop_timeout_ms);
+    /* crash isolation and quarantine (isolate.h); in-process crashes are
+     * attributed and recorded before the process dies (crash.h) */
+    isolate_configure(&(isolate_settings){.overrides = c->plugin_isolation,
+                                          .crash_limit = c->plugins_crash_limit,
+                                          .crash_window_s = c->plugins_crash_window_s});
+    crash_open(c->data_dir, c->plugins_crash_window_s > 86400 ? c->plugins_crash_window_s : 86400);
+    crash_install_handlers();
     runtime *rt = runtime_new(c->queue_size, c->data_dir, (uint32_t)c->emit_wait_ms);
     registry *r = registry_new();
     if (!rt || !r)
         goto out_free;
     log_info("daemon", "evhost %s (SDK ABI %d.%d) starting; settings: %s; database: %s",
              EVH_VERSION, EVH_ABI_MAJOR, EVH_ABI_MINOR, c->source, c->storage_path);
-    load_plugins(r, rt, c, &o);
+    prl = load_plugins(r, rt, c, &o, &rl);
+    if (!prl) {
+        log_error("daemon", "cannot load the plugins: out of memory");
+        goto out_free;
+    }
 
     engine_options eo = {.db_path = c->storage_path,
                          .synchronous_full = !strcmp(c->storage_synchronous, "full"),
                          .workers = (unsigned)c->workers,
                          .dispatch_queue = c->queue_size,
                          .max_chain_depth = (uint32_t)c->max_chain_depth};
+    /* outbound webhooks: the outbox and its delivery thread (notify.h) */
+    nt = notifier_new(&(notify_options){.db_path = c->storage_path,
+                                        .synchronous_full = eo.synchronous_full,
+                                        .concurrency = (unsigned)c->notify_concurrency,
+                                        .queue = c->notify_queue_size,
+                                        .timeout_ms = (uint32_t)c->notify_timeout_ms,
+                                        .max_attempts = (uint32_t)c->notify_max_attempts,
+                                        .backoff_base_ms = c->notify_backoff_base_ms,
+                                        .backoff_cap_ms = c->notify_backoff_cap_ms,
+                                        .retention_days = c->retention_max_age_days,
+                                        .config_subs = c->subscriptions,
+                                        .n_config_subs = c->n_subscriptions},
+                      &err);
+    if (!nt || !(lc = lifecycle_new(nt))) {
+        log_error("daemon", "outbound webhooks: %s", err ? err : "out of memory");
+        goto out_unload;
+    }
+    eo.lifecycle = lc;
     e = engine_new(rt, r, &eo, &err);
     store_options so = {.path = c->storage_path, .synchronous_full = eo.synchronous_full};
     if (!e || store_open(&so, &st, &err) != EVH_OK) {
@@ -363,6 +463,11 @@ int cli_run(int argc, char **argv)
         log_error("daemon", "cannot start the pipeline threads");
         goto out_stop;
     }
+    if (notifier_start(nt) != EVH_OK) {
+        log_error("daemon", "cannot start the webhook delivery thread");
+        goto out_stop;
+    }
+    api.notify = nt;
     api.rt = rt;
     api.reg = r;
     api.eng = e;
@@ -371,6 +476,8 @@ int cli_run(int argc, char **argv)
     api.synchronous_full = eo.synchronous_full;
     api.reload = pipeline_reload;
     api.reload_ud = &rl;
+    api.plugins_reload = reloader_api;
+    api.plugins_reload_ud = prl;
     api.started_ns = monotonic_ns();
     http = api_start(&api, &err);
     if (!http) {
@@ -382,13 +489,23 @@ int cli_run(int argc, char **argv)
              c->n_api_keys ? "API keys required" : "no API keys configured: open to anyone "
                                                    "who can reach this address");
     loader_start_sources(r);
-    log_info("daemon", "running; SIGHUP reloads workflows and triggers, SIGTERM or Ctrl-C stops");
+    system_events_host_started(r);
+    /* from now on plugin folders are followed (and drained ones unloaded) */
+    reloader_set_running(prl);
+    pw = watcher_start(prl, c->plugins_watch, (unsigned)c->plugins_reload_debounce_ms);
+    log_info("daemon", "running; SIGHUP reloads plugins, workflows and triggers, SIGTERM or "
+                       "Ctrl-C stops");
 
     for (;;) {
         int sig = wait_signal(&sigs, st, c);
         if (sig == SIGHUP) {
-            log_info("daemon", "SIGHUP: reloading workflows and triggers");
-            pipeline_reload(&rl, NULL);
+            /* plugins first: the workflows and triggers are then validated
+             * against the plugins now in force */
+            log_info("daemon", "SIGHUP: reloading plugins, workflows and triggers");
+            cJSON *changes = reloader_rescan(prl, 1);
+            if (!changes)
+                pipeline_reload(&rl, NULL);
+            cJSON_Delete(changes);
             continue;
         }
         log_info("daemon", "%s: stopping (deadline %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -397,21 +514,29 @@ int cli_run(int argc, char **argv)
     }
     rc = 0;
 out_stop:
+    watcher_stop(pw); /* no more plugin reloads, but for the API's, until: */
     http_stop(http); /* no new requests; those in flight finish */
     loader_stop_sources(r);
     runtime_stop(rt);
     engine_stop(e, c->shutdown_timeout_s * 1000);
+    /* after the pipeline: its last lifecycle events are stored first */
+    notifier_stop(nt, c->shutdown_timeout_s < 5 ? c->shutdown_timeout_s * 1000 : 5000);
 out_unload:
     engine_free(e);
+    notifier_free(nt);
+    lifecycle_free(lc);
     api_ctx_release(&api);
     pthread_mutex_destroy(&rl.lock);
     store_close(st);
     loader_unload_all(r);
 out_free:
     registry_free(r);
+    reloader_free(prl);
     runtime_free(rt);
     pipeline_paths_free(&pp);
     free(err);
+    crash_close();
+    isolate_configure(NULL);
     config_free(c);
     if (rc == 0)
         log_info("daemon", "stopped");

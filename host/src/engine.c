@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <evhost/evhost.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "system_events.h"
 
 #define WRITER_BATCH 1024
 #define MAX_MATCHES 256
@@ -357,9 +359,16 @@ static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const cha
                         .envelope = env,
                         .chain_depth = ev->chain_depth,
                         .execution_id = x.id,
+                        .lifecycle = e->opt.lifecycle,
                         .prior_outputs = prior};
     char *error = NULL;
+    int64_t t0 = monotonic_ns();
     rc = exec_run(xw, &req, &error);
+    system_events_execution_finished(&(sysev_execution){
+        .execution_id = x.id, .workflow_id = wf->id, .trigger_id = t_id, .event_id = ev->id,
+        .user_id = ev->user_id, .succeeded = rc == EVH_OK, .error = error,
+        .stopped_by = exec_stopped_by(xw), .duration_ms = (double)(monotonic_ns() - t0) / 1e6,
+        .chain_depth = ev->chain_depth});
     atomic_fetch_add(rc == EVH_OK ? &e->ok : &e->failed, 1);
     metrics_execution(wf->id, rc == EVH_OK);
     free(error);
@@ -424,6 +433,20 @@ static void dispatch_event(worker *wk, exec_worker *xw, evh_event *ev)
     cJSON_Delete(env);
 }
 
+/* Idle: drop step instances of an older generation now rather than at the
+ * next event, so that a replaced or removed step plugin drains and is
+ * unloaded (reload.h) even when no event comes. */
+static void idle_reset(engine *e, exec_worker *xw, unsigned *generation)
+{
+    pthread_mutex_lock(&e->snap_lock);
+    unsigned g = e->snap->generation;
+    pthread_mutex_unlock(&e->snap_lock);
+    if (g != *generation) {
+        exec_worker_reset(xw);
+        *generation = g;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *wk = arg;
@@ -436,8 +459,10 @@ static void *worker_main(void *arg)
         int n = bus_pop_batch(e->dispatch, &ev, 1, 200);
         if (n == EVH_E_STOPPING)
             break;
-        if (n <= 0)
+        if (n <= 0) {
+            idle_reset(e, xw, &wk->generation);
             continue;
+        }
         if (!atomic_load(&e->abandon))
             dispatch_event(wk, xw, ev);
         event_free(ev);
@@ -714,6 +739,11 @@ static void replay_run(engine *e, exec_worker *xw, unsigned *generation, const c
         const char *reason = why ? why : "out of memory";
         log_warn("engine", "replay %s of '%s' failed: %s", id, wf_id ? wf_id : "?", reason);
         store_execution_set_status(st, id, "failed", reason);
+        system_events_execution_finished(&(sysev_execution){
+            .execution_id = id, .workflow_id = wf_id ? wf_id : "?",
+            .trigger_id = str_of(row, "trigger_id"), .event_id = event_id,
+            .user_id = ev ? ev->user_id : NULL, .replay_of = str_of(row, "replay_of"),
+            .error = reason, .chain_depth = ev ? ev->chain_depth : 0});
         atomic_fetch_add(&e->failed, 1);
         metrics_execution(wf_id ? wf_id : "?", 0);
     } else {
@@ -724,6 +754,11 @@ static void replay_run(engine *e, exec_worker *xw, unsigned *generation, const c
             from++;
         if (from == wf->n_steps) { /* every step had run when the process ended */
             store_execution_set_status(st, id, "succeeded", NULL);
+            system_events_execution_finished(&(sysev_execution){
+                .execution_id = id, .workflow_id = wf->id,
+                .trigger_id = str_of(row, "trigger_id"), .event_id = event_id,
+                .user_id = ev->user_id, .replay_of = str_of(row, "replay_of"), .succeeded = 1,
+                .chain_depth = ev->chain_depth});
             atomic_fetch_add(&e->ok, 1);
             metrics_execution(wf->id, 1);
         } else {
@@ -733,10 +768,19 @@ static void replay_run(engine *e, exec_worker *xw, unsigned *generation, const c
                                 .envelope = env,
                                 .chain_depth = ev->chain_depth,
                                 .execution_id = id,
+                                .lifecycle = e->opt.lifecycle,
                                 .prior_outputs = prior,
                                 .from_step = wf->steps[from].id};
             char *error = NULL;
+            int64_t t0 = monotonic_ns();
             int rc = exec_run(xw, &req, &error);
+            system_events_execution_finished(&(sysev_execution){
+                .execution_id = id, .workflow_id = wf->id, .trigger_id = req.trigger_id,
+                .event_id = event_id, .user_id = ev->user_id,
+                .replay_of = str_of(row, "replay_of"), .succeeded = rc == EVH_OK,
+                .error = error, .stopped_by = exec_stopped_by(xw),
+                .duration_ms = (double)(monotonic_ns() - t0) / 1e6,
+                .chain_depth = ev->chain_depth});
             atomic_fetch_add(rc == EVH_OK ? &e->ok : &e->failed, 1);
             metrics_execution(wf->id, rc == EVH_OK);
             free(error);
@@ -761,8 +805,16 @@ static void *replay_main(void *arg)
     unsigned generation = 0;
     for (;;) {
         pthread_mutex_lock(&e->rq_lock);
-        while (!e->rq_head && !e->rq_stop)
-            pthread_cond_wait(&e->rq_cond, &e->rq_lock);
+        while (!e->rq_head && !e->rq_stop) {
+            struct timespec idle;
+            clock_gettime(CLOCK_REALTIME, &idle); /* rq_cond's clock */
+            idle.tv_sec += 1;
+            if (pthread_cond_timedwait(&e->rq_cond, &e->rq_lock, &idle) != 0) {
+                pthread_mutex_unlock(&e->rq_lock);
+                idle_reset(e, xw, &generation); /* as the workers do */
+                pthread_mutex_lock(&e->rq_lock);
+            }
+        }
         replay_job *j = atomic_load(&e->abandon) ? NULL : e->rq_head;
         if (j) {
             e->rq_head = j->next;
@@ -834,6 +886,8 @@ static void replay_stop(engine *e, int64_t deadline)
 
 int engine_start(engine *e)
 {
+    /* the host's own events (the `system` source), from here on */
+    system_events_attach(e->rt, e->reg);
     for (unsigned i = 0; i < e->n_workers; i++) {
         if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
             return EVH_E_NOMEM;
@@ -877,6 +931,7 @@ void engine_free(engine *e)
 {
     if (!e)
         return;
+    system_events_detach(e->rt);
     if (e->workers) {
         for (unsigned i = 0; i < e->n_workers; i++)
             store_close(e->workers[i].st);

@@ -31,6 +31,7 @@ typedef struct engine_options {
     unsigned workers;       /* 0: number of cores */
     size_t dispatch_queue;  /* events committed but not yet dispatched */
     uint32_t max_chain_depth;
+    struct lifecycle *lifecycle; /* job/plugin lifecycle events (lifecycle.h), or NULL */
 } engine_options;
 
 typedef struct engine engine;

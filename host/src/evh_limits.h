@@ -66,4 +66,13 @@
  * lock before the database counts as not writable. */
 #define EVH_READY_DB_TIMEOUT_MS 2000
 
+/* `evhost plugins validate` reads a plugin library's ELF headers; a file
+ * larger than this is reported instead of mapped (elfcheck.c). */
+#define EVH_PLUGIN_LIBRARY_MAX_BYTES (512L * 1024 * 1024)
+
+/* `evhost health` (cli_health.c): the default time for connect, request and
+ * answer together, and the most of the answer it reads. */
+#define EVH_HEALTH_DEFAULT_TIMEOUT_S 5
+#define EVH_HEALTH_MAX_RESPONSE_BYTES (64 * 1024)
+
 #endif

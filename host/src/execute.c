@@ -12,6 +12,8 @@
 
 #include "event.h"
 #include "hostapi.h"
+#include "isolate.h"
+#include "lifecycle.h"
 #include "evh_limits.h"
 #include "loader.h"
 #include "log.h"
@@ -33,6 +35,7 @@ struct exec_worker {
     store *st;
     instance *items;
     size_t count, cap;
+    char stopped_by[EVH_ID_MAX_LEN + 1]; /* see exec_stopped_by */
 };
 
 /* depth + 1 of the event whose workflow runs on this thread; 0 outside. */
@@ -58,6 +61,7 @@ void exec_worker_reset(exec_worker *w)
     for (size_t i = 0; i < w->count; i++) {
         if (w->items[i].host) /* NULL: abandoned after a timeout, see call_step */
             loader_step_instance_free(w->items[i].p, w->items[i].host, w->items[i].ctx);
+        plugin_release(w->items[i].p); /* a replaced version may now drain (reload.h) */
     }
     w->count = 0;
 }
@@ -87,15 +91,21 @@ static instance *instance_get(exec_worker *w, const exec_request *req, size_t id
     if (in && in->host)
         return in;
     const wf_step *step = &req->wf->steps[idx];
-    plugin *p = registry_find(req->reg, step->uses);
+    /* the instance holds a reference: the plugin version stays loaded
+     * until exec_worker_reset, even if a hot reload replaces it */
+    plugin *p = registry_acquire(req->reg, step->uses);
     if (!p || p->kind != EVH_KIND_STEP) {
+        plugin_release(p);
         *err = strdup("step plugin is not loaded");
-        if (p || (p = registry_find_any(req->reg, step->uses)) != NULL) {
+        registry_rdlock(req->reg);
+        if ((p = registry_find(req->reg, step->uses)) != NULL ||
+            (p = registry_find_any(req->reg, step->uses)) != NULL) {
             free(*err);
             if (asprintf(err, "step plugin '%s' is not usable: %s", step->uses,
                          p->error ? p->error : plugin_state_name(p->state)) < 0)
                 *err = NULL;
         }
+        registry_unlock(req->reg);
         return NULL;
     }
     char *config = cJSON_PrintUnformatted(step->with);
@@ -104,20 +114,25 @@ static instance *instance_get(exec_worker *w, const exec_request *req, size_t id
     int rc = config ? loader_step_instance_new(p, w->rt, config, &host, &ctx, err)
                     : EVH_E_NOMEM;
     free(config);
-    if (rc != EVH_OK)
+    if (rc != EVH_OK) {
+        plugin_release(p);
         return NULL;
+    }
     if (!in) {
         if (w->count == w->cap) {
             size_t cap = w->cap ? w->cap * 2 : 8;
             instance *items = realloc(w->items, cap * sizeof *items);
             if (!items) {
                 loader_step_instance_free(p, host, ctx);
+                plugin_release(p);
                 return NULL;
             }
             w->items = items;
             w->cap = cap;
         }
         in = &w->items[w->count++];
+    } else {
+        plugin_release(in->p); /* the abandoned instance's */
     }
     *in = (instance){.wf = req->wf, .step_index = idx, .p = p, .host = host, .ctx = ctx};
     return in;
@@ -133,6 +148,7 @@ typedef struct call {
     evh_step_output out;
     int32_t rc;
     char *event_json, *steps_json, *config_json, *exec_id, *wf_id, *step_id;
+    uint32_t depth_plus_one; /* the worker's chain depth, for the helper thread */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int done;
@@ -157,6 +173,8 @@ static void call_free(call *c)
 static void *call_thread(void *arg)
 {
     call *c = arg;
+    /* what the plugin emits here chains like an emit on the worker */
+    running_depth_plus_one = c->depth_plus_one;
     int32_t rc = c->step->run(c->ctx, &c->in, &c->out);
     pthread_mutex_lock(&c->lock);
     c->rc = rc;
@@ -227,6 +245,7 @@ static call *call_new(instance *inst, const exec_request *req, size_t idx, const
     c->exec_id = strdup(req->execution_id);
     c->wf_id = strdup(req->wf->id);
     c->step_id = strdup(req->wf->steps[idx].id);
+    c->depth_plus_one = running_depth_plus_one;
     if (!c->event_json || !c->steps_json || !c->config_json || !c->exec_id || !c->wf_id ||
         !c->step_id) {
         call_free(c);
@@ -263,6 +282,7 @@ typedef struct attempt_result {
     int rc;
     cJSON *output; /* on success */
     char *error;   /* on failure */
+    int stop;      /* on success: EVH_STEP_STOP_WORKFLOW was set */
 } attempt_result;
 
 static int64_t now_us(void)
@@ -291,11 +311,63 @@ static void record(exec_worker *w, const exec_request *req, size_t idx, uint32_t
                   r.step_id, store_errmsg(w->st));
 }
 
+/* A step that stopped the workflow (EVH_STEP_STOP_WORKFLOW): the steps after
+ * it are recorded as skipped runs (attempt 0, no output) with this note.
+ * They are written before the stopping step's own success, so that a
+ * restart in between runs that step again rather than the ones it stopped;
+ * stopped_before reads the note back. */
+#define STOP_NOTE_PREFIX "not run: step '"
+#define STOP_NOTE_SUFFIX "' stopped the workflow"
+
+static void record_skipped_after(exec_worker *w, const exec_request *req, size_t idx)
+{
+    char note[EVH_ID_MAX_LEN + 64];
+    snprintf(note, sizeof note, STOP_NOTE_PREFIX "%s" STOP_NOTE_SUFFIX, req->wf->steps[idx].id);
+    for (size_t i = idx + 1; i < req->wf->n_steps; i++)
+        record(w, req, i, 0, "skipped", NULL, note, NULL, 0, 0);
+}
+
+/* Resuming after a restart: the step that had stopped this execution (its
+ * success recorded, and the later steps skipped) into w->stopped_by; 0 when
+ * there is none and the execution goes on. */
+static int stopped_before(exec_worker *w, const exec_request *req, const cJSON *prior)
+{
+    cJSON *x = store_execution_get(w->st, req->execution_id);
+    const cJSON *run;
+    int found = 0;
+    cJSON_ArrayForEach(run, cJSON_GetObjectItemCaseSensitive(x, "steps"))
+    {
+        const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "status"));
+        const char *note = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "error"));
+        size_t pre = strlen(STOP_NOTE_PREFIX), len = note ? strlen(note) : 0;
+        if (!status || strcmp(status, "skipped") || !note ||
+            strncmp(note, STOP_NOTE_PREFIX, pre) || len <= pre + strlen(STOP_NOTE_SUFFIX))
+            continue;
+        size_t id_len = len - pre - strlen(STOP_NOTE_SUFFIX);
+        if (id_len >= sizeof w->stopped_by || strcmp(note + pre + id_len, STOP_NOTE_SUFFIX))
+            continue;
+        memcpy(w->stopped_by, note + pre, id_len);
+        w->stopped_by[id_len] = '\0';
+        if (cJSON_GetObjectItemCaseSensitive(prior, w->stopped_by)) {
+            found = 1;
+            break;
+        }
+        w->stopped_by[0] = '\0';
+    }
+    cJSON_Delete(x);
+    return found;
+}
+
+const char *exec_stopped_by(const exec_worker *w)
+{
+    return w->stopped_by[0] ? w->stopped_by : NULL;
+}
+
 static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_t idx,
                                   const char *event_json, const char *steps_json,
                                   const char *config_json, uint32_t attempt)
 {
-    attempt_result res = {EVH_E_PLUGIN, NULL, NULL};
+    attempt_result res = {EVH_E_PLUGIN, NULL, NULL, 0};
     const wf_step *step = &req->wf->steps[idx];
     int64_t started = now_us();
     record(w, req, idx, attempt, "running", NULL, NULL, NULL, started, 0);
@@ -314,9 +386,11 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
     }
     int abandoned = 0;
     hostapi_run_begin(inst->host);
-    if (step->timeout_ms > 0) {
+    if (step->timeout_ms > 0 && !inst->p->iso) {
         res.rc = call_with_timeout(c, step->timeout_ms, &abandoned);
     } else {
+        /* process isolation kills the plugin's process at the timeout */
+        isolate_set_call_timeout(step->timeout_ms);
         res.rc = c->step->run(c->ctx, &c->in, &c->out);
     }
     if (abandoned) {
@@ -344,6 +418,8 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
             res.rc = EVH_E_PLUGIN;
             res.error = strdup("step output is not a JSON object");
         }
+        /* the host's struct always has flags (ABI 1.1), zeroed by call_new */
+        res.stop = res.rc == EVH_OK && (c->out.flags & EVH_STEP_STOP_WORKFLOW);
     } else {
         const char *msg = c->out.error_message;
         int n = msg ? asprintf(&res.error, "%s (%s)", msg, evh_status_name(res.rc))
@@ -354,6 +430,8 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
     char *metrics = metrics_json(inst->host);
     char *out_text = res.output ? cJSON_PrintUnformatted(res.output) : NULL;
     metrics_step_duration(req->wf->id, step->id, step->uses, (double)(now_us() - started) / 1e6);
+    if (res.stop)
+        record_skipped_after(w, req, idx);
     record(w, req, idx, attempt, res.rc == EVH_OK ? "succeeded" : "failed", out_text,
            res.error, metrics, started, now_us());
     free(out_text);
@@ -377,9 +455,10 @@ static void backoff(exec_worker *w, uint32_t ms)
 }
 
 /* Run one step with its retries.  On success its output is added to
- * ctx.steps; returns EVH_OK or the last error. */
+ * ctx.steps, and *stop says whether it stopped the workflow; returns EVH_OK
+ * or the last error. */
 static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *ctx,
-                    char **error)
+                    char **error, int *stop)
 {
     const wf_step *step = &req->wf->steps[idx];
     diag d;
@@ -398,9 +477,10 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
     diag_free(&d);
     /* The run's config gets the configSchema defaults too, as init's did:
      * a plugin reads one complete config either way. */
-    const plugin *p = registry_find(req->reg, step->uses);
+    plugin *p = registry_acquire(req->reg, step->uses);
     if (p && p->m && p->m->config_schema)
         schema_apply_defaults(p->m->config_schema, config);
+    plugin_release(p);
     char *config_json = cJSON_PrintUnformatted(config);
     cJSON_Delete(config);
     char *event_json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ctx, "event"));
@@ -413,6 +493,7 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
         attempt_result r = run_attempt(w, req, idx, event_json, steps_json, config_json, attempt);
         rc = r.rc;
         if (rc == EVH_OK) {
+            *stop = r.stop;
             cJSON *entry = cJSON_CreateObject();
             cJSON_AddItemToObject(entry, "output", r.output);
             cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(ctx, "steps"), step->id,
@@ -453,6 +534,8 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
 {
     *error = NULL;
     store_execution_set_status(w->st, req->execution_id, "running", NULL);
+    lifecycle_job lj;
+    lifecycle_job_start(&lj, req->lifecycle, w->st, req);
     cJSON *ctx = cJSON_CreateObject();
     cJSON_AddItemToObject(ctx, "event", cJSON_Duplicate(req->envelope, 1));
     cJSON_AddItemToObject(ctx, "steps", req->prior_outputs
@@ -461,14 +544,21 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
     running_depth_plus_one = req->chain_depth + 1;
     int rc = EVH_OK;
     const cJSON *prior = cJSON_GetObjectItemCaseSensitive(ctx, "steps");
-    for (size_t i = first_step(req); i < req->wf->n_steps; i++) {
+    w->stopped_by[0] = '\0';
+    /* resumed after a restart that came just after a step stopped it */
+    int stopped = !req->from_step && req->prior_outputs && req->prior_outputs->child &&
+                  stopped_before(w, req, prior);
+    for (size_t i = first_step(req); !stopped && i < req->wf->n_steps; i++) {
         const wf_step *step = &req->wf->steps[i];
         if (!req->from_step && cJSON_GetObjectItemCaseSensitive(prior, step->id))
             continue; /* resumed: this step had succeeded before */
         cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(ctx, "steps"),
                                                 step->id);
         char *step_error = NULL;
-        int step_rc = run_step(w, req, i, ctx, &step_error);
+        int step_stop = 0;
+        lifecycle_plugin_start(&lj, i);
+        int step_rc = run_step(w, req, i, ctx, &step_error, &step_stop);
+        lifecycle_plugin_end(&lj, i, step_rc, step_error);
         if (step_rc != EVH_OK) {
             log_warn("engine", "execution %s of '%s': %s%s", req->execution_id, req->wf->id,
                      step_error ? step_error : "step failed",
@@ -481,10 +571,19 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
             }
         }
         free(step_error);
+        if (step_stop) {
+            snprintf(w->stopped_by, sizeof w->stopped_by, "%s", step->id);
+            if (i + 1 < req->wf->n_steps)
+                log_info("engine", "execution %s of '%s': step '%s' stopped the workflow; "
+                                   "%zu later step(s) skipped",
+                         req->execution_id, req->wf->id, step->id, req->wf->n_steps - i - 1);
+            stopped = 1;
+        }
     }
     running_depth_plus_one = 0;
     store_execution_set_status(w->st, req->execution_id, rc == EVH_OK ? "succeeded" : "failed",
                                *error);
+    lifecycle_job_end(&lj, rc, *error);
     cJSON_Delete(ctx);
     return rc;
 }

@@ -43,6 +43,7 @@ typedef struct exec_request {
      * first step not in prior_outputs). */
     const cJSON *prior_outputs;
     const char *from_step;
+    struct lifecycle *lifecycle; /* lifecycle events (lifecycle.h), or NULL */
 } exec_request;
 
 /*
@@ -52,5 +53,10 @@ typedef struct exec_request {
  * NULL) says why.
  */
 int exec_run(exec_worker *w, const exec_request *req, char **error);
+
+/* The id of the step that ended the last execution exec_run ran on w early
+ * (EVH_STEP_STOP_WORKFLOW: the execution succeeded, the later steps were
+ * recorded as skipped), or NULL.  Valid until the next exec_run on w. */
+const char *exec_stopped_by(const exec_worker *w);
 
 #endif

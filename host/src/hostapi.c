@@ -21,6 +21,7 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "metrics.h"
+#include "triggers.h"
 
 /* The executor's chain depth of the current thread (execute.c).  Weak, so
  * that whoever links the host without the executor (the HTTP ingest tests,
@@ -293,7 +294,9 @@ static int enqueue(runtime *rt, const manifest *m, const char *event_type, const
     evh_event *ev = event_new(m->id, event_type, data, strlen(data), user_id, extra);
     if (!ev)
         return EVH_E_NOMEM;
-    ev->chain_depth = exec_current_chain_depth ? exec_current_chain_depth() : 0;
+    ev->chain_depth = o && o->has_chain_depth     ? o->chain_depth
+                      : exec_current_chain_depth ? exec_current_chain_depth()
+                                                 : 0;
     evh_ack ack = {0, 0};
     if (o && o->idempotency_key && !(ev->idempotency_key = strdup(o->idempotency_key))) {
         event_free(ev);
@@ -439,8 +442,8 @@ int hostapi_durable_emit(int on)
     return was;
 }
 
-static int32_t api_emit(evh_host *h, const char *event_type, const char *data_json,
-                        size_t data_len, const char *user_id)
+static int32_t emit_common(evh_host *h, const char *event_type, const char *data_json,
+                           size_t data_len, const char *user_id, char *id_out)
 {
     if (!h || !event_type || !data_json)
         return EVH_E_INVALID;
@@ -457,11 +460,105 @@ static int32_t api_emit(evh_host *h, const char *event_type, const char *data_js
     diag_init(&d, NULL);
     /* From a plugin's http callback: return once stored (hostapi_durable_emit). */
     ingest_options durable = {.durable = 1};
+    char id[EVH_UUID_LEN + 1];
     int rc = hostapi_ingest(h->rt, h->manifest, event_type, data_json, data_len, user_id, NULL,
-                            durable_emit ? &durable : NULL, &d, NULL);
+                            durable_emit ? &durable : NULL, &d, id);
     if (rc == EVH_E_UNDECLARED_TYPE || rc == EVH_E_SCHEMA || rc == EVH_E_INVALID)
         warn_refused(h, event_type, rc, &d);
+    if (rc == EVH_OK && id_out)
+        memcpy(id_out, id, sizeof id);
     diag_free(&d);
+    return rc;
+}
+
+static int32_t api_emit(evh_host *h, const char *event_type, const char *data_json,
+                        size_t data_len, const char *user_id)
+{
+    return emit_common(h, event_type, data_json, data_len, user_id, NULL);
+}
+
+static int32_t api_emit_id(evh_host *h, const char *event_type, const char *data_json,
+                           size_t data_len, const char *user_id, char *id_out)
+{
+    return emit_common(h, event_type, data_json, data_len, user_id, id_out);
+}
+
+/* ---- conditions (ABI 1.1) ----------------------------------------------- */
+
+static int32_t cond_fail(char **error, int32_t rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int32_t cond_fail(char **error, int32_t rc, const char *fmt, ...)
+{
+    if (error) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(error, fmt, ap) < 0)
+            *error = NULL;
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* The trigger language over {"event": <envelope>, "steps": {...}}: the
+ * clauses' fields name the envelope (data.x, metadata.user_id) as in
+ * triggers, or steps.<id>.output.x; see evhost.h. */
+static int32_t api_condition_eval(evh_host *h, const char *conds_json, size_t conds_len,
+                                  const char *ctx_json, size_t ctx_len, char **error)
+{
+    (void)h; /* stateless: any instance, or none, may ask */
+    if (error)
+        *error = NULL;
+    if (!conds_json || !ctx_json)
+        return cond_fail(error, EVH_E_INVALID, "conditions and context are required");
+    if (conds_len == EVH_NUL_TERMINATED)
+        conds_len = strlen(conds_json);
+    if (ctx_len == EVH_NUL_TERMINATED)
+        ctx_len = strlen(ctx_json);
+    char err[200];
+    cJSON *conds = json_parse_limited(conds_json, conds_len, EVH_EVENT_MAX_BYTES,
+                                      EVH_JSON_MAX_DEPTH, err, sizeof err);
+    if (!conds)
+        return cond_fail(error, EVH_E_JSON, "conditions: %s", err);
+    cJSON *ctx = json_parse_limited(ctx_json, ctx_len, EVH_EVENT_MAX_BYTES * 16,
+                                    EVH_JSON_MAX_DEPTH, err, sizeof err);
+    if (!ctx || !cJSON_IsObject(ctx)) {
+        int32_t rc = cond_fail(error, EVH_E_JSON, "context: %s",
+                               ctx ? "must be a JSON object" : err);
+        cJSON_Delete(conds);
+        cJSON_Delete(ctx);
+        return rc;
+    }
+    diag d;
+    diag_init(&d, NULL);
+    cond_node *c = conditions_compile(conds, "", COND_ALLOW_STEPS, &d);
+    int32_t rc;
+    if (!c) {
+        char *why = diag_join(&d);
+        rc = cond_fail(error, why ? EVH_E_CONFIG : EVH_E_NOMEM, "%s",
+                       why ? why : "out of memory");
+        free(why);
+    } else {
+        /* The fields of the language are paths into the envelope; steps.*
+         * is spliced in beside them for the evaluation only (by reference:
+         * nothing is copied, and an envelope has no "steps" of its own). */
+        cJSON *event = cJSON_DetachItemFromObjectCaseSensitive(ctx, "event");
+        if (!cJSON_IsObject(event)) {
+            cJSON_Delete(event);
+            event = cJSON_CreateObject();
+        }
+        const cJSON *steps = cJSON_GetObjectItemCaseSensitive(ctx, "steps");
+        cJSON_DeleteItemFromObjectCaseSensitive(event, "steps");
+        if (!event || (steps && !cJSON_AddItemReferenceToObject(event, "steps", (cJSON *)steps))) {
+            rc = cond_fail(error, EVH_E_NOMEM, "out of memory");
+        } else {
+            rc = conditions_eval(c, event) ? 1 : 0;
+        }
+        cJSON_Delete(event);
+    }
+    diag_free(&d);
+    conditions_free(c);
+    cJSON_Delete(conds);
+    cJSON_Delete(ctx);
     return rc;
 }
 
@@ -690,6 +787,8 @@ static const evh_host_api api_table = {
     .json_get = jsonpath_api_get,
     .json_get_string = jsonpath_api_get_string,
     .json_quote = jsonpath_api_quote,
+    .condition_eval = api_condition_eval,
+    .emit_id = api_emit_id,
 };
 
 const evh_host_api *hostapi_table(void)

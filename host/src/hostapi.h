@@ -85,6 +85,11 @@ typedef struct ingest_options {
     const char *idempotency_key; /* NULL, or the client's key (copied) */
     int durable;                 /* 1: return only once the event is stored */
     uint32_t wait_ms;            /* wait for room in a full queue; 0: emit's */
+    /* 1: the event's chain depth is chain_depth; 0: the calling thread's
+     * (exec_current_chain_depth).  For events the host emits after a run
+     * (system_events.c), whose thread no longer runs the workflow. */
+    int has_chain_depth;
+    uint32_t chain_depth;
 } ingest_options;
 
 /*

@@ -48,6 +48,7 @@ struct http_server {
     struct MHD_Daemon *d;
     const http_route *const *tables;
     http_fallback fallback;
+    void (*on_authenticated)(void *ctx, const char *key_name);
     void *ctx;
     size_t max_body;
     key_digest *keys;
@@ -372,6 +373,8 @@ static void dispatch(http_server *s, http_request *r, http_response *res)
             http_response_header(res, "WWW-Authenticate", "Bearer realm=\"evhost\"");
             return;
         }
+        if (s->on_authenticated)
+            s->on_authenticated(s->ctx, r->auth_name);
     }
     snprintf(buf, sizeof buf, "%s", r->path); /* split_path cut it up */
     split_path(buf, segs, MAX_SEGMENTS);
@@ -486,6 +489,7 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
         return NULL;
     s->tables = tables;
     s->fallback = fallback;
+    s->on_authenticated = o->on_authenticated;
     s->ctx = ctx;
     s->max_body = o->max_body ? o->max_body : EVH_HTTP_DEFAULT_MAX_BODY;
     s->keys = o->n_keys ? calloc(o->n_keys, sizeof *s->keys) : NULL;

@@ -102,6 +102,10 @@ typedef struct http_options {
     unsigned threads;  /* worker threads; 0: EVH_HTTP_THREADS */
     const evh_api_key *keys;
     size_t n_keys;
+    /* Called (may be NULL) with the server's ctx each time a request
+     * authenticated with an API key, before its handler runs, on the
+     * request's thread: keep it short (the system source's user_login). */
+    void (*on_authenticated)(void *ctx, const char *key_name);
 } http_options;
 
 typedef struct http_server http_server;

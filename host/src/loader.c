@@ -17,18 +17,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
+#include "deadline.h"
 #include "diag.h"
+#include "event.h"
 #include "hostapi.h"
+#include "isolate.h"
 #include "jsonpath.h"
 #include "jsonutil.h"
 #include "evh_limits.h"
 #include "log.h"
 #include "manifest.h"
+#include "reload.h"
 #include "schema.h"
-
-/* How long stopping a source waits for its run() to return.  Past it the
- * plugin is left loaded (never fini'd under a running call). */
-#define LOADER_JOIN_TIMEOUT_MS 10000
+#include "system_events.h"
 
 /* A plugin's own error message (init's *errmsg) is cut to this length. */
 #define LOADER_PLUGIN_MSG_MAX 512
@@ -239,8 +241,10 @@ static int check_duplicate_endpoint(const registry *r, plugin *p)
         if (q->state == PLUGIN_FAILED || q->state == PLUGIN_INACTIVE || !q->m ||
             q->m->kind != EVH_KIND_SOURCE || !q->m->webhook_endpoint)
             continue;
-        /* Matching the endpoint as a path catches "/a/" against "/a". */
-        if (manifest_endpoint_matches(q->m->webhook_endpoint, ep))
+        /* The same segments: "/a/" (a prefix endpoint) against "/a" too.
+         * Nested ones ("/a/" and "/a/b") may coexist: the more specific
+         * endpoint wins a request (api_plugins.c). */
+        if (manifest_endpoint_same(q->m->webhook_endpoint, ep))
             return fail(p, EVH_E_DUPLICATE, p->manifest_path,
                         "duplicate webhookEndpoint '%s': already claimed by plugin '%s' (%s)",
                         ep, q->id, q->dir);
@@ -293,15 +297,30 @@ static int check_library(plugin *p, const loader_options *opt, const char *real_
     return check_file(p, p->library_path, &lst, real_dir);
 }
 
-static int open_library(plugin *p)
+static int open_library(plugin *p, const loader_options *opt)
 {
+    /* A private copy (reload.h: a new version beside the old one) */
+    char *copy = NULL, *why = NULL;
+    if (opt->library_copy_dir &&
+        reload_copy_library(p->library_path, opt->library_copy_dir, p->m->id, &copy, &why) != 0) {
+        int rc = fail(p, EVH_E_LOAD, p->library_path, "%s", why ? why : "cannot copy it");
+        free(why);
+        return rc;
+    }
     dlerror(); /* clear any stale message */
-    p->dl = dlopen(p->library_path, RTLD_NOW | RTLD_LOCAL);
+    p->dl = dlopen(copy ? copy : p->library_path, RTLD_NOW | RTLD_LOCAL);
+    if (copy)
+        unlink(copy); /* mapped already; nothing to clean up later */
     if (!p->dl) {
         const char *e = dlerror();
+        size_t n = copy ? strlen(copy) : 0; /* name the library, not the copy */
+        if (e && n && !strncmp(e, copy, n) && e[n] == ':')
+            e += n + 1 + (e[n + 1] == ' ');
+        free(copy);
         return fail(p, EVH_E_LOAD, p->library_path, "dlopen failed: %s",
                     e ? e : "unknown error");
     }
+    free(copy);
     void *sym = dlsym(p->dl, EVH_ENTRY_SYMBOL);
     if (!sym)
         return fail(p, EVH_E_LOAD, p->library_path,
@@ -311,6 +330,19 @@ static int open_library(plugin *p)
     evh_plugin_entry_fn entry = (evh_plugin_entry_fn)sym;
     p->desc = entry();
     return EVH_OK;
+}
+
+/* Process isolation (isolate.h): a child process loads the library and
+ * describes it; the host never dlopens it.  p->desc is a stand-in with the
+ * same facts, whose callbacks reach the plugin in its own process. */
+static int open_isolated(plugin *p, const loader_options *opt)
+{
+    char *why = NULL;
+    int rc = isolate_open(p, opt->library_copy_dir, &why);
+    if (rc != EVH_OK)
+        fail(p, rc, p->library_path, "%s", why ? why : evh_status_message(rc));
+    free(why);
+    return rc;
 }
 
 /* ---- 5. the descriptor against plugin.json ------------------------------ */
@@ -498,7 +530,12 @@ static int init_source(plugin *p, runtime *rt)
         return fail(p, EVH_E_NOMEM, p->library_path, "out of memory");
     void *ctx = NULL;
     char *errmsg = NULL;
-    int32_t rc = p->desc->source->init(hostapi_table(), h, &ctx, &errmsg);
+    int abandoned = 0;
+    int32_t rc = deadline_source_init(p->desc->source, h, &ctx, &errmsg, &abandoned);
+    if (abandoned) /* h is the helper thread's now; the library stays loaded */
+        return fail(p, EVH_E_TIMEOUT, p->library_path, "init did not return within %u ms "
+                    "(plugins.init_timeout_ms); abandoned: the plugin is never called again",
+                    deadline_init_ms());
     if (errmsg)
         one_line(errmsg);
     if (rc != EVH_OK) {
@@ -531,8 +568,15 @@ static int load_checks(const registry *r, plugin *p, const loader_options *opt)
         rc = check_duplicate(r, p);
     if (rc == EVH_OK)
         rc = check_library(p, opt, real_dir);
-    if (rc == EVH_OK)
-        rc = open_library(p);
+    if (rc == EVH_OK && !opt->validate_only)
+        rc = isolate_check_quarantine(p); /* crashed too often: none of its code runs */
+    if (rc == EVH_OK && isolate_wanted(p)) {
+        rc = open_isolated(p, opt);
+    } else if (rc == EVH_OK) {
+        crash_loading(p->id); /* a crash in its constructors is the plugin's */
+        rc = open_library(p, opt);
+        crash_loaded(p->id, p->library_path, p->dl); /* and in its code from now on */
+    }
     if (rc == EVH_OK)
         rc = check_descriptor(p);
     free(real_dir);
@@ -582,6 +626,12 @@ static plugin *load_one(const registry *r, runtime *rt, const char *dir,
 plugin *loader_load_one(runtime *rt, const char *plugin_dir, const loader_options *opt)
 {
     return load_one(NULL, rt, plugin_dir, opt);
+}
+
+plugin *loader_load_checked(const registry *others, runtime *rt, const char *plugin_dir,
+                            const loader_options *opt)
+{
+    return load_one(others, rt, plugin_dir, opt);
 }
 
 /* ---- scanning a directory ----------------------------------------------- */
@@ -709,9 +759,14 @@ static void *source_main(void *arg)
     plugin *p = arg;
     int32_t rc = p->desc->source->run(p->ctx);
     p->run_result = rc; /* read by the joiner only */
-    if (rc != EVH_OK)
+    if (rc != EVH_OK) {
         log_error("loader", "plugin '%s': run() failed: %s (%s)", p->id,
                   evh_status_message(rc), evh_status_name(rc));
+        char why[160];
+        snprintf(why, sizeof why, "run() failed: %s (%s)", evh_status_message(rc),
+                 evh_status_name(rc));
+        system_events_plugin_failed(p->id, p->kind, "run", why, rc);
+    }
     return NULL;
 }
 
@@ -740,23 +795,77 @@ int loader_start_sources(registry *r)
     return started;
 }
 
-static void request_stop(plugin *p)
+/* The stop deadline (deadline.h) as a monotonic time; 0: none. */
+static int64_t stop_deadline(void)
 {
-    hostapi_request_stop(p->host);
-    if (p->desc->source->stop)
-        p->desc->source->stop(p->ctx);
+    uint32_t ms = deadline_stop_ms();
+    return ms ? monotonic_ns() + (int64_t)ms * 1000000 : 0;
 }
 
-/* 0 when run() returned within the grace period. */
-static int join_source(plugin *p)
+/* What is left of a deadline in ms (at least 1); 0 for none. */
+static uint32_t ms_left(int64_t deadline_ns)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline); /* pthread_timedjoin_np's clock */
-    deadline.tv_sec += LOADER_JOIN_TIMEOUT_MS / 1000;
-    int err = pthread_timedjoin_np(p->thread, NULL, &deadline);
+    if (!deadline_ns)
+        return 0;
+    int64_t left = (deadline_ns - monotonic_ns()) / 1000000;
+    return left < 1 ? 1 : (uint32_t)left;
+}
+
+/* Give up on a source that did not stop within its deadline: its thread is
+ * left running, detached; the plugin is never called, finalized or
+ * unloaded again (loader_unload_one and registry_reap skip it). */
+static void abandon(plugin *p, const char *what)
+{
+    pthread_detach(p->thread);
+    free(p->error);
+    if (asprintf(&p->error, "%s: %s (plugins.stop_timeout_ms); abandoned: its thread is left "
+                 "running and its library loaded", p->library_path, what) < 0)
+        p->error = NULL;
+    p->error_code = EVH_E_TIMEOUT;
+    p->state = PLUGIN_ABANDONED;
+    log_error("loader", "plugin '%s' (%s): %s (plugins.stop_timeout_ms); abandoned: its thread "
+              "is left running and its library loaded", p->id, p->library_path, what);
+}
+
+static void request_stop(plugin *p, int64_t deadline_ns)
+{
+    if (p->state == PLUGIN_ABANDONED)
+        return;
+    hostapi_request_stop(p->host);
+    if (p->desc->source->stop &&
+        deadline_source_stop(p->desc->source, p->ctx, ms_left(deadline_ns)) != 0) {
+        char what[96];
+        snprintf(what, sizeof what, "its stop callback did not return within %u ms",
+                 deadline_stop_ms());
+        abandon(p, what);
+    }
+}
+
+/* 0 when run() returned before the deadline (monotonic; 0: none). */
+static int join_source(plugin *p, int64_t deadline_ns)
+{
+    if (p->state == PLUGIN_ABANDONED)
+        return ETIMEDOUT; /* given up on already */
+    int err;
+    if (!deadline_ns) {
+        err = pthread_join(p->thread, NULL);
+    } else {
+        uint32_t ms = ms_left(deadline_ns);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until); /* pthread_timedjoin_np's clock */
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        err = pthread_timedjoin_np(p->thread, NULL, &until);
+    }
     if (err != 0) {
-        log_error("loader", "plugin '%s': run() did not return within %d ms of the stop "
-                  "request; it stays loaded", p->id, LOADER_JOIN_TIMEOUT_MS);
+        char what[96];
+        snprintf(what, sizeof what, "run() did not return within %u ms of the stop request",
+                 deadline_stop_ms());
+        abandon(p, what);
         return err;
     }
     p->thread_started = 0;
@@ -766,14 +875,16 @@ static int join_source(plugin *p)
 
 void loader_stop_sources(registry *r)
 {
-    /* Ask every source first, so that they wind down in parallel. */
+    /* Ask every source first, so that they wind down in parallel, all
+     * within one deadline. */
+    int64_t deadline = stop_deadline();
     for (size_t i = 0; r && i < r->count; i++) {
         if (r->items[i]->thread_started)
-            request_stop(r->items[i]);
+            request_stop(r->items[i], deadline);
     }
     for (size_t i = 0; r && i < r->count; i++) {
         if (r->items[i]->thread_started)
-            join_source(r->items[i]);
+            join_source(r->items[i], deadline);
     }
 }
 
@@ -781,11 +892,12 @@ void loader_stop_sources(registry *r)
 
 void loader_unload_one(plugin *p)
 {
-    if (!p)
-        return;
+    if (!p || p->state == PLUGIN_ABANDONED)
+        return; /* never fini or dlclose under a running call */
     if (p->thread_started) {
-        request_stop(p);
-        if (join_source(p) != 0)
+        int64_t deadline = stop_deadline();
+        request_stop(p, deadline);
+        if (join_source(p, deadline) != 0)
             return; /* never fini under a running call */
     }
     if (p->host) {
@@ -794,6 +906,11 @@ void loader_unload_one(plugin *p)
         p->host = NULL;
         p->ctx = NULL;
     }
+    if (p->iso && isolate_close(p) != EVH_OK) {
+        log_warn("loader", "plugin '%s': %zu instance(s) still in use; it stays loaded", p->id,
+                 hostapi_live_instances(p->m));
+        return;
+    }
     if (!p->dl)
         return;
     if (p->m && hostapi_live_instances(p->m) > 0) {
@@ -801,6 +918,7 @@ void loader_unload_one(plugin *p)
                  "loaded", p->id, hostapi_live_instances(p->m));
         return;
     }
+    crash_unregister(p->dl);
     dlclose(p->dl);
     p->dl = NULL;
     p->desc = NULL;
@@ -867,7 +985,8 @@ int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
     *ctx_out = NULL;
     if (p->kind != EVH_KIND_STEP || p->state != PLUGIN_READY || !p->desc)
         return set_err(err, EVH_E_STATE, "step plugin '%s' is not usable: %s", p->id,
-                       p->state == PLUGIN_FAILED && p->error ? p->error
+                       (p->state == PLUGIN_FAILED || p->state == PLUGIN_QUARANTINED) &&
+                               p->error ? p->error
                        : p->kind != EVH_KIND_STEP           ? "not a workflow step"
                        : !p->desc && p->state == PLUGIN_READY ? "already unloaded"
                                                               : plugin_state_name(p->state));

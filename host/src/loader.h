@@ -7,7 +7,10 @@
  *   2. read and validate plugin.json (manifest.c), every problem reported;
  *   3. check the ABI plugin.json requires against the host's, BEFORE dlopen,
  *      so no code of an incompatible plugin ever runs;
- *   4. dlopen(RTLD_NOW | RTLD_LOCAL) the library, resolve evh_plugin_entry;
+ *   4. (a plugin whose recorded crashes reach plugins.crash_limit is
+ *      quarantined here, isolate.h) dlopen(RTLD_NOW | RTLD_LOCAL) the
+ *      library, resolve evh_plugin_entry; or, for "isolation": "process",
+ *      have a child process do that and describe the descriptor (isolate.h);
  *   5. cross-check the descriptor with plugin.json (id, kind, ABI, sizes;
  *      a source with the http callback of ABI 1.1 must declare "abi" 1.1
  *      or later; its table is read only as far as its struct_size covers);
@@ -35,6 +38,11 @@ typedef struct loader_options {
     /* 0 in production: refuse unsafe ownership/permissions.  Never set
      * except by tests of other checks. */
     int skip_permission_check;
+    /* NULL: dlopen the library where it is.  A directory: dlopen a private
+     * copy made there (and unlinked at once), so that two versions of a
+     * plugin can be loaded side by side and an overwritten file never
+     * changes code that runs (reload.h). */
+    const char *library_copy_dir;
 } loader_options;
 
 /*
@@ -49,10 +57,16 @@ int loader_scan_dir(registry *r, runtime *rt, const char *dir,
  * caller adds to the registry (loader_scan_dir does this for you). */
 plugin *loader_load_one(runtime *rt, const char *plugin_dir,
                         const loader_options *opt);
+/* The same, refusing the ids and webhook endpoints that the plugins of
+ * `others` hold (loader_scan_dir's duplicate checks); others may be NULL. */
+plugin *loader_load_checked(const registry *others, runtime *rt, const char *plugin_dir,
+                            const loader_options *opt);
 
 /* Start run() of every ready event source on its own thread. */
 int loader_start_sources(registry *r);
-/* Request stop on every source, join their threads (their run() returns). */
+/* Request stop on every source (stop callback), join their threads (their
+ * run() returns), all within the stop deadline (deadline.h); a source past
+ * it is abandoned: state PLUGIN_ABANDONED, error says so, logged. */
 void loader_stop_sources(registry *r);
 /* fini every initialized plugin and dlclose; registry records remain. */
 void loader_unload_all(registry *r);

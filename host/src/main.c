@@ -7,6 +7,7 @@
 #include <evhost/evhost.h>
 
 #include "cli.h"
+#include "plugin_child.h"
 
 static void usage(FILE *f)
 {
@@ -26,6 +27,12 @@ static void usage(FILE *f)
             "                              accepted events, newest first\n"
             "  executions list [--db FILE] [filters] [--json]\n"
             "  executions show ID [--json] one execution with its step runs\n"
+            "  new source|step NAME [--dir DIR]\n"
+            "                              create a plugin folder DIR/NAME that builds\n"
+            "                              and loads as it is (kebab-case NAME)\n"
+            "  health [--url URL | --config host.yaml] [--timeout S]\n"
+            "                              GET /api/health of a running daemon; exit 0\n"
+            "                              when it answers 200 (Docker's HEALTHCHECK)\n"
             "  --version                   host version and SDK ABI\n"
             "  --help                      this text\n");
 }
@@ -37,6 +44,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* hidden: the process of one isolated plugin, started by the daemon */
+    if (!strcmp(cmd, "__plugin-child"))
+        return plugin_child_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("evhost %s (SDK ABI %d.%d)\n", EVH_VERSION, EVH_ABI_MAJOR, EVH_ABI_MINOR);
         return 0;
@@ -53,6 +63,10 @@ int main(int argc, char **argv)
         if (!strcmp(argv[2], "validate"))
             return cli_plugins_validate(argc - 3, argv + 3);
     }
+    if (!strcmp(cmd, "new"))
+        return cli_new(argc - 2, argv + 2);
+    if (!strcmp(cmd, "health"))
+        return cli_health(argc - 2, argv + 2);
     if (!strcmp(cmd, "events") && argc >= 3 && !strcmp(argv[2], "list"))
         return cli_events_list(argc - 3, argv + 3);
     if (!strcmp(cmd, "executions") && argc >= 3) {

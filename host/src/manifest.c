@@ -503,8 +503,7 @@ static void check_status(ctx *c, const cJSON *root)
         problem(c, "", "status", "must be \"active\" or \"inactive\", got %s", quoted(s, q));
 }
 
-/* Reserved for crash isolation: validated now so manifests written today
- * stay valid when it is implemented. */
+/* Crash isolation (isolate.h); host.yaml plugins.isolation overrides it. */
 static void check_isolation(ctx *c, const cJSON *root)
 {
     char q[QUOTE_BUF];
@@ -512,6 +511,7 @@ static void check_isolation(ctx *c, const cJSON *root)
     if (s && strcmp(s, "in-process") != 0 && strcmp(s, "process") != 0)
         problem(c, "", "isolation", "must be \"in-process\" or \"process\", got %s",
                 quoted(s, q));
+    c->m->isolation_process = s && !strcmp(s, "process");
 }
 
 static void check_informational(ctx *c, const cJSON *root)
@@ -861,14 +861,52 @@ static size_t next_segment(const char **p, const char **seg)
     return (size_t)(*p - *seg);
 }
 
+int manifest_endpoint_is_prefix(const char *endpoint)
+{
+    size_t n = endpoint ? strlen(endpoint) : 0;
+    if (n < 2 || endpoint[n - 1] != '/')
+        return 0;
+    const char *p = endpoint, *seg;
+    return next_segment(&p, &seg) > 0; /* "/" and "//" are not prefixes */
+}
+
 int manifest_endpoint_matches(const char *endpoint, const char *path)
 {
     if (!endpoint || !path)
         return 0;
+    int prefix = manifest_endpoint_is_prefix(endpoint);
     for (;;) {
         const char *a, *b;
-        size_t na = next_segment(&endpoint, &a), nb = next_segment(&path, &b);
+        size_t na = next_segment(&endpoint, &a);
+        if (na == 0 && prefix)
+            return 1; /* the endpoint's segments are done: path is at or below it */
+        size_t nb = next_segment(&path, &b);
         if (na != nb || memcmp(a, b, na) != 0)
+            return 0;
+        if (na == 0)
+            return 1;
+    }
+}
+
+unsigned manifest_endpoint_rank(const char *endpoint)
+{
+    if (!endpoint)
+        return 0;
+    unsigned segments = 0;
+    const char *p = endpoint, *seg;
+    while (next_segment(&p, &seg) > 0)
+        segments++;
+    return 2 * segments + (manifest_endpoint_is_prefix(endpoint) ? 1 : 2);
+}
+
+int manifest_endpoint_same(const char *a, const char *b)
+{
+    if (!a || !b)
+        return 0;
+    for (;;) {
+        const char *sa, *sb;
+        size_t na = next_segment(&a, &sa), nb = next_segment(&b, &sb);
+        if (na != nb || memcmp(sa, sb, na) != 0)
             return 0;
         if (na == 0)
             return 1;

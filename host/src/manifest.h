@@ -19,6 +19,9 @@
  *                 to it (evh_source.http, ABI 1.1)
  *   status        "active" | "inactive"                          optional,
  *                 default "active"
+ *   isolation     "in-process" | "process": run the plugin in    optional,
+ *                 a child process (isolate.h)                    default
+ *                                                                "in-process"
  *   author, license, homepage, tags      informational            optional
  * Unknown keys are errors, so a misspelt key is reported, not ignored.
  */
@@ -55,6 +58,7 @@ typedef struct manifest {
     schema *config_schema;     /* compiled; NULL when none */
     char *webhook_endpoint;    /* NULL when none */
     int active;                /* status: 1 active, 0 inactive */
+    int isolation_process;     /* "isolation": 1 "process", 0 "in-process" */
     cJSON *json;               /* the whole document */
 } manifest;
 
@@ -76,10 +80,29 @@ void manifest_free(manifest *m);
 const manifest_event_type *manifest_find_type(const manifest *m,
                                               const char *type);
 
-/* 1 when a request path is the webhookEndpoint `endpoint`: the same
- * segments, where empty ones (a trailing or doubled "/") do not count, as
- * for the HTTP server's own routes.  Sub-paths do not match. */
+/*
+ * Webhook endpoints as request paths.  Segments are compared, and empty ones
+ * (a doubled "/", a trailing "/" of the request) do not count, as for the
+ * HTTP server's own routes.  An endpoint with at least one segment that ends
+ * in "/" ("/api/webhooks/") is a PREFIX endpoint: it matches its own path
+ * and every path below it.  Any other endpoint ("/api/webhooks/github", and
+ * "/" itself) matches exactly its own path, never a sub-path.
+ */
+
+/* 1 when the request path reaches the endpoint, else 0. */
 int manifest_endpoint_matches(const char *endpoint, const char *path);
+
+/* 1 when the endpoint is a prefix endpoint (see above). */
+int manifest_endpoint_is_prefix(const char *endpoint);
+
+/* How specific a matching endpoint is, for choosing between several that
+ * match one path: more segments win, and an exact endpoint beats a prefix
+ * endpoint with the same segments.  0 for NULL. */
+unsigned manifest_endpoint_rank(const char *endpoint);
+
+/* 1 when two endpoints name the same path (the same segments, whether or not
+ * one is a prefix endpoint): two sources cannot both declare it. */
+int manifest_endpoint_same(const char *a, const char *b);
 
 /* Validators shared with other readers. */
 int is_kebab_id(const char *s);

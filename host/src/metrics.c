@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,15 @@ typedef struct family {
     series *table[HASH_SIZE];
 } family;
 
-enum { F_ACCEPTED, F_REFUSED, F_EXECUTIONS, F_STEP_DURATION, F_COUNT };
+enum {
+    F_ACCEPTED,
+    F_REFUSED,
+    F_EXECUTIONS,
+    F_STEP_DURATION,
+    F_DELIVERIES,
+    F_DELIVERY_DURATION,
+    F_COUNT
+};
 
 static family families[F_COUNT] = {
     [F_ACCEPTED] = {.name = "evhost_events_accepted_total",
@@ -84,7 +93,25 @@ static family families[F_COUNT] = {
                          .n_labels = 3,
                          .label = {"workflow", "step", "plugin"},
                          .lock = PTHREAD_MUTEX_INITIALIZER},
+    [F_DELIVERIES] = {.name = "evhost_deliveries_total",
+                      .help = "Outbound webhook delivery attempts, by subscription and outcome "
+                              "(delivered, failed: another attempt follows, dead).",
+                      .type = COUNTER,
+                      .n_labels = 2,
+                      .label = {"subscription", "status"},
+                      .enumerated = 1u << 1,
+                      .lock = PTHREAD_MUTEX_INITIALIZER},
+    [F_DELIVERY_DURATION] = {.name = "evhost_delivery_duration_seconds",
+                             .help = "Duration of each outbound webhook delivery attempt, by "
+                                     "subscription.",
+                             .type = HISTOGRAM,
+                             .n_labels = 1,
+                             .label = {"subscription"},
+                             .lock = PTHREAD_MUTEX_INITIALIZER},
 };
+
+/* evhost_deliveries_pending, set by the notifier */
+static _Atomic int64_t deliveries_pending;
 
 static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -329,6 +356,20 @@ void metrics_step_duration(const char *workflow, const char *step, const char *p
     if (!(seconds >= 0)) /* negative (the wall clock stepped back) or NaN */
         seconds = 0;
     update(&families[F_STEP_DURATION], v, seconds);
+}
+
+void metrics_delivery(const char *subscription, const char *outcome, double seconds)
+{
+    const char *v[] = {subscription, outcome};
+    if (!(seconds >= 0))
+        seconds = 0;
+    update(&families[F_DELIVERIES], v, 0);
+    update(&families[F_DELIVERY_DURATION], v, seconds);
+}
+
+void metrics_deliveries_pending_set(int64_t n)
+{
+    atomic_store(&deliveries_pending, n);
 }
 
 /* ---- the text buffer ----------------------------------------------------------- */
@@ -597,6 +638,10 @@ int metrics_render(metrics_buf *b)
                        (const char *const[]){"metric"}, &families[i].name, 1, NULL);
             buf_printf(b, " %" PRIu64 "\n", n);
         }
+        metrics_write_header(b, "evhost_deliveries_pending", "gauge",
+                             "Outbound webhook deliveries not yet delivered or dead.");
+        buf_printf(b, "evhost_deliveries_pending %" PRId64 "\n",
+                   (int64_t)atomic_load(&deliveries_pending));
     }
     pthread_mutex_unlock(&render_lock);
     return rc == 0 && !b->failed ? 0 : -1;
@@ -619,5 +664,6 @@ void metrics_reset(void)
         f->overflowed = 0;
         pthread_mutex_unlock(&f->lock);
     }
+    atomic_store(&deliveries_pending, 0);
     pthread_mutex_unlock(&render_lock);
 }

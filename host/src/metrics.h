@@ -9,10 +9,16 @@
  *   evhost_events_refused_total{source,event_type,reason}      counter
  *   evhost_executions_total{workflow,status}                   counter
  *   evhost_step_duration_seconds{workflow,step,plugin}         histogram
+ *   evhost_deliveries_total{subscription,status}               counter
+ *   evhost_delivery_duration_seconds{subscription}             histogram
  *
- * and one that watches the others:
+ * one that watches the others:
  *
  *   evhost_metrics_series_overflow_total{metric}               counter
+ *
+ * and one gauge the notifier sets (notify.c):
+ *
+ *   evhost_deliveries_pending                                  gauge
  *
  * Updates are thread-safe and cheap: the label values are normalized into
  * stack buffers, hashed, and the series is found under the family's mutex.
@@ -75,6 +81,14 @@ void metrics_execution(const char *workflow, int succeeded);
 /* One step attempt that took `seconds` (negative or NaN counts as 0). */
 void metrics_step_duration(const char *workflow, const char *step, const char *plugin,
                            double seconds);
+
+/* One attempt to deliver an outbound webhook to subscription `subscription`
+ * that took `seconds`; outcome (the status label): "delivered" (2xx),
+ * "failed" (another attempt follows) or "dead" (no attempt left, or 410). */
+void metrics_delivery(const char *subscription, const char *outcome, double seconds);
+
+/* Deliveries not yet delivered or dead (pending or failed), as last counted. */
+void metrics_deliveries_pending_set(int64_t n);
 
 /* The upper bounds (le) of the step duration buckets, in seconds, before
  * the implicit +Inf. */

@@ -199,6 +199,9 @@ int pipeline_load(const pipeline_sources *src, const registry *reg, store *st,
         trigger_set_free(ts);
         return EVH_E_NOMEM;
     }
+    /* plugins are read throughout: hot reload (reload.h) waits */
+    if (reg)
+        registry_rdlock(reg);
     for (size_t i = 0; i < src->n_workflow_dirs; i++)
         workflow_load_dir(ws, src->workflow_dirs[i], reg, d);
     /* a workflow's on_error must name a loaded workflow */
@@ -213,6 +216,8 @@ int pipeline_load(const pipeline_sources *src, const registry *reg, store *st,
     for (size_t i = 0; i < src->n_trigger_files; i++)
         load_trigger_file(src->trigger_files[i], &res, ts, st, d);
     load_table_triggers(src, &res, ts, st, d);
+    if (reg)
+        registry_unlock(reg);
     *ws_out = ws;
     *ts_out = ts;
     return EVH_OK;

@@ -21,6 +21,7 @@
 
 #include "jsonutil.h"
 #include "evh_limits.h"
+#include "triggers.h"
 
 /* Largest integer a double holds exactly; "integer" and the count keywords
  * stop there so that a value never changes meaning through rounding. */
@@ -69,6 +70,7 @@ struct schema {
     regex_t re;
     char *pattern;
     int date_time;
+    int conditions; /* format "conditions" (see check_conditions) */
     cJSON *def; /* owned "default"; NULL when absent */
 };
 
@@ -359,6 +361,15 @@ static void check_object(const schema *s, const cJSON *v, const char *path, diag
     }
 }
 
+/* format "conditions": an evhost condition tree (the trigger language,
+ * fields also under steps.*), compiled by the trigger compiler so that a
+ * bad one (an unknown operator, a regex that does not compile) is reported
+ * with its path when the config is checked, at load. */
+static void check_conditions(const cJSON *v, const char *path, diag *d)
+{
+    conditions_free(conditions_compile(v, path, COND_ALLOW_STEPS, d));
+}
+
 /* Depth needs no check here: it follows the schema tree, whose depth
  * schema_compile bounded. */
 static void validate_node(const schema *s, const cJSON *v, const char *path, diag *d)
@@ -385,6 +396,8 @@ static void validate_node(const schema *s, const cJSON *v, const char *path, dia
         check_array(s, v, path, d);
     else if (cJSON_IsObject(v))
         check_object(s, v, path, d);
+    if (s->conditions && (cJSON_IsObject(v) || cJSON_IsArray(v)))
+        check_conditions(v, path, d);
 }
 
 int schema_validate(const schema *s, const cJSON *instance, const char *path, diag *d)
@@ -688,8 +701,10 @@ static void kw_format(const kwctx *k)
     }
     if (strcmp(k->v->valuestring, "date-time") == 0)
         k->s->date_time = 1;
+    else if (strcmp(k->v->valuestring, "conditions") == 0)
+        k->s->conditions = 1;
     else
-        diag_add(k->d, k->path, "unsupported format '%s' (supported: date-time)",
+        diag_add(k->d, k->path, "unsupported format '%s' (supported: date-time, conditions)",
                  k->v->valuestring);
 }
 

@@ -6,7 +6,9 @@
  * items, additionalProperties (boolean or schema), minimum, maximum,
  * minLength, maxLength (in characters), minItems, maxItems, pattern (POSIX
  * extended regex, compiled once at schema_compile), format ("date-time",
- * RFC 3339), default (used by schema_apply_defaults), and the annotations
+ * RFC 3339; "conditions", an evhost condition tree as triggers and the
+ * filter step write them, checked with the trigger compiler, fields also
+ * under steps.*), default (used by schema_apply_defaults), and the annotations
  * title, description, examples, $schema, $comment.  Any other keyword is
  * reported by schema_compile as an error, never silently ignored.
  */

@@ -101,12 +101,57 @@ static const char MIGRATION_1[] =
     " metrics TEXT,"
     " UNIQUE(execution_id, step_id, attempt));";
 
+/* Outbound webhooks: subscriptions and the outbox of deliveries (see
+ * store.h).  The two partial indexes serve the delivery loop: due rows in
+ * time order, and "is an earlier delivery of this job still open?". */
+static const char MIGRATION_2[] =
+    "CREATE TABLE subscriptions("
+    " id TEXT PRIMARY KEY,"
+    " url TEXT NOT NULL,"
+    " events TEXT NOT NULL,"
+    " token TEXT,"
+    " secret TEXT,"
+    " headers TEXT,"
+    " timeout_ms INTEGER,"
+    " max_attempts INTEGER,"
+    " backoff_base_ms INTEGER,"
+    " backoff_cap_ms INTEGER,"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " disabled_reason TEXT,"
+    " origin TEXT NOT NULL DEFAULT 'api',"
+    " created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL);"
+    "CREATE TABLE deliveries("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " subscription_id TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,"
+    " event TEXT NOT NULL,"
+    " job_id TEXT NOT NULL,"
+    " message_id TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL DEFAULT 0,"
+    " status TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK(status IN ('pending','delivered','failed','dead')),"
+    " next_attempt_at TEXT NOT NULL,"
+    " last_status INTEGER,"
+    " last_error TEXT,"
+    " created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL);"
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at, id)"
+    " WHERE status IN ('pending','failed');"
+    "CREATE INDEX deliveries_order ON deliveries(subscription_id, job_id, id)"
+    " WHERE status IN ('pending','failed');"
+    "CREATE INDEX deliveries_subscription ON deliveries(subscription_id, id);"
+    "CREATE INDEX deliveries_status ON deliveries(status, id);"
+    "CREATE INDEX deliveries_job ON deliveries(job_id, id);"
+    "CREATE INDEX deliveries_created ON deliveries(created_at);";
+
 static const migration MIGRATIONS[] = {
     {1, MIGRATION_1},
+    {2, MIGRATION_2},
 };
 #define N_MIGRATIONS (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 
-_Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
+_Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
 
 /* ---- cached statements ---------------------------------------------------- */
 
@@ -120,6 +165,85 @@ _Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
 #define STEP_COLS                                                                                  \
     "id, step_id, plugin, attempt, status, started_at, finished_at, duration_ms, "                 \
     "output, error, metrics"
+
+/* Outbound webhooks (the functions at the end of this file). */
+#define SUB_COLS                                                                                   \
+    "id, url, events, token, secret, headers, timeout_ms, max_attempts, backoff_base_ms, "         \
+    "backoff_cap_ms, enabled, disabled_reason, origin, created_at, updated_at"
+#define DL_COLS                                                                                    \
+    "id, subscription_id, event, job_id, message_id, attempt, status, next_attempt_at, "           \
+    "last_status, last_error, created_at, updated_at"
+/* the first open delivery of its (subscription, job), of an enabled subscription.
+ * The due queries name deliveries_due (INDEXED BY): walked in time order they
+ * stop at the first rows found, where the planner's own pick (the status
+ * index) sorts every open row on each call, which is O(backlog). */
+#define DL_DELIVERABLE                                                                             \
+    "d.status IN ('pending','failed') "                                                           \
+    "AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = d.subscription_id AND s.enabled = 1) " \
+    "AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.subscription_id = d.subscription_id "      \
+    "AND e.job_id = d.job_id AND e.status IN ('pending','failed') AND e.id < d.id)"
+
+#define WEBHOOK_STATEMENTS(X)                                                                      \
+    X(ST_SUB_INSERT, "INSERT INTO subscriptions(" SUB_COLS ") "                                    \
+                     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, 'api', ?12, ?12)") \
+    X(ST_SUB_UPDATE,                                                                               \
+      "UPDATE subscriptions SET url = ?2, events = ?3, token = ?4, secret = ?5, headers = ?6, "     \
+      "timeout_ms = ?7, max_attempts = ?8, backoff_base_ms = ?9, backoff_cap_ms = ?10, "           \
+      "enabled = ?11, disabled_reason = CASE WHEN ?11 THEN NULL ELSE disabled_reason END, "        \
+      "updated_at = ?12 WHERE id = ?1 AND origin = 'api'")                                         \
+    X(ST_SUB_SYNC,                                                                                 \
+      "INSERT INTO subscriptions(" SUB_COLS ") "                                                   \
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, 'host.yaml', ?12, ?12) "         \
+      "ON CONFLICT(id) DO UPDATE SET url = excluded.url, events = excluded.events, "               \
+      "token = excluded.token, secret = excluded.secret, headers = excluded.headers, "             \
+      "timeout_ms = excluded.timeout_ms, max_attempts = excluded.max_attempts, "                   \
+      "backoff_base_ms = excluded.backoff_base_ms, backoff_cap_ms = excluded.backoff_cap_ms, "     \
+      "disabled_reason = CASE WHEN excluded.enabled = 0 OR subscriptions.url <> excluded.url "     \
+      "OR subscriptions.origin <> 'host.yaml' THEN NULL ELSE subscriptions.disabled_reason END, "  \
+      "enabled = CASE WHEN excluded.enabled = 0 THEN 0 WHEN subscriptions.url <> excluded.url "    \
+      "OR subscriptions.origin <> 'host.yaml' THEN 1 ELSE subscriptions.enabled END, "             \
+      "origin = 'host.yaml', "                                                                     \
+      "updated_at = CASE WHEN subscriptions.url IS excluded.url "                                  \
+      "AND subscriptions.events IS excluded.events AND subscriptions.token IS excluded.token "     \
+      "AND subscriptions.secret IS excluded.secret AND subscriptions.headers IS excluded.headers " \
+      "AND subscriptions.timeout_ms IS excluded.timeout_ms "                                       \
+      "AND subscriptions.max_attempts IS excluded.max_attempts "                                   \
+      "AND subscriptions.backoff_base_ms IS excluded.backoff_base_ms "                             \
+      "AND subscriptions.backoff_cap_ms IS excluded.backoff_cap_ms "                               \
+      "AND subscriptions.origin = 'host.yaml' "                                                    \
+      "THEN subscriptions.updated_at ELSE excluded.updated_at END")                                \
+    X(ST_EX_METRICS, "SELECT step_id, plugin, attempt, status, metrics FROM step_runs r "          \
+                     "WHERE execution_id = ?1 AND id = (SELECT MAX(id) FROM step_runs l "          \
+                     "WHERE l.execution_id = r.execution_id AND l.step_id = r.step_id) "           \
+                     "ORDER BY id")                                                                \
+    X(ST_SUB_CONFIG_IDS, "SELECT id FROM subscriptions WHERE origin = 'host.yaml'")                \
+    X(ST_SUB_ENABLE, "UPDATE subscriptions SET enabled = ?2, disabled_reason = ?3, "               \
+                     "updated_at = ?4 WHERE id = ?1")                                              \
+    X(ST_SUB_DELETE, "DELETE FROM subscriptions WHERE id = ?1")                                    \
+    X(ST_SUB_LIST, "SELECT " SUB_COLS " FROM subscriptions ORDER BY created_at, id")               \
+    X(ST_SUB_GET, "SELECT " SUB_COLS " FROM subscriptions WHERE id = ?1")                          \
+    X(ST_DL_INSERT,                                                                                \
+      "INSERT INTO deliveries(subscription_id, event, job_id, message_id, body, "                  \
+      "next_attempt_at, created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6 "            \
+      "WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1)")                                  \
+    X(ST_DL_CLAIM, "SELECT d.id, d.subscription_id, d.event, d.job_id, d.message_id, d.body, "     \
+                   "d.attempt FROM deliveries d INDEXED BY deliveries_due "                      \
+                   "WHERE d.next_attempt_at <= ?1 AND " DL_DELIVERABLE                             \
+                   " ORDER BY d.next_attempt_at, d.id LIMIT ?2")                                   \
+    X(ST_DL_FINISH,                                                                                \
+      "UPDATE deliveries SET status = ?2, next_attempt_at = ?5, updated_at = ?6, "                  \
+      "last_status = CASE WHEN ?2 = 'pending' THEN last_status ELSE ?3 END, "                      \
+      "last_error = CASE WHEN ?2 = 'pending' THEN last_error ELSE ?4 END, "                        \
+      "attempt = CASE WHEN ?2 = 'pending' THEN attempt ELSE ?7 END "                               \
+      "WHERE id = ?1")                                                                             \
+    X(ST_DL_NEXT_DUE, "SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_due "      \
+                      "WHERE " DL_DELIVERABLE " ORDER BY d.next_attempt_at, d.id LIMIT 1")         \
+    X(ST_DL_COUNT_OPEN, "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending','failed')")    \
+    X(ST_DL_GET, "SELECT " DL_COLS ", body FROM deliveries WHERE id = ?1")                         \
+    X(ST_DL_RETRY, "UPDATE deliveries SET status = 'pending', attempt = 0, next_attempt_at = ?2, " \
+                   "updated_at = ?2 WHERE id = ?1 AND status IN ('failed','dead')")               \
+    X(ST_DL_PRUNE, "DELETE FROM deliveries WHERE status IN ('delivered','dead') "                  \
+                   "AND created_at < ?1")
 
 #define STATEMENTS(X)                                                                              \
     X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
@@ -193,7 +317,8 @@ _Static_assert(STORE_SCHEMA_VERSION == 1, "add the migration to MIGRATIONS");
       "AND NOT EXISTS (SELECT 1 FROM workflow_executions x WHERE x.event_id = events.id)")         \
     X(ST_VACUUM, "PRAGMA incremental_vacuum")                                                      \
     X(ST_CHECKPOINT, "PRAGMA wal_checkpoint(PASSIVE)")                                             \
-    X(ST_INTEGRITY, "PRAGMA integrity_check")
+    X(ST_INTEGRITY, "PRAGMA integrity_check")                                                     \
+    WEBHOOK_STATEMENTS(X)
 
 #define ST_ENUM_(name, sql) name,
 enum stmt_id { STATEMENTS(ST_ENUM_) ST_COUNT };
@@ -689,9 +814,18 @@ static cJSON *query_all(store *s, sqlite3_stmt *st, cJSON *(*make)(sqlite3_stmt 
 
 /* Create the file ourselves so that it is 0600 from its first byte (SQLite
  * would use 0644); the -wal and -shm files copy the database's mode. */
+/* Create a missing database file with mode 0600 (SQLite would use 0644).
+ * Never open and close an existing one: close() drops every POSIX lock
+ * this process holds on the file, including those of connections other
+ * threads are using, and another process may then write under them (the
+ * "howtocorrupt" case of the SQLite documentation). */
 static int create_file(store *s)
 {
-    int fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (access(s->path, F_OK) == 0)
+        return EVH_OK;
+    int fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return EVH_OK; /* created by someone else meanwhile: theirs */
     if (fd < 0) {
         set_err(s, "cannot create: %s", strerror(errno));
         return EVH_E_IO;
@@ -742,6 +876,27 @@ static int configure(store *s, int synchronous_full)
                       "setting synchronous");
     if (rc == EVH_OK)
         rc = exec_sql(s, "PRAGMA foreign_keys=ON", "enabling foreign keys");
+    return rc;
+}
+
+static int schema_version(store *s, int64_t *v);
+
+/* A reader (the CLI) changes nothing: no pragmas that write, no
+ * migrations; it only needs a database the daemon has set up. */
+static int check_readable(store *s)
+{
+    sqlite3_extended_result_codes(s->db, 1);
+    set_busy_timeout(s, BUSY_TIMEOUT_MS);
+    int64_t v = 0;
+    int rc = schema_version(s, &v);
+    if (rc == EVH_OK && v < 1) {
+        set_err(s, "no evhost tables yet (the daemon has not finished creating it)");
+        rc = EVH_E_NOT_FOUND;
+    } else if (rc == EVH_OK && v > STORE_SCHEMA_VERSION) {
+        set_err(s, "schema version %lld is newer than this evhost knows (%d)", (long long)v,
+                STORE_SCHEMA_VERSION);
+        rc = EVH_E_UNSUPPORTED;
+    }
     return rc;
 }
 
@@ -841,15 +996,18 @@ int store_open(const store_options *o, store **out, char **err)
         open_error(err, o->path, "out of memory");
         return EVH_E_NOMEM;
     }
-    int rc = create_file(s);
+    int rc = o->read_only ? EVH_OK : create_file(s);
     if (rc == EVH_OK) {
-        int src =
-            sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        int flags = (o->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+                    SQLITE_OPEN_NOMUTEX;
+        int src = sqlite3_open_v2(s->path, &s->db, flags, NULL);
         rc = src == SQLITE_OK ? EVH_OK : fail(s, src, "cannot open");
     }
-    if (rc == EVH_OK)
+    if (rc == EVH_OK && o->read_only)
+        rc = check_readable(s);
+    else if (rc == EVH_OK)
         rc = configure(s, o->synchronous_full);
-    if (rc == EVH_OK)
+    if (rc == EVH_OK && !o->read_only)
         rc = migrate(s);
     if (rc != EVH_OK) {
         open_error(err, o->path, s->errmsg);
@@ -1879,4 +2037,624 @@ int store_check_writable(store *s, int timeout_ms)
     }
     set_busy_timeout(s, BUSY_TIMEOUT_MS);
     return rc == EVH_OK ? EVH_OK : EVH_E_IO;
+}
+
+/* ---- outbound webhooks: subscriptions --------------------------------------------- */
+
+/* Bind v, or NULL when v is 0 (the notifier's default). */
+static int bind_opt_int(sqlite3_stmt *st, int idx, int64_t v)
+{
+    return v ? sqlite3_bind_int64(st, idx, v) : sqlite3_bind_null(st, idx);
+}
+
+/* Parameters 1..12 of ST_SUB_INSERT, ST_SUB_UPDATE and ST_SUB_SYNC. */
+static int bind_subscription(sqlite3_stmt *st, const store_subscription *sub, const char *now)
+{
+    int rc = bind(st, "tttttt", sub->id, sub->url, sub->events_json, sub->token, sub->secret,
+                  sub->headers_json);
+    if (rc == SQLITE_OK)
+        rc = bind_opt_int(st, 7, sub->timeout_ms);
+    if (rc == SQLITE_OK)
+        rc = bind_opt_int(st, 8, sub->max_attempts);
+    if (rc == SQLITE_OK)
+        rc = bind_opt_int(st, 9, sub->backoff_base_ms);
+    if (rc == SQLITE_OK)
+        rc = bind_opt_int(st, 10, sub->backoff_cap_ms);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 11, sub->enabled != 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 12, now, -1, SQLITE_STATIC);
+    return rc;
+}
+
+static int subscription_valid(const store_subscription *sub)
+{
+    return sub && sub->id && sub->url && sub->events_json;
+}
+
+int store_subscription_insert(store *s, const store_subscription *sub)
+{
+    if (!s || !subscription_valid(sub))
+        return EVH_E_INVALID;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_SUB_INSERT);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind_subscription(st, sub, now);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "creating a subscription");
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+        set_err(s, "subscription '%s' already exists", sub->id);
+        out = EVH_E_DUPLICATE;
+    }
+    done(st);
+    return out;
+}
+
+int store_subscription_update(store *s, const store_subscription *sub)
+{
+    if (!s || !subscription_valid(sub))
+        return EVH_E_INVALID;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_SUB_UPDATE);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind_subscription(st, sub, now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "updating a subscription") : fail(s, rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no subscription '%s' made through the API", sub->id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
+/* The ids of the host.yaml rows (malloc'd array of malloc'd strings). */
+static int config_subscription_ids(store *s, char ***ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_SUB_CONFIG_IDS);
+    if (!st)
+        return EVH_E_IO;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **p = realloc(*ids, ncap * sizeof *p);
+            if (!p) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            *ids = p;
+            cap = ncap;
+        }
+        if (!((*ids)[*n] = col_dup(st, 0))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    int out = rc == SQLITE_DONE ? EVH_OK : read_fail(s, rc, "listing subscriptions");
+    done(st);
+    return out;
+}
+
+int store_subscriptions_sync_config(store *s, const store_subscription *subs, size_t n)
+{
+    if (!s || (n && !subs))
+        return EVH_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (!subscription_valid(&subs[i]))
+            return EVH_E_INVALID;
+    }
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    char **ids = NULL;
+    size_t n_ids = 0;
+    rc = config_subscription_ids(s, &ids, &n_ids);
+    for (size_t i = 0; i < n_ids && rc == EVH_OK; i++) {
+        size_t j = 0;
+        while (j < n && strcmp(subs[j].id, ids[i]))
+            j++;
+        if (j < n)
+            continue; /* still in the file */
+        sqlite3_stmt *st = stmt(s, ST_SUB_DELETE);
+        rc = st ? bind(st, "t", ids[i]) : SQLITE_ERROR;
+        rc = rc == SQLITE_OK ? step_done(s, st, "deleting a subscription")
+                             : st ? fail(s, rc, "binding") : EVH_E_IO;
+        done(st);
+    }
+    for (size_t i = 0; i < n_ids; i++)
+        free(ids[i]);
+    free(ids);
+    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+        sqlite3_stmt *st = stmt(s, ST_SUB_SYNC);
+        if (!st) {
+            rc = EVH_E_IO;
+            break;
+        }
+        int src = bind_subscription(st, &subs[i], now);
+        rc = src == SQLITE_OK ? step_done(s, st, "storing a subscription") : fail(s, src, "binding");
+        done(st);
+    }
+    return tx_end(s, rc);
+}
+
+int store_subscription_set_enabled(store *s, const char *id, int enabled, const char *reason)
+{
+    if (!s || !id)
+        return EVH_E_INVALID;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_SUB_ENABLE);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "titt", id, (int64_t)(enabled != 0), enabled ? NULL : reason, now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "updating a subscription") : fail(s, rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no subscription '%s'", id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
+int store_subscription_delete(store *s, const char *id)
+{
+    if (!s || !id)
+        return EVH_E_INVALID;
+    sqlite3_stmt *st = stmt(s, ST_SUB_DELETE);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "t", id);
+    rc = rc == SQLITE_OK ? step_done(s, st, "deleting a subscription") : fail(s, rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no subscription '%s'", id);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
+static cJSON *col_int_or_null(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL
+               ? cJSON_CreateNull()
+               : cJSON_CreateNumber((double)sqlite3_column_int64(st, i));
+}
+
+/* Row of SUB_COLS -> a subscription object (secrets as stored). */
+static cJSON *subscription_row(sqlite3_stmt *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && add_item(o, "id", col_string(st, 0)) && add_item(o, "url", col_string(st, 1)) &&
+             add_item(o, "events", col_json(st, 2, 0)) &&
+             add_item(o, "token", col_string(st, 3)) && add_item(o, "secret", col_string(st, 4)) &&
+             add_item(o, "headers", col_json(st, 5, 1)) &&
+             add_item(o, "timeout_ms", col_int_or_null(st, 6)) &&
+             add_item(o, "max_attempts", col_int_or_null(st, 7)) &&
+             add_item(o, "backoff_base_ms", col_int_or_null(st, 8)) &&
+             add_item(o, "backoff_cap_ms", col_int_or_null(st, 9)) &&
+             add_item(o, "enabled", cJSON_CreateBool(sqlite3_column_int(st, 10) != 0)) &&
+             add_item(o, "disabled_reason", col_string(st, 11)) &&
+             add_item(o, "origin", col_string(st, 12)) &&
+             add_item(o, "created_at", col_string(st, 13)) &&
+             add_item(o, "updated_at", col_string(st, 14));
+    return finish(o, ok);
+}
+
+cJSON *store_subscriptions_list(store *s)
+{
+    sqlite3_stmt *st = s ? stmt(s, ST_SUB_LIST) : NULL;
+    return st ? query_all(s, st, subscription_row) : NULL;
+}
+
+cJSON *store_subscription_get(store *s, const char *id)
+{
+    if (!s || !id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_SUB_GET);
+    if (!st || bind(st, "t", id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    return query_one(s, st, subscription_row);
+}
+
+/* ---- outbound webhooks: what lifecycle events report ------------------------------- */
+
+static cJSON *step_metrics_row(sqlite3_stmt *st)
+{
+    static const char *const keys[] = {"step_id", "plugin"};
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && add_strings(o, st, keys, 2) &&
+             add_item(o, "attempt", cJSON_CreateNumber(sqlite3_column_int(st, 2))) &&
+             add_item(o, "status", col_string(st, 3)) && add_item(o, "metrics", col_json(st, 4, 0));
+    return finish(o, ok);
+}
+
+cJSON *store_execution_metrics(store *s, const char *execution_id)
+{
+    if (!s || !execution_id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_EX_GET);
+    if (!st || bind(st, "t", execution_id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    cJSON *x = query_one(s, st, execution_row);
+    st = x ? stmt(s, ST_EX_METRICS) : NULL;
+    if (!st || bind(st, "t", execution_id) != SQLITE_OK) {
+        done(st);
+        cJSON_Delete(x);
+        return NULL;
+    }
+    if (!add_item(x, "steps", query_all(s, st, step_metrics_row))) {
+        cJSON_Delete(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* ---- outbound webhooks: deliveries ------------------------------------------------ */
+
+int store_deliveries_insert(store *s, const store_delivery_new *d, size_t n)
+{
+    if (!s || (n && !d))
+        return EVH_E_INVALID;
+    if (n == 0)
+        return EVH_OK;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    sqlite3_stmt *st = stmt(s, ST_DL_INSERT);
+    int rc = st ? tx_begin(s) : EVH_E_IO;
+    if (rc != EVH_OK)
+        return rc;
+    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+        if (!d[i].subscription_id || !d[i].event || !d[i].job_id || !d[i].message_id ||
+            !d[i].body) {
+            set_err(s, "delivery %zu of the batch lacks a field", i);
+            rc = EVH_E_INVALID;
+            break;
+        }
+        int src = bind(st, "ttttnt", d[i].subscription_id, d[i].event, d[i].job_id,
+                       d[i].message_id, d[i].body, d[i].body_len, now);
+        rc = src == SQLITE_OK ? step_done(s, st, "storing a delivery") : fail(s, src, "binding");
+        done(st);
+    }
+    return tx_end(s, rc);
+}
+
+void store_deliveries_free(store_delivery *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++) {
+        free(d[i].subscription_id);
+        free(d[i].event);
+        free(d[i].job_id);
+        free(d[i].message_id);
+        free(d[i].body);
+    }
+    free(d);
+}
+
+int store_deliveries_due(store *s, size_t max, store_delivery **out, size_t *n_out)
+{
+    if (!s || !out || !n_out)
+        return EVH_E_INVALID;
+    *out = NULL;
+    *n_out = 0;
+    if (max == 0)
+        return EVH_OK;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    format_us(now_us(), now);
+    sqlite3_stmt *sel = stmt(s, ST_DL_CLAIM);
+    if (!sel)
+        return EVH_E_IO;
+    int rc;
+    store_delivery *d = calloc(max, sizeof *d);
+    size_t n = 0;
+    int src = d ? bind(sel, "ti", now, (int64_t)max) : SQLITE_NOMEM;
+    while (src == SQLITE_OK && (src = sqlite3_step(sel)) == SQLITE_ROW && n < max) {
+        store_delivery *x = &d[n++];
+        x->id = sqlite3_column_int64(sel, 0);
+        x->subscription_id = col_dup(sel, 1);
+        x->event = col_dup(sel, 2);
+        x->job_id = col_dup(sel, 3);
+        x->message_id = col_dup(sel, 4);
+        x->body = col_dup(sel, 5);
+        x->body_len = (size_t)sqlite3_column_bytes(sel, 5);
+        x->attempt = sqlite3_column_int(sel, 6) + 1;
+        if (!x->subscription_id || !x->event || !x->job_id || !x->message_id || !x->body)
+            src = SQLITE_NOMEM;
+        else
+            src = SQLITE_OK;
+    }
+    if (src == SQLITE_ROW)
+        src = SQLITE_DONE; /* max reached */
+    rc = src == SQLITE_DONE ? EVH_OK : read_fail(s, src, "reading due deliveries");
+    done(sel);
+    if (rc != EVH_OK || n == 0) {
+        store_deliveries_free(d, n);
+        return rc;
+    }
+    *out = d;
+    *n_out = n;
+    return EVH_OK;
+}
+
+int store_deliveries_finish(store *s, const store_delivery_outcome *o, size_t n)
+{
+    if (!s || (n && !o))
+        return EVH_E_INVALID;
+    if (n == 0)
+        return EVH_OK;
+    static const char *const statuses[] = {"pending", "delivered", "failed", "dead", NULL};
+    int64_t now = now_us();
+    char now_text[EVH_TIMESTAMP_LEN + 1];
+    format_us(now, now_text);
+    sqlite3_stmt *st = stmt(s, ST_DL_FINISH);
+    int rc = st ? tx_begin(s) : EVH_E_IO;
+    if (rc != EVH_OK)
+        return rc;
+    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+        if (!one_of(o[i].status, statuses)) {
+            set_err(s, "invalid delivery status '%s'", o[i].status ? o[i].status : "(null)");
+            rc = EVH_E_INVALID;
+            break;
+        }
+        char next[EVH_TIMESTAMP_LEN + 1];
+        format_us(o[i].next_attempt_us > 0 ? o[i].next_attempt_us : now, next);
+        int src = bind(st, "it", o[i].id, o[i].status);
+        if (src == SQLITE_OK)
+            src = bind_opt_int(st, 3, o[i].http_status);
+        if (src == SQLITE_OK)
+            src = o[i].error ? sqlite3_bind_text(st, 4, o[i].error, -1, SQLITE_STATIC)
+                             : sqlite3_bind_null(st, 4);
+        if (src == SQLITE_OK)
+            src = sqlite3_bind_text(st, 5, next, -1, SQLITE_STATIC);
+        if (src == SQLITE_OK)
+            src = sqlite3_bind_text(st, 6, now_text, -1, SQLITE_STATIC);
+        if (src == SQLITE_OK)
+            src = sqlite3_bind_int64(st, 7, o[i].attempt);
+        rc = src == SQLITE_OK ? step_done(s, st, "recording a delivery") : fail(s, src, "binding");
+        done(st);
+    }
+    return tx_end(s, rc);
+}
+
+int store_deliveries_next_due(store *s, int64_t *due_us)
+{
+    if (!s || !due_us)
+        return EVH_E_INVALID;
+    *due_us = 0;
+    sqlite3_stmt *st = stmt(s, ST_DL_NEXT_DUE);
+    if (!st)
+        return EVH_E_IO;
+    int rc = sqlite3_step(st);
+    int out = EVH_OK;
+    if (rc == SQLITE_ROW) {
+        const char *t = col_text(st, 0);
+        int64_t us;
+        if (t && parse_rfc3339(t, &us))
+            *due_us = us;
+    } else if (rc != SQLITE_DONE) {
+        out = fail(s, rc, "finding the next due delivery");
+    }
+    done(st);
+    return out;
+}
+
+int store_deliveries_count_open(store *s, int64_t *n)
+{
+    if (!s || !n)
+        return EVH_E_INVALID;
+    *n = 0;
+    sqlite3_stmt *st = stmt(s, ST_DL_COUNT_OPEN);
+    if (!st)
+        return EVH_E_IO;
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? EVH_OK : fail(s, rc, "counting deliveries");
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    done(st);
+    return out;
+}
+
+/* Row of DL_COLS (then body when with_body) -> a delivery object. */
+static cJSON *delivery_row_make(sqlite3_stmt *st, int with_body)
+{
+    static const char *const keys[] = {"", "subscription_id", "event", "job_id", "message_id"};
+    const char *status = col_text(st, 6);
+    int open = status && (!strcmp(status, "pending") || !strcmp(status, "failed"));
+    cJSON *o = cJSON_CreateObject();
+    int ok = o && add_item(o, "id", cJSON_CreateNumber((double)sqlite3_column_int64(st, 0))) &&
+             add_strings(o, st, keys, 5) &&
+             add_item(o, "attempt", cJSON_CreateNumber(sqlite3_column_int(st, 5))) &&
+             add_item(o, "status", col_string(st, 6)) &&
+             add_item(o, "next_attempt_at", open ? col_string(st, 7) : cJSON_CreateNull()) &&
+             add_item(o, "last_status", col_int_or_null(st, 8)) &&
+             add_item(o, "last_error", col_string(st, 9)) &&
+             add_item(o, "created_at", col_string(st, 10)) &&
+             add_item(o, "updated_at", col_string(st, 11));
+    if (ok && with_body)
+        ok = add_item(o, "body", col_json(st, 12, 0));
+    return finish(o, ok);
+}
+
+static cJSON *delivery_row(sqlite3_stmt *st)
+{
+    return delivery_row_make(st, 0);
+}
+
+static cJSON *delivery_row_body(sqlite3_stmt *st)
+{
+    return delivery_row_make(st, 1);
+}
+
+cJSON *store_deliveries_list(store *s, const store_delivery_filter *f, char **next_cursor)
+{
+    static const char *const statuses[] = {"pending", "delivered", "failed", "dead", NULL};
+    if (next_cursor)
+        *next_cursor = NULL;
+    if (!s) {
+        errno = EINVAL;
+        return NULL;
+    }
+    store_delivery_filter none = {0};
+    if (!f)
+        f = &none;
+    if (f->status && !one_of(f->status, statuses)) {
+        set_err(s, "status: '%s' is not a delivery status (pending, delivered, failed or dead)",
+                f->status);
+        errno = EINVAL;
+        return NULL;
+    }
+    long long cursor = 0;
+    if (f->cursor) {
+        char *end = NULL;
+        errno = 0;
+        cursor = f->cursor[0] == 'd' && f->cursor[1] >= '1' && f->cursor[1] <= '9'
+                     ? strtoll(f->cursor + 1, &end, 10)
+                     : 0;
+        if (errno || !end || *end || cursor <= 0) {
+            set_err(s, "cursor: not a cursor of this list");
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    size_t limit = f->limit ? f->limit : STORE_LIST_DEFAULT_LIMIT;
+    if (limit > STORE_LIST_MAX_LIMIT)
+        limit = STORE_LIST_MAX_LIMIT;
+    char sql[768];
+    snprintf(sql, sizeof sql, "SELECT " DL_COLS " FROM deliveries WHERE 1");
+    if (f->subscription_id)
+        cat(sql, sizeof sql, " AND subscription_id = :subscription");
+    if (f->status)
+        cat(sql, sizeof sql, " AND status = :status");
+    if (f->job_id)
+        cat(sql, sizeof sql, " AND job_id = :job");
+    if (f->event)
+        cat(sql, sizeof sql, " AND event = :event");
+    if (f->cursor)
+        cat(sql, sizeof sql, " AND id < :cursor");
+    cat(sql, sizeof sql, " ORDER BY id DESC LIMIT :limit");
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        fail(s, rc, "listing deliveries");
+        sqlite3_finalize(st);
+        errno = EIO;
+        return NULL;
+    }
+    rc = bind_text_named(st, ":subscription", f->subscription_id);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":status", f->status);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":job", f->job_id);
+    if (rc == SQLITE_OK)
+        rc = bind_text_named(st, ":event", f->event);
+    if (rc == SQLITE_OK)
+        rc = bind_int_named(st, ":cursor", cursor);
+    if (rc == SQLITE_OK)
+        rc = bind_int_named(st, ":limit", (int64_t)limit + 1);
+    cJSON *arr = rc == SQLITE_OK ? cJSON_CreateArray() : NULL;
+    size_t count = 0;
+    int64_t last = 0;
+    if (arr) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (count == limit)
+                break;
+            cJSON *row = delivery_row(st);
+            if (!row) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            cJSON_AddItemToArray(arr, row);
+            last = sqlite3_column_int64(st, 0);
+            count++;
+        }
+    }
+    int more = rc == SQLITE_ROW && count == limit;
+    if (rc != SQLITE_DONE && !more) {
+        read_fail(s, rc, "listing deliveries");
+        cJSON_Delete(arr);
+        sqlite3_finalize(st);
+        errno = rc == SQLITE_NOMEM ? ENOMEM : EIO;
+        return NULL;
+    }
+    sqlite3_finalize(st);
+    if (more && next_cursor && asprintf(next_cursor, "d%lld", (long long)last) < 0) {
+        *next_cursor = NULL;
+        cJSON_Delete(arr);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arr;
+}
+
+cJSON *store_delivery_get(store *s, int64_t id)
+{
+    if (!s)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, ST_DL_GET);
+    if (!st || bind(st, "i", id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    return query_one(s, st, delivery_row_body);
+}
+
+int store_delivery_retry(store *s, int64_t id)
+{
+    if (!s)
+        return EVH_E_INVALID;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    format_us(now_us(), now);
+    sqlite3_stmt *st = stmt(s, ST_DL_RETRY);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "it", id, now);
+    rc = rc == SQLITE_OK ? step_done(s, st, "retrying a delivery") : fail(s, rc, "binding");
+    int changed = rc == EVH_OK && sqlite3_changes(s->db) > 0;
+    done(st);
+    if (rc != EVH_OK || changed)
+        return rc;
+    cJSON *row = store_delivery_get(s, id);
+    if (!row) {
+        if (*s->errmsg)
+            return EVH_E_IO;
+        set_err(s, "no delivery %lld", (long long)id);
+        return EVH_E_NOT_FOUND;
+    }
+    const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(row, "status"));
+    set_err(s, "delivery %lld is %s; only failed and dead deliveries are retried", (long long)id,
+            status ? status : "?");
+    cJSON_Delete(row);
+    return EVH_E_STATE;
+}
+
+int store_deliveries_prune(store *s, int64_t max_age_s, size_t *deleted)
+{
+    if (deleted)
+        *deleted = 0;
+    if (!s || max_age_s <= 0)
+        return s ? EVH_OK : EVH_E_INVALID;
+    int64_t now = now_us();
+    if (max_age_s >= now / 1000000)
+        return EVH_OK;
+    char cutoff[EVH_TIMESTAMP_LEN + 1];
+    format_us(now - max_age_s * 1000000, cutoff);
+    size_t total = 0;
+    int rc = delete_rows(s, ST_DL_PRUNE, cutoff, 0, &total);
+    if (deleted)
+        *deleted = total;
+    return rc;
 }

@@ -31,7 +31,7 @@
 #include "event.h"
 
 /* The newest schema migration this build knows. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Page sizes of the list functions. */
 #define STORE_LIST_DEFAULT_LIMIT 50
@@ -42,6 +42,8 @@ typedef struct store store;
 typedef struct store_options {
     const char *path;     /* database file; its directory must exist */
     int synchronous_full; /* 1: PRAGMA synchronous=FULL, 0: NORMAL */
+    int read_only;        /* 1: read an existing database; create, configure
+                             and migrate nothing (the CLI's reports) */
 } store_options;
 
 /*
@@ -248,5 +250,133 @@ int store_integrity_check(store *s, char **result);
  * read-only file, ...; see store_errmsg).  The connection's usual busy
  * timeout is restored afterwards. */
 int store_check_writable(store *s, int timeout_ms);
+
+/* ---- outbound webhooks: subscriptions and deliveries (the outbox) -------------
+ *
+ * subscriptions: where lifecycle events go (subscription.h checks the
+ * definition; the row keeps it as given, secrets included: the file is
+ * 0600).  deliveries: one row per lifecycle event and subscription, written
+ * before anything is sent, so a restart loses none:
+ *     SELECT id, event, job_id, status, attempt, last_status, last_error
+ *         FROM deliveries WHERE subscription_id = 'n8n' ORDER BY id DESC;
+ * status: pending (not sent yet, or given back to be sent again), failed
+ * (the last attempt failed; another is due at next_attempt_at), delivered,
+ * dead (no attempt left, or the receiver answered 410 Gone).  Which rows
+ * are on the wire is the notifier's to know (notify.c): a row stays open
+ * while it is attempted, so a process that ends meanwhile sends it again
+ * after the restart (at least once; receivers dedupe on webhook-id).
+ */
+
+typedef struct store_subscription {
+    const char *id, *url;
+    const char *events_json;  /* "\"all\"" or ["jobStart", ...] */
+    const char *token, *secret; /* NULL: none */
+    const char *headers_json; /* object text, or NULL for none */
+    int64_t timeout_ms, max_attempts, backoff_base_ms, backoff_cap_ms; /* 0: default */
+    int enabled;
+} store_subscription;
+
+/* Insert a subscription made through the API (origin 'api'); no upsert:
+ * EVH_E_DUPLICATE when the id is taken. */
+int store_subscription_insert(store *s, const store_subscription *sub);
+/* Replace the definition of API subscription sub->id (enabled included;
+ * enabling clears disabled_reason).  EVH_E_NOT_FOUND when there is no such
+ * row or it belongs to host.yaml. */
+int store_subscription_update(store *s, const store_subscription *sub);
+/* Bring the host.yaml subscriptions (origin 'host.yaml') in line with the
+ * file, in one transaction: each is inserted or its definition replaced,
+ * and those no longer in the file are deleted (their deliveries with them).
+ * A row disabled by a 410 stays disabled while its url is unchanged and the
+ * file does not disable it itself.  An id the API already uses is taken
+ * over by the file. */
+int store_subscriptions_sync_config(store *s, const store_subscription *subs, size_t n);
+/* Enable or disable (reason kept in disabled_reason; NULL clears it).
+ * EVH_E_NOT_FOUND when absent. */
+int store_subscription_set_enabled(store *s, const char *id, int enabled, const char *reason);
+/* Delete it and its deliveries.  EVH_E_NOT_FOUND when absent. */
+int store_subscription_delete(store *s, const char *id);
+/* Every subscription, oldest first, secrets NOT redacted: {id, url, events,
+ * token, secret, headers, timeout_ms, max_attempts, backoff_base_ms,
+ * backoff_cap_ms (null: default), enabled (boolean), disabled_reason,
+ * origin, created_at, updated_at}.  NULL on error. */
+cJSON *store_subscriptions_list(store *s);
+/* One such object; NULL when missing (store_errmsg "") or on error. */
+cJSON *store_subscription_get(store *s, const char *id);
+
+/* For lifecycle events: an execution's status, started_at and finished_at,
+ * and "steps": the latest run of each step, in the order the steps first
+ * ran, as {step_id, plugin, attempt, status, metrics (parsed or null)}:
+ * no outputs, which may be large.  NULL when missing or on error. */
+cJSON *store_execution_metrics(store *s, const char *execution_id);
+
+typedef struct store_delivery_new {
+    const char *subscription_id, *event, *job_id, *message_id;
+    const char *body;
+    size_t body_len;
+} store_delivery_new;
+
+/* Store n deliveries, status pending and due now, in one transaction (all
+ * or none).  A row whose subscription no longer exists is skipped. */
+int store_deliveries_insert(store *s, const store_delivery_new *d, size_t n);
+
+typedef struct store_delivery {
+    int64_t id;
+    char *subscription_id, *event, *job_id, *message_id, *body;
+    size_t body_len;
+    int attempt; /* the number the next attempt has (attempts made + 1) */
+} store_delivery;
+
+/*
+ * Read (nothing is written) up to max deliveries that are due now, oldest
+ * due first: pending or failed, next_attempt_at reached, of an enabled
+ * subscription, and the first of their (subscription, job) not yet
+ * delivered or dead, so that a job's events reach each subscriber in
+ * order.  The caller skips those it has on the wire already.  *out is a
+ * malloc'd array of *n (NULL when none): free with store_deliveries_free.
+ */
+int store_deliveries_due(store *s, size_t max, store_delivery **out, size_t *n);
+void store_deliveries_free(store_delivery *d, size_t n);
+
+typedef struct store_delivery_outcome {
+    int64_t id;
+    /* "delivered", "failed" (retry at next_attempt_us), "dead", or
+     * "pending": given back unsent (stop), attempts unchanged, due next_attempt_us */
+    const char *status;
+    int http_status;    /* 0: no HTTP answer */
+    const char *error;  /* NULL when none */
+    int64_t next_attempt_us;
+    int attempt;        /* attempts made, this one included (not for "pending") */
+} store_delivery_outcome;
+
+/* Record n outcomes in one transaction. */
+int store_deliveries_finish(store *s, const store_delivery_outcome *o, size_t n);
+/* When the next delivery that store_deliveries_due would return is due
+ * (microseconds since the epoch; 0 when there is none). */
+int store_deliveries_next_due(store *s, int64_t *due_us);
+/* The number of deliveries not yet delivered or dead (pending + failed). */
+int store_deliveries_count_open(store *s, int64_t *n);
+
+typedef struct store_delivery_filter {
+    const char *subscription_id, *status, *job_id, *event;
+    const char *cursor; /* a previous page's next_cursor */
+    size_t limit;       /* 0: STORE_LIST_DEFAULT_LIMIT; capped at STORE_LIST_MAX_LIMIT */
+} store_delivery_filter;
+
+/* One page, newest first: {id, subscription_id, event, job_id, message_id,
+ * attempt, status, next_attempt_at (null once delivered or dead),
+ * last_status, last_error, created_at, updated_at}.  NULL with errno EINVAL
+ * (bad status or cursor; store_errmsg says which), ENOMEM or EIO. */
+cJSON *store_deliveries_list(store *s, const store_delivery_filter *f, char **next_cursor);
+/* One delivery as above plus "body" (the envelope, parsed); NULL when
+ * missing (store_errmsg "") or on error. */
+cJSON *store_delivery_get(store *s, int64_t id);
+/* A failed or dead delivery back to pending, attempt 0, due now.
+ * EVH_E_NOT_FOUND when absent; EVH_E_STATE when it is pending or delivered
+ * (store_errmsg says which).  A failed delivery whose next attempt is on
+ * the wire right now may then be sent once more. */
+int store_delivery_retry(store *s, int64_t id);
+/* Delete delivered and dead deliveries created more than max_age_s ago;
+ * *deleted (may be NULL) = how many. */
+int store_deliveries_prune(store *s, int64_t max_age_s, size_t *deleted);
 
 #endif

@@ -89,6 +89,7 @@ typedef struct vctx {
     const char *source; /* for messages about the data schema */
     const char *event_type;
     const schema *data_schema; /* NULL: data fields are not checked */
+    unsigned flags;            /* COND_ALLOW_STEPS */
 } vctx;
 
 static void problem(vctx *c, const char *base, const char *key, const char *fmt, ...)
@@ -283,8 +284,18 @@ static const char *clause_field(vctx *c, const cJSON *clause, const char *path, 
         problem(c, path, "field", "field '%s' cannot exist: '%.*s' is a string", f, (int)len, f);
         return NULL;
     }
-    problem(c, path, "field", "field '%s' must start with id, event_type, source, data or metadata",
-            f);
+    if ((c->flags & COND_ALLOW_STEPS) && root_is(f, len, "steps")) {
+        if (f[len] == '.')
+            return f; /* steps.<id>.output...: known only at run time */
+        problem(c, path, "field", "field '%s' must name a step: steps.<id>.output.<field>", f);
+        return NULL;
+    }
+    if (c->flags & COND_ALLOW_STEPS)
+        problem(c, path, "field",
+                "field '%s' must start with id, event_type, source, data, metadata or steps", f);
+    else
+        problem(c, path, "field",
+                "field '%s' must start with id, event_type, source, data or metadata", f);
     return NULL;
 }
 
@@ -1051,6 +1062,34 @@ int trigger_matches(const trigger *t, const cJSON *envelope)
     if (!t)
         return 0;
     return !t->cond || eval(t->cond, envelope);
+}
+
+/* ---- conditions alone ---------------------------------------------------- */
+
+cond_node *conditions_compile(const cJSON *conds, const char *path, unsigned flags, diag *d)
+{
+    vctx c = {.d = d, .flags = flags};
+    const char *base = path ? path : "";
+    if (!conds) {
+        problem(&c, base, NULL, "no conditions");
+        return NULL;
+    }
+    cond_node *n = compile_top(&c, conds, base);
+    if (c.problems) {
+        cond_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int conditions_eval(const cond_node *c, const cJSON *doc)
+{
+    return !c || eval(c, doc);
+}
+
+void conditions_free(cond_node *c)
+{
+    cond_free(c);
 }
 
 /* ---- explain --------------------------------------------------------------- */

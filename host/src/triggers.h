@@ -112,6 +112,24 @@ int trigger_matches(const trigger *t, const cJSON *envelope);
  */
 cJSON *trigger_explain(const trigger *t, const cJSON *envelope);
 
+/* ---- conditions alone (the filter step, evh_host_api.condition_eval) ----- */
+
+/* Fields may also start with steps (steps.<id>.output.x): an earlier
+ * step's output, in a workflow step's context. */
+#define COND_ALLOW_STEPS 0x1u
+
+/*
+ * Compile conditions alone (what a trigger's `conditions` key holds: one
+ * condition, or a list read as all) with the same checks as
+ * trigger_from_json, problems to d below `path`.  data.* fields are not
+ * checked against a schema (there is no event type).  Returns NULL when
+ * there was any problem (conds NULL included).
+ */
+cond_node *conditions_compile(const cJSON *conds, const char *path, unsigned flags, diag *d);
+/* 1 when doc satisfies c (fields are paths into doc); NULL c is true. */
+int conditions_eval(const cond_node *c, const cJSON *doc);
+void conditions_free(cond_node *c);
+
 /* ---- the set in force --------------------------------------------------- */
 
 typedef struct trigger_set trigger_set;

@@ -261,6 +261,8 @@ static void test_docs_example_plugin(void **state)
     char *argv[] = {EVH_BINARY, "run", "--config", cfg, NULL};
     pid_t pid = tu_spawn(argv, log);
     assert_true(pid > 0);
+    /* the daemon creates the database; read it only once that is done */
+    assert_true(tu_wait_for_text(log, "running;", 15000));
     char *db = tu_join(root, "evhost.db");
     char *events = NULL;
     int stored = 0;

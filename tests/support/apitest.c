@@ -20,7 +20,9 @@
 #include <evhost/evhost.h>
 
 #include "event.h"
+#include "lifecycle.h"
 #include "loader.h"
+#include "notify.h"
 #include "testutil.h"
 
 static const char *const default_fixtures[] = {"ok-minimal", "test-step", NULL};
@@ -86,7 +88,7 @@ apitest *at_start(const at_options *o)
     t->data = tu_join(t->root, "data");
     t->wfdir = tu_join(t->root, "workflows");
     t->trigfile = tu_join(t->root, "triggers.yaml");
-    t->db = tu_join(t->root, "evhost.db");
+    t->db = o->db ? strdup(o->db) : tu_join(t->root, "evhost.db");
     assert_int_equal(mkdir(t->plugins, 0755), 0);
     assert_int_equal(mkdir(t->wfdir, 0755), 0);
     assert_int_equal(mkdir(t->data, 0700), 0);
@@ -115,6 +117,21 @@ apitest *at_start(const at_options *o)
                          .dispatch_queue = queue,
                          .max_chain_depth = 4};
     char *err = NULL;
+    notify_options no = {.db_path = t->db,
+                         .concurrency = (unsigned)t->cfg->notify_concurrency,
+                         .queue = t->cfg->notify_queue_size,
+                         .timeout_ms = (uint32_t)t->cfg->notify_timeout_ms,
+                         .max_attempts = (uint32_t)t->cfg->notify_max_attempts,
+                         .backoff_base_ms = t->cfg->notify_backoff_base_ms,
+                         .backoff_cap_ms = t->cfg->notify_backoff_cap_ms,
+                         .config_subs = t->cfg->subscriptions,
+                         .n_config_subs = t->cfg->n_subscriptions};
+    t->notify = notifier_new(&no, &err);
+    if (!t->notify)
+        fail_msg("notifier: %s", err ? err : "?");
+    t->lc = lifecycle_new(t->notify);
+    assert_non_null(t->lc);
+    eo.lifecycle = t->lc;
     t->e = engine_new(t->rt, t->r, &eo, &err);
     if (!t->e)
         fail_msg("engine: %s", err ? err : "?");
@@ -130,6 +147,7 @@ apitest *at_start(const at_options *o)
     assert_int_equal(store_open(&so, &t->rl.st, &err), EVH_OK);
     assert_int_equal(pipeline_reload(&t->rl, NULL), EVH_OK);
     assert_int_equal(engine_start(t->e), EVH_OK);
+    assert_int_equal(notifier_start(t->notify), EVH_OK);
 
     api_ctx_init(&t->api);
     t->api.rt = t->rt;
@@ -140,6 +158,7 @@ apitest *at_start(const at_options *o)
     t->api.reload = pipeline_reload;
     t->api.reload_ud = &t->rl;
     t->api.started_ns = monotonic_ns();
+    t->api.notify = t->notify;
     t->http = api_start(&t->api, &err);
     if (!t->http)
         fail_msg("api: %s", err ? err : "?");
@@ -155,7 +174,10 @@ void at_stop(apitest *t)
     loader_stop_sources(t->r);
     runtime_stop(t->rt);
     engine_stop(t->e, 5000);
+    notifier_stop(t->notify, 5000);
     engine_free(t->e);
+    notifier_free(t->notify);
+    lifecycle_free(t->lc);
     api_ctx_release(&t->api);
     store_close(t->rl.st);
     pthread_mutex_destroy(&t->rl.lock);

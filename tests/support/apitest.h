@@ -31,6 +31,9 @@ typedef struct at_options {
     const char *host_yaml;
     size_t queue;      /* 0: 1024 */
     unsigned workers;  /* 0: 2 */
+    /* the database file to use (it outlives the host: a restart), or NULL
+     * for a new one in the host's temporary directory */
+    const char *db;
 } at_options;
 
 typedef struct apitest {
@@ -42,6 +45,8 @@ typedef struct apitest {
     runtime *rt;
     registry *r;
     engine *e;
+    struct notifier *notify;  /* outbound webhooks (notify.h) */
+    struct lifecycle *lc;
     store *st; /* the test's own connection, for assertions */
     api_ctx api;
     http_server *http;

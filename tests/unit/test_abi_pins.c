@@ -32,7 +32,7 @@
 #define PIN_SIZE(type, size) _Static_assert(1, "")
 #endif
 
-PIN_SIZE(evh_host_api, 152);
+PIN_SIZE(evh_host_api, 168); /* 152 in ABI 1.0 */
 PIN(evh_host_api, struct_size, 0);
 PIN(evh_host_api, abi_major, 4);
 PIN(evh_host_api, abi_minor, 6);
@@ -58,6 +58,10 @@ PIN(evh_host_api, json_quote, 144);
 /* Where a struct of an older minor ended: the struct_size such a plugin
  * reports, which the host's *_HAS checks compare against. */
 #define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
+_Static_assert(END_OF(evh_host_api, json_quote) == 152, "the ABI 1.0 evh_host_api size moved");
+PIN(evh_host_api, condition_eval, 152); /* ABI 1.1 */
+PIN(evh_host_api, emit_id, 160);        /* ABI 1.1 */
 
 PIN_SIZE(evh_source, 48); /* 40 in ABI 1.0 */
 PIN(evh_source, struct_size, 0);
@@ -115,12 +119,16 @@ PIN(evh_step_input, step_id, 56);
 PIN(evh_step_input, config_json, 64);
 PIN(evh_step_input, config_len, 72);
 
-PIN_SIZE(evh_step_output, 32);
+PIN_SIZE(evh_step_output, 40); /* 32 in ABI 1.0 */
 PIN(evh_step_output, struct_size, 0);
 PIN(evh_step_output, reserved_, 4);
 PIN(evh_step_output, output_json, 8);
 PIN(evh_step_output, output_len, 16);
 PIN(evh_step_output, error_message, 24);
+_Static_assert(END_OF(evh_step_output, error_message) == 32,
+               "the ABI 1.0 evh_step_output size moved");
+PIN(evh_step_output, flags, 32);      /* ABI 1.1 */
+PIN(evh_step_output, reserved2_, 36); /* ABI 1.1 */
 
 PIN_SIZE(evh_plugin, 40);
 PIN(evh_plugin, struct_size, 0);
@@ -149,7 +157,7 @@ static void test_layout(void **state)
     skip();
 #endif
     static const pin pins[] = {
-        S(evh_host_api, 152),
+        S(evh_host_api, 168),
         P(evh_host_api, struct_size, 0),
         P(evh_host_api, abi_major, 4),
         P(evh_host_api, abi_minor, 6),
@@ -171,6 +179,9 @@ static void test_layout(void **state)
         P(evh_host_api, json_get, 128),
         P(evh_host_api, json_get_string, 136),
         P(evh_host_api, json_quote, 144),
+        {"end of evh_host_api 1.0", END_OF(evh_host_api, json_quote), 152},
+        P(evh_host_api, condition_eval, 152),
+        P(evh_host_api, emit_id, 160),
         S(evh_source, 48),
         P(evh_source, struct_size, 0),
         P(evh_source, reserved_, 4),
@@ -220,12 +231,15 @@ static void test_layout(void **state)
         P(evh_step_input, step_id, 56),
         P(evh_step_input, config_json, 64),
         P(evh_step_input, config_len, 72),
-        S(evh_step_output, 32),
+        S(evh_step_output, 40),
         P(evh_step_output, struct_size, 0),
         P(evh_step_output, reserved_, 4),
         P(evh_step_output, output_json, 8),
         P(evh_step_output, output_len, 16),
         P(evh_step_output, error_message, 24),
+        {"end of evh_step_output 1.0", END_OF(evh_step_output, error_message), 32},
+        P(evh_step_output, flags, 32),
+        P(evh_step_output, reserved2_, 36),
         S(evh_plugin, 40),
         P(evh_plugin, struct_size, 0),
         P(evh_plugin, abi_major, 4),
@@ -307,6 +321,9 @@ static void test_host_table(void **state)
     assert_true(EVH_API_HAS(api, json_get) && api->json_get);
     assert_true(EVH_API_HAS(api, json_get_string) && api->json_get_string);
     assert_true(EVH_API_HAS(api, json_quote) && api->json_quote);
+    /* and of ABI 1.1 */
+    assert_true(EVH_API_HAS(api, condition_eval) && api->condition_eval);
+    assert_true(EVH_API_HAS(api, emit_id) && api->emit_id);
 
     /* an older, shorter table lacks what it does not cover */
     evh_host_api older;
@@ -314,8 +331,30 @@ static void test_host_table(void **state)
     older.struct_size = (uint32_t)offsetof(evh_host_api, json_quote);
     assert_true(EVH_API_HAS(&older, json_get_string));
     assert_false(EVH_API_HAS(&older, json_quote));
+    older.struct_size = (uint32_t)END_OF(evh_host_api, json_quote); /* ABI 1.0 */
+    assert_true(EVH_API_HAS(&older, json_quote));
+    assert_false(EVH_API_HAS(&older, condition_eval));
+    assert_false(EVH_API_HAS(&older, emit_id));
     older.struct_size = 8;
     assert_false(EVH_API_HAS(&older, emit));
+}
+
+/* EVH_STEP_OUTPUT_HAS: a 1.0 host's output struct (32 bytes) has no
+ * flags, and a plugin must not write them there. */
+static void test_step_output_has(void **state)
+{
+    (void)state;
+    assert_int_equal(EVH_STEP_STOP_WORKFLOW, 1);
+    evh_step_output o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    assert_true(EVH_STEP_OUTPUT_HAS(&o, error_message));
+    assert_true(EVH_STEP_OUTPUT_HAS(&o, flags));
+    o.struct_size = (uint32_t)END_OF(evh_step_output, error_message); /* ABI 1.0 */
+    assert_int_equal(o.struct_size, 32);
+    assert_true(EVH_STEP_OUTPUT_HAS(&o, error_message));
+    assert_false(EVH_STEP_OUTPUT_HAS(&o, flags));
+    assert_int_equal(EVH_EVENT_ID_SIZE, 37);
 }
 
 /* EVH_SOURCE_HAS reads the appended field of a 1.1 table only: a table of
@@ -392,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_field_widths),
         cmocka_unit_test(test_host_table),
         cmocka_unit_test(test_source_has),
+        cmocka_unit_test(test_step_output_has),
         cmocka_unit_test(test_status_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

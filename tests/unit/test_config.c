@@ -242,7 +242,8 @@ static void test_unknown_keys(void **state)
                     "host.yaml:1:12: pipeline: unknown key 'worker'; did you mean 'workers'?\n");
     assert_problems("colour: blue\n",
                     "host.yaml:1:1: unknown key 'colour' (known keys: server, plugins, storage, "
-                    "pipeline, workflows, triggers, log, data_dir, shutdown_timeout_s)\n");
+                    "pipeline, workflows, triggers, log, data_dir, shutdown_timeout_s, "
+                    "notifications)\n");
     assert_problems("server:\n  api_keys:\n    - {name: a, key: b, scope: all}\n",
                     "host.yaml:3:25: server.api_keys[0]: unknown key 'scope' (known keys: name, "
                     "key)\n");

@@ -665,6 +665,28 @@ static void test_duplicate_endpoint(void **state)
     free(second);
 }
 
+/* Nested endpoints are not duplicates: a prefix endpoint ("/api/webhooks/")
+ * and an exact one below it both load; the more specific one wins each
+ * request (api_plugins.c, tests/integration/test_builtin_webhooks.c). */
+static void test_nested_endpoints_load(void **state)
+{
+    env *e = *state;
+    char *first = copy_fixture(e, "webhook-source", "a-exact");
+    /* the built-in api-webhook declares the prefix "/api/webhooks/" */
+    char *second = tu_join(e->plugins, "b-prefix");
+    assert_int_equal(tu_copytree(EVH_BUILD_PLUGIN_DIR "/event-sources/api-webhook", second), 0);
+    diag d;
+    diag_init(&d, e->plugins);
+    assert_int_equal(loader_scan_dir(e->r, e->rt, e->plugins, NULL, &d), 2);
+    assert_int_equal(e->r->count, 2);
+    assert_int_equal(e->r->items[0]->state, PLUGIN_READY);
+    assert_int_equal(e->r->items[1]->state, PLUGIN_READY);
+    assert_string_equal(e->r->items[1]->m->webhook_endpoint, "/api/webhooks/");
+    diag_free(&d);
+    free(first);
+    free(second);
+}
+
 /* ---- source threads ----------------------------------------------------- */
 
 static void test_start_and_stop_sources(void **state)
@@ -732,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abi_1_0_source_still_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_needs_abi_1_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_endpoints_load, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -811,7 +811,7 @@ static void test_is_event_type_name(void **state)
 }
 
 /* A request path against a webhookEndpoint: the same segments, empty ones
- * ignored; no prefix or sub-path matches. */
+ * ignored; sub-paths match only a prefix endpoint (one ending in "/"). */
 static void test_endpoint_matches(void **state)
 {
     (void)state;
@@ -833,12 +833,52 @@ static void test_endpoint_matches(void **state)
         {"/x", "/", 0},
         {NULL, "/", 0},
         {"/", NULL, 0},
+        /* a prefix endpoint: its own path and everything below it */
+        {"/api/webhooks/", "/api/webhooks/github", 1},
+        {"/api/webhooks/", "/api/webhooks/github/push/", 1},
+        {"/api/webhooks/", "//api/webhooks//a", 1},
+        {"/api/webhooks/", "/api/webhooks", 1},
+        {"/api/webhooks/", "/api/webhooks/", 1},
+        {"/api/webhooks/", "/api/webhooksx/a", 0},
+        {"/api/webhooks/", "/api/webhook/a", 0},
+        {"/api/webhooks/", "/api", 0},
+        {"/api/webhooks/", "/", 0},
+        {"/api/webhooks//", "/api/webhooks/a", 1},
+        /* "/" and "//" are exact: no catch-all endpoint */
+        {"//", "/x", 0},
+        {"//", "/", 1},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         if (manifest_endpoint_matches(t[i].endpoint, t[i].path) != t[i].want)
             fail_msg("%s against %s: want %d", t[i].endpoint ? t[i].endpoint : "(null)",
                      t[i].path ? t[i].path : "(null)", t[i].want);
     }
+}
+
+/* Prefix endpoints, their ranking, and which endpoints are the same. */
+static void test_endpoint_prefix_rank_same(void **state)
+{
+    (void)state;
+    assert_true(manifest_endpoint_is_prefix("/api/webhooks/"));
+    assert_true(manifest_endpoint_is_prefix("/a/"));
+    assert_false(manifest_endpoint_is_prefix("/api/webhooks"));
+    assert_false(manifest_endpoint_is_prefix("/"));
+    assert_false(manifest_endpoint_is_prefix("//"));
+    assert_false(manifest_endpoint_is_prefix(NULL));
+    /* more segments win; exact beats prefix with the same segments */
+    assert_true(manifest_endpoint_rank("/api/webhooks/github") >
+                manifest_endpoint_rank("/api/webhooks/"));
+    assert_true(manifest_endpoint_rank("/api/webhooks") > manifest_endpoint_rank("/api/webhooks/"));
+    assert_true(manifest_endpoint_rank("/api/webhooks/github/") >
+                manifest_endpoint_rank("/api/webhooks"));
+    assert_true(manifest_endpoint_rank("/api/webhooks/github") >
+                manifest_endpoint_rank("/api/webhooks/github/"));
+    assert_int_equal(manifest_endpoint_rank(NULL), 0);
+    assert_true(manifest_endpoint_same("/a/b", "/a/b/"));
+    assert_true(manifest_endpoint_same("/a//b", "/a/b"));
+    assert_false(manifest_endpoint_same("/a/", "/a/b"));
+    assert_false(manifest_endpoint_same("/a/b", "/a/c"));
+    assert_false(manifest_endpoint_same(NULL, "/a"));
 }
 
 int main(void)
@@ -866,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_is_semver),
         cmocka_unit_test(test_is_event_type_name),
         cmocka_unit_test(test_endpoint_matches),
+        cmocka_unit_test(test_endpoint_prefix_rank_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -336,7 +336,7 @@ static const ccase ccases[] = {
     {"{'pattern':'[a-'}", BASE ".pattern", "invalid pattern '[a-'"},
     {"{'pattern':5}", BASE ".pattern", "'pattern' must be a string"},
     {"{'pattern':'^\\\\d+$'}", BASE ".pattern", "POSIX extended regex does not support"},
-    {"{'format':'email'}", BASE ".format", "unsupported format 'email' (supported: date-time)"},
+    {"{'format':'email'}", BASE ".format", "unsupported format 'email' (supported: date-time, conditions)"},
     {"{'format':1}", BASE ".format", "'format' must be a string"},
     {"{'type':'integer','default':'x'}", BASE ".default",
      "default does not match its schema: expected integer, got string"},

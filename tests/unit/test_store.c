@@ -254,7 +254,7 @@ static void test_reopen_is_idempotent(void **state)
     assert_non_null(t);
     cJSON_Delete(t);
     sqlite3 *db = raw_open(f->path);
-    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM schema_migrations"), 1);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM schema_migrations"), STORE_SCHEMA_VERSION);
     sqlite3_close(db);
 }
 

@@ -64,6 +64,13 @@ extern "C" {
  *   1.1  evh_source.http with evh_http_field, evh_http_request and
  *        evh_http_response: HTTP requests to the manifest's
  *        "webhookEndpoint" (see "HTTP requests to an event source").
+ *        evh_host_api.condition_eval (conditions in the trigger language)
+ *        and evh_host_api.emit_id (emit, and learn the event's id).
+ *        evh_step_output.flags with EVH_STEP_STOP_WORKFLOW (a step ends
+ *        its workflow early, as succeeded).
+ *        (These last three were appended to 1.1 before 1.1 was released,
+ *        so they did not need a minor of their own: a host of ABI 1.1
+ *        has all of them.)
  *
  * Source code: initialize the descriptor tables with designated
  * initializers (.init = my_init, ...), as the examples below do.  A table
@@ -286,8 +293,65 @@ typedef struct evh_host_api {
      * building event data safely: {"name": <quoted>}. */
     char *(*json_quote)(const char *text);
 
+    /* --- ABI 1.1 ------------------------------------------------------- */
+
+    /*
+     * condition_eval: evaluate conditions written in the trigger language
+     * (docs/pipeline.md, "Triggers") against a document; the host compiles
+     * them with the same code as triggers, so a plugin never re-implements
+     * the language.
+     *
+     *   conditions_json  one condition ({all: [...]}, {any: [...]},
+     *                    {not: ...} or a clause {field, op, value}) or a
+     *                    list of them (read as all), as JSON text of
+     *                    conditions_len bytes (or EVH_NUL_TERMINATED).
+     *   context_json     {"event": <envelope>, "steps": <earlier steps>}
+     *                    (context_len bytes or EVH_NUL_TERMINATED): the
+     *                    fields of the clauses are paths into it, written
+     *                    as in triggers:  id, event_type, source, data.*
+     *                    and metadata.* name the event's envelope (under
+     *                    "event"), and steps.<id>.output.* an earlier
+     *                    step's output (under "steps").  In a step's run,
+     *                    pass in->event_json and in->steps_json that way.
+     *                    A missing part simply has no fields.
+     *   error            when not NULL and the result is negative, receives
+     *                    a message from api->alloc naming every problem
+     *                    with its path ("all[0].op: unknown operator
+     *                    'equals' (one of eq, ne, ...)"); free it with
+     *                    api->free.  Otherwise set to NULL.
+     *
+     * Returns 1 when the conditions hold, 0 when they do not (a clause over
+     * a missing field is false, as in triggers), or:
+     *   EVH_E_CONFIG  the conditions are malformed (unknown operator or key,
+     *                 a field outside id/event_type/source/data/metadata/
+     *                 steps, a regex that does not compile, ...);
+     *   EVH_E_JSON    either text is not JSON, or the context not an object;
+     *   EVH_E_INVALID a NULL argument;  EVH_E_NOMEM.
+     * Thread-safe; compiles the conditions on every call (microseconds, a
+     * `matches` regex somewhat more).  Check EVH_API_HAS(api,
+     * condition_eval) first.
+     */
+    int32_t (*condition_eval)(evh_host *host, const char *conditions_json,
+                              size_t conditions_len, const char *context_json,
+                              size_t context_len, char **error);
+
+    /*
+     * emit_id: emit exactly as emit does (same checks, same return codes,
+     * same chain depth), and on EVH_OK also write the id the host gave the
+     * event, NUL-terminated, into id_out (EVH_EVENT_ID_SIZE bytes; may be
+     * NULL).  For steps that report what they emitted.  Check
+     * EVH_API_HAS(api, emit_id) first.
+     */
+    int32_t (*emit_id)(evh_host *host, const char *event_type,
+                       const char *data_json, size_t data_len,
+                       const char *user_id, char *id_out);
+
     /* --- appended in later minors go below this line, never above ------ */
 } evh_host_api;
+
+/* Bytes emit_id writes: a UUID ("6f1c0f5e-3d1b-4d0e-9a57-2c4f1f0b7a10")
+ * and its NUL. */
+#define EVH_EVENT_ID_SIZE 37
 
 /* True when the host's table is long enough to contain `field`. */
 #define EVH_API_HAS(api, field)                                                \
@@ -305,10 +369,17 @@ typedef struct evh_host_api {
  *
  * Which requests:  every method, to exactly the declared path, with any
  *   query.  As for the host's own routes, a trailing "/" or a doubled "/"
- *   makes no difference; sub-paths below the endpoint are NOT delivered
- *   (they get the host's 404).  The host's API routes win over an endpoint
- *   that collides with one of them: put endpoints under "/api/webhooks/".
- *   Two sources cannot declare the same endpoint (the second is refused).
+ *   in the request makes no difference; sub-paths below the endpoint are NOT
+ *   delivered (they get the host's 404).  An endpoint that ends in "/" after
+ *   at least one segment ("/api/webhooks/") is a prefix endpoint instead: it
+ *   receives its own path and every path below it ("/api/webhooks/a",
+ *   "/api/webhooks/a/b"); read req->path to tell them apart.  When several
+ *   endpoints match a path, the most specific wins: an exact
+ *   "/api/webhooks/github" of one source over the prefix "/api/webhooks/" of
+ *   another.  The host's API routes win over an endpoint that collides with
+ *   one of them: put endpoints under "/api/webhooks/".  Two sources cannot
+ *   declare the same endpoint, "/a" and "/a/" counting as the same (the
+ *   second is refused).
  *
  * No API key:  these requests do NOT pass the host's API-key check, because
  *   the third parties that call webhooks cannot send evhost's key.  The
@@ -360,7 +431,9 @@ typedef struct evh_http_request {
     uint32_t struct_size; /* sizeof(evh_http_request) of the host */
     uint32_t n_headers;   /* entries in headers */
     const char *method;   /* "POST", "GET", ... */
-    const char *path;     /* percent-decoded, without the query */
+    /* Percent-decoded, without the query.  For a prefix endpoint
+     * ("/api/webhooks/") it tells which path below it was requested. */
+    const char *path;
     /* The request headers in the order received, names spelled as the
      * client sent them: compare names case-insensitively. */
     const evh_http_field *headers;
@@ -403,20 +476,29 @@ typedef struct evh_http_response {
  *
  * Lifecycle of one instance, all calls with the ctx that init stored:
  *
- *   init   on the host's main thread.  Read config with api->config_json,
- *          allocate your context, store it in *ctx.  Return EVH_OK, or a
- *          negative code and optionally *errmsg (from api->alloc; the host
- *          frees it) saying why; the host then skips the plugin and calls
- *          nothing else.
+ *   init   on a host thread (not the one run gets), within the host's init
+ *          deadline (plugins.init_timeout_ms): past it the plugin is
+ *          marked failed and never called again.  Read config with
+ *          api->config_json, allocate your context, store it in *ctx.
+ *          Return EVH_OK, or a negative code and optionally *errmsg (from
+ *          api->alloc; the host frees it) saying why; the host then skips
+ *          the plugin and calls nothing else.
  *   run    on a thread the host creates for this instance.  Produce events
  *          with api->emit until the host stops: sleep with api->wait (it
  *          returns EVH_E_STOPPING) or poll api->stopping.  Return EVH_OK
  *          when done; a negative return is logged as the source failing.
  *   stop   optional (may be NULL); called from another host thread when the
  *          host wants run() to return, for sources that block in their own
- *          system calls (read, poll) and need a wake-up.
- *   fini   on the host's main thread after run has returned (or when run
- *          was never started); free everything.
+ *          system calls (read, poll) and need a wake-up.  Return at once:
+ *          stop and run() returning share the host's stop deadline
+ *          (plugins.stop_timeout_ms), past which the instance is abandoned
+ *          (never called, finalized or unloaded again).
+ *   fini   on a host thread after run has returned (or when run was never
+ *          started), and after any http call in flight; free everything.
+ *          At a hot reload the new version's init runs while the old
+ *          version still runs (the old one is stopped only once the new
+ *          one's init succeeded): take exclusive resources (a port, a lock
+ *          file) in run, not in init.
  *   http   optional, ABI 1.1: HTTP requests to the manifest's
  *          webhookEndpoint, on the host's HTTP threads (see above).
  *
@@ -474,6 +556,9 @@ typedef struct evh_source {
  *          and return EVH_OK.  On failure return a negative code and set
  *          out->error_message (from api->alloc) to the reason.  The host
  *          frees both.  Report numbers with api->metric during run.
+ *          ABI 1.1: a successful run may also set EVH_STEP_STOP_WORKFLOW in
+ *          out->flags to end the workflow here, as succeeded (see
+ *          evh_step_output).
  *   fini   on the worker thread or, at shutdown, the host's main thread;
  *          never while a run of the instance is in flight.
  * ------------------------------------------------------------------------- */
@@ -507,7 +592,34 @@ typedef struct evh_step_output {
     size_t output_len;     /* 0 or EVH_NUL_TERMINATED: output_json is
                               NUL-terminated */
     char *error_message;   /* plugin sets on failure (api->alloc); host frees */
+
+    /* --- ABI 1.1 ------------------------------------------------------- */
+
+    /*
+     * flags: EVH_STEP_* bits the plugin sets (the host presets 0).  Write it
+     * only when EVH_STEP_OUTPUT_HAS(out, flags): a 1.0 host hands a shorter
+     * struct, and writing past its struct_size corrupts the host's memory.
+     * Read only when run returns EVH_OK; ignored on failure.
+     *
+     *   EVH_STEP_STOP_WORKFLOW  this step succeeded, and the workflow ends
+     *       here: the remaining steps are not run (each is recorded as a
+     *       'skipped' run saying which step stopped it), and the execution
+     *       succeeds.  This step's output is stored as usual.  The filter
+     *       step uses it; a plugin that needs it should declare "abi": "1.1"
+     *       in plugin.json, so that a 1.0 host refuses it instead of running
+     *       the steps it meant to stop.
+     */
+    uint32_t flags;
+    uint32_t reserved2_; /* zero; keeps the next appended field past the
+                            end of the 1.1 struct (no tail padding) */
 } evh_step_output;
+
+#define EVH_STEP_STOP_WORKFLOW 0x1u
+
+/* True when the host's output struct is long enough to contain `field`. */
+#define EVH_STEP_OUTPUT_HAS(out, field)                                        \
+    ((out)->struct_size >=                                                     \
+     offsetof(evh_step_output, field) + sizeof((out)->field))
 
 typedef struct evh_step {
     uint32_t struct_size; /* sizeof(evh_step) */

@@ -1,0 +1,405 @@
+/*
+ * bench_webhooks.c - outbound webhooks, measured.
+ *
+ * Phase 1 (deliveries): COUNT lifecycle events handed straight to the
+ * notifier (notifier_submit, one job each, so nothing waits for order),
+ * delivered to a receiver on loopback (libmicrohttpd in this process, a
+ * pool of threads answering 204 at once, keep-alive).  Prints deliveries/s
+ * from the first submit to the last delivery recorded, and how many TCP
+ * connections the receiver saw (keep-alive: about --concurrency, not one
+ * per delivery).
+ *
+ * Phase 2 (pipeline): the firehose source emits EVENTS events through one
+ * trigger into a one-step workflow (as bench_pipeline does), with 0, 1 and
+ * 10 subscriptions taking every lifecycle event (4 per execution) to the
+ * same receiver.  Prints the pipeline's events/s end to end (emit ->
+ * execution recorded) for each, the slowdown against 0 subscribers, and the
+ * time until every delivery was made.
+ *
+ *   bench_webhooks [--deliveries N] [--concurrency C] [--events N]
+ *                  [--workers N] [--receiver-threads N] [--dir DIR]
+ *
+ * Runs in process against the same static library as the daemon.  Not a
+ * test: it asserts nothing and prints figures (docs/BENCHMARKS.md records
+ * them).
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+
+#include <evhost/evhost.h>
+
+#include "engine.h"
+#include "event.h"
+#include "lifecycle.h"
+#include "loader.h"
+#include "log.h"
+#include "notify.h"
+#include "pipeline.h"
+#include "registry.h"
+#include "runtime.h"
+#include "store.h"
+#include "subscription.h"
+
+typedef struct opts {
+    long deliveries, events;
+    unsigned concurrency, workers, receiver_threads;
+    const char *dir;
+} opts;
+
+static double now_s(void)
+{
+    return (double)monotonic_ns() / 1e9;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_webhooks: %s\n", what);
+    exit(1);
+}
+
+/* ---- the receiver -------------------------------------------------------- */
+
+static atomic_long received, connections;
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
+    if (!*con_cls) {
+        *con_cls = (void *)1;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* the body is read and dropped */
+        return MHD_YES;
+    }
+    *con_cls = NULL;
+    atomic_fetch_add(&received, 1);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, 204, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls, (void)c, (void)socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&connections, 1);
+}
+
+static struct MHD_Daemon *receiver_start(unsigned threads, int *port)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY, 0, NULL, NULL, on_request,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        NULL, MHD_OPTION_END);
+    if (!d)
+        die("cannot start the receiver");
+    *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return d;
+}
+
+/* ---- subscriptions ------------------------------------------------------- */
+
+static subscription **make_subs(int port, int n)
+{
+    subscription **subs = calloc((size_t)(n ? n : 1), sizeof *subs);
+    for (int i = 0; i < n; i++) {
+        char spec[512];
+        snprintf(spec, sizeof spec,
+                 "{\"id\": \"s%d\", \"url\": \"http://127.0.0.1:%d/s%d\", \"events\": \"all\", "
+                 "\"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"token\": \"t\"}",
+                 i, port, i);
+        cJSON *j = cJSON_Parse(spec);
+        diag d;
+        diag_init(&d, NULL);
+        subs[i] = subscription_from_json(j, 1, 0, &d, "");
+        diag_free(&d);
+        cJSON_Delete(j);
+        if (!subs[i])
+            die("bad subscription");
+    }
+    return subs;
+}
+
+static void free_subs(subscription **subs, int n)
+{
+    for (int i = 0; i < n; i++)
+        subscription_free(subs[i]);
+    free(subs);
+}
+
+static char *fresh_db(const opts *o, const char *tag)
+{
+    char *root = NULL, *db = NULL, *wal = NULL;
+    if (asprintf(&root, "%s/%s", o->dir, tag) < 0 || asprintf(&db, "%s/evhost.db", root) < 0 ||
+        asprintf(&wal, "%s-wal", db) < 0)
+        die("out of memory");
+    mkdir(root, 0700);
+    unlink(db);
+    unlink(wal);
+    free(wal);
+    free(root);
+    return db;
+}
+
+static notifier *notifier_for(const opts *o, const char *db, subscription **subs, int n)
+{
+    notify_options no = {.db_path = db,
+                         .concurrency = o->concurrency,
+                         .queue = 1 << 20,
+                         .config_subs = subs,
+                         .n_config_subs = (size_t)n};
+    char *err = NULL;
+    notifier *nt = notifier_new(&no, &err);
+    if (!nt)
+        die(err ? err : "notifier");
+    return nt;
+}
+
+/* ---- phase 1: deliveries per second ---------------------------------------- */
+
+static void deliveries(const opts *o, int port)
+{
+    char *db = fresh_db(o, "deliveries");
+    subscription **subs = make_subs(port, 1);
+    notifier *nt = notifier_for(o, db, subs, 1);
+    free_subs(subs, 1);
+    notifier_start(nt);
+    atomic_store(&received, 0);
+    atomic_store(&connections, 0);
+    static const char body[] =
+        "{\"event\":\"jobComplete\",\"data\":{\"jobId\":\"00000000-0000-4000-8000-000000000000\","
+        "\"job\":{\"id\":\"00000000-0000-4000-8000-000000000000\",\"config\":{\"workflow_id\":"
+        "\"noop\"},\"progress\":{\"done\":1,\"total\":1},\"result\":{\"metrics\":[],\"summary\":"
+        "{\"status\":\"succeeded\",\"duration_ms\":1}}}},\"timestamp\":"
+        "\"2026-11-23T10:30:00.123Z\"}";
+    double t0 = now_s();
+    for (long i = 0; i < o->deliveries; i++) {
+        char job[40], msg[48];
+        snprintf(job, sizeof job, "job-%ld", i);
+        snprintf(msg, sizeof msg, "msg_%ld", i);
+        if (notifier_submit(nt, LC_JOB_COMPLETE, job, msg, strdup(body), sizeof body - 1) !=
+            EVH_OK)
+            die("submit");
+    }
+    double t_submitted = now_s();
+    notifier_stats s;
+    for (;;) {
+        notifier_get_stats(nt, &s);
+        if (s.delivered + s.dead >= (uint64_t)o->deliveries)
+            break;
+        usleep(2000);
+    }
+    double t_done = now_s();
+    printf("deliveries: %ld to one receiver on loopback, concurrency %u, signed, keep-alive\n",
+           o->deliveries, o->concurrency);
+    printf("  submitted (queued):                %10.0f events/s  (%.2f s)\n",
+           (double)o->deliveries / (t_submitted - t0), t_submitted - t0);
+    printf("  delivered (submit -> 2xx):         %10.0f deliveries/s  (%.2f s)\n",
+           (double)o->deliveries / (t_done - t0), t_done - t0);
+    printf("  dead %llu, retried %llu; receiver saw %ld requests on %ld connection(s)\n",
+           (unsigned long long)s.dead, (unsigned long long)s.failed, atomic_load(&received),
+           atomic_load(&connections));
+    notifier_stop(nt, 5000);
+    notifier_free(nt);
+    free(db);
+}
+
+/* ---- phase 2: the pipeline with 0, 1 and 10 subscribers ----------------------- */
+
+typedef struct run {
+    char *root, *db;
+    runtime *rt;
+    registry *r;
+    engine *e;
+    notifier *nt;
+    lifecycle *lc;
+} run;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0)
+        die(path);
+    fclose(f);
+}
+
+static double pipeline(const opts *o, int port, int n_subs, double baseline)
+{
+    run x;
+    memset(&x, 0, sizeof x);
+    char tag[32];
+    snprintf(tag, sizeof tag, "pipeline-%d", n_subs);
+    x.db = fresh_db(o, tag);
+    if (asprintf(&x.root, "%s/%s", o->dir, tag) < 0)
+        die("out of memory");
+    subscription **subs = make_subs(port, n_subs);
+    x.nt = notifier_for(o, x.db, subs, n_subs);
+    free_subs(subs, n_subs);
+    x.lc = lifecycle_new(x.nt);
+    x.rt = runtime_new(65536, x.root, 100);
+    x.r = registry_new();
+    char cfg[128];
+    snprintf(cfg, sizeof cfg, "{\"firehose\": {\"count\": %ld, \"rate\": 0}}", o->events);
+    cJSON *configs = cJSON_Parse(cfg);
+    loader_options lo = {.plugin_configs = configs};
+    diag d;
+    diag_init(&d, EVH_BENCH_PLUGIN_DIR);
+    loader_scan_dir(x.r, x.rt, EVH_BENCH_PLUGIN_DIR, &lo, &d);
+    diag_free(&d);
+    if (!registry_find(x.r, "firehose") || !registry_find(x.r, "noop-step"))
+        die("bench plugins not found (build the bench targets)");
+    char *wf = NULL, *tf = NULL;
+    char *wdir = NULL;
+    if (asprintf(&wdir, "%s/workflows", x.root) < 0 || asprintf(&wf, "%s/wf.yaml", wdir) < 0 ||
+        asprintf(&tf, "%s/triggers.yaml", x.root) < 0)
+        die("out of memory");
+    mkdir(wdir, 0700);
+    write_file(wf, "id: noop\nsteps:\n  - {id: nothing, uses: noop-step}\n");
+    write_file(tf, "triggers:\n  - {id: all, source: firehose, event_type: tick, workflow: noop}\n");
+    engine_options eo = {.db_path = x.db,
+                         .workers = o->workers,
+                         .dispatch_queue = 65536,
+                         .max_chain_depth = 8,
+                         .lifecycle = x.lc};
+    char *err = NULL;
+    x.e = engine_new(x.rt, x.r, &eo, &err);
+    if (!x.e)
+        die(err ? err : "engine");
+    const char *wd[] = {wdir};
+    const char *tfs[] = {tf};
+    pipeline_sources src = {wd, 1, tfs, 1};
+    workflow_set *ws;
+    trigger_set *ts;
+    diag_init(&d, NULL);
+    pipeline_load(&src, x.r, NULL, &ws, &ts, &d);
+    if (d.count) {
+        diag_print(&d, stderr);
+        exit(1);
+    }
+    diag_free(&d);
+    engine_set_config(x.e, ws, ts);
+    notifier_start(x.nt);
+    double t0 = now_s();
+    engine_start(x.e);
+    loader_start_sources(x.r);
+    engine_stats s;
+    for (;;) {
+        engine_get_stats(x.e, &s);
+        if (s.executions_ok + s.executions_failed >= (uint64_t)o->events)
+            break;
+        usleep(2000);
+    }
+    double t_exec = now_s();
+    uint64_t want = (uint64_t)o->events * 4 * (uint64_t)n_subs;
+    notifier_stats ns;
+    for (;;) {
+        notifier_get_stats(x.nt, &ns);
+        if (ns.delivered + ns.dead >= want)
+            break;
+        usleep(5000);
+    }
+    double t_delivered = now_s();
+    double rate = (double)o->events / (t_exec - t0);
+    printf("  %2d subscriber(s): %10.0f events/s end to end (%.2f s)", n_subs, rate, t_exec - t0);
+    if (baseline > 0)
+        printf(", %+.1f%% vs none", (rate / baseline - 1) * 100);
+    if (n_subs)
+        printf("; %llu deliveries all made after %.2f s", (unsigned long long)want,
+               t_delivered - t0);
+    printf("\n");
+    loader_stop_sources(x.r);
+    runtime_stop(x.rt);
+    engine_stop(x.e, 60000);
+    notifier_stop(x.nt, 5000);
+    engine_free(x.e);
+    notifier_free(x.nt);
+    lifecycle_free(x.lc);
+    loader_unload_all(x.r);
+    registry_free(x.r);
+    runtime_free(x.rt);
+    cJSON_Delete(configs);
+    free(wf);
+    free(wdir);
+    free(tf);
+    free(x.root);
+    free(x.db);
+    return rate;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {.deliveries = 100000,
+              .events = 20000,
+              .concurrency = 32,
+              .workers = 0,
+              .receiver_threads = 2};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "usage: see the comment at the top of bench/bench_webhooks.c\n");
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--deliveries"))
+            o.deliveries = atol(v);
+        else if (!strcmp(a, "--events"))
+            o.events = atol(v);
+        else if (!strcmp(a, "--concurrency"))
+            o.concurrency = (unsigned)atoi(v);
+        else if (!strcmp(a, "--workers"))
+            o.workers = (unsigned)atoi(v);
+        else if (!strcmp(a, "--receiver-threads"))
+            o.receiver_threads = (unsigned)atoi(v);
+        else if (!strcmp(a, "--dir"))
+            o.dir = v;
+        else {
+            fprintf(stderr, "unknown option %s\n", a);
+            return 2;
+        }
+    }
+    char tmpl[] = "/tmp/evh-bench-hooks-XXXXXX";
+    if (!o.dir && !(o.dir = mkdtemp(tmpl))) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (o.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.workers = n > 0 ? (unsigned)n : 2;
+    }
+    if (o.concurrency == 0)
+        o.concurrency = 1;
+    log_set_level(EVH_LOG_WARN);
+    printf("evhost %s webhook benchmark; data in %s; %ld cores\n", EVH_VERSION, o.dir,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    int port = 0;
+    struct MHD_Daemon *rx = receiver_start(o.receiver_threads, &port);
+    if (o.deliveries > 0)
+        deliveries(&o, port);
+    if (o.events > 0) {
+        printf("pipeline: %ld events, workers %u, one no-op step, every lifecycle event "
+               "(4 per execution) to each subscriber\n",
+               o.events, o.workers);
+        double none = pipeline(&o, port, 0, 0);
+        pipeline(&o, port, 1, none);
+        pipeline(&o, port, 10, none);
+    }
+    MHD_stop_daemon(rx);
+    return 0;
+}

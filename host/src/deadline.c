@@ -1,0 +1,190 @@
+/*
+ * deadline.c - plugin calls with a deadline (see deadline.h).
+ */
+#include "deadline.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "hostapi.h"
+
+static atomic_uint init_ms = DEADLINE_INIT_DEFAULT_MS;
+static atomic_uint stop_ms = DEADLINE_STOP_DEFAULT_MS;
+
+void deadline_set_init_ms(uint32_t ms)
+{
+    atomic_store(&init_ms, ms);
+}
+
+uint32_t deadline_init_ms(void)
+{
+    return atomic_load(&init_ms);
+}
+
+void deadline_set_stop_ms(uint32_t ms)
+{
+    atomic_store(&stop_ms, ms);
+}
+
+uint32_t deadline_stop_ms(void)
+{
+    return atomic_load(&stop_ms);
+}
+
+/* ---- one call on a helper thread ------------------------------------------ */
+
+typedef enum call_kind { CALL_INIT, CALL_STOP } call_kind;
+
+/* Shared by the caller and the helper until one of them lets go: the
+ * caller when the call finished in time, the helper when it was
+ * abandoned.  Everything the call uses lives here, never on the caller's
+ * stack. */
+typedef struct dcall {
+    call_kind kind;
+    const evh_source *src;
+    evh_host *host;
+    void *ctx;
+    char *errmsg;
+    int32_t rc;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int abandoned;
+} dcall;
+
+static void dcall_free(dcall *c)
+{
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+/* After an abandoned call returned: undo what it made, as the caller would
+ * have on failure, since nobody else will. */
+static void finish_abandoned(dcall *c)
+{
+    if (c->kind == CALL_INIT) {
+        if (c->rc == EVH_OK)
+            c->src->fini(c->ctx);
+        free(c->errmsg);
+        hostapi_instance_free(c->host);
+    }
+    dcall_free(c);
+}
+
+static void *dcall_main(void *arg)
+{
+    dcall *c = arg;
+    int32_t rc = EVH_OK;
+    if (c->kind == CALL_INIT)
+        rc = c->src->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
+    else
+        c->src->stop(c->ctx);
+    pthread_mutex_lock(&c->lock);
+    c->rc = rc;
+    c->done = 1;
+    int abandoned = c->abandoned;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned)
+        finish_abandoned(c);
+    return NULL;
+}
+
+static void deadline_after(struct timespec *ts, uint32_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Run c on a detached helper thread and wait up to ms.  0: finished (c is
+ * the caller's to free); -1: abandoned (c belongs to the helper); -2: the
+ * thread could not be started (c is the caller's). */
+static int run_with_deadline(dcall *c, uint32_t ms)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int err = pthread_create(&t, &attr, dcall_main, c);
+    pthread_attr_destroy(&attr);
+    if (err != 0)
+        return -2;
+    struct timespec until;
+    deadline_after(&until, ms);
+    pthread_mutex_lock(&c->lock);
+    while (!c->done) {
+        if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT && !c->done) {
+            c->abandoned = 1;
+            pthread_mutex_unlock(&c->lock);
+            return -1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+int32_t deadline_source_init(const evh_source *s, evh_host *h, void **ctx, char **errmsg,
+                             int *abandoned)
+{
+    *abandoned = 0;
+    uint32_t ms = deadline_init_ms();
+    if (ms == 0)
+        return s->init(hostapi_table(), h, ctx, errmsg);
+    dcall *c = calloc(1, sizeof *c);
+    if (!c)
+        return EVH_E_NOMEM;
+    *c = (dcall){.kind = CALL_INIT, .src = s, .host = h};
+    int rc = run_with_deadline(c, ms);
+    if (rc == -2) {
+        dcall_free(c);
+        return EVH_E_NOMEM;
+    }
+    if (rc == -1) {
+        *abandoned = 1;
+        return EVH_E_TIMEOUT;
+    }
+    int32_t result = c->rc;
+    *ctx = c->ctx;
+    *errmsg = c->errmsg;
+    dcall_free(c);
+    return result;
+}
+
+int deadline_source_stop(const evh_source *s, void *ctx, uint32_t timeout_ms)
+{
+    if (timeout_ms == 0) {
+        s->stop(ctx);
+        return 0;
+    }
+    dcall *c = calloc(1, sizeof *c);
+    if (!c) {
+        s->stop(ctx); /* no memory for a helper: call it here, as before */
+        return 0;
+    }
+    *c = (dcall){.kind = CALL_STOP, .src = s, .ctx = ctx};
+    int rc = run_with_deadline(c, timeout_ms);
+    if (rc == -2) {
+        dcall_free(c);
+        s->stop(ctx);
+        return 0;
+    }
+    if (rc == -1)
+        return -1;
+    dcall_free(c);
+    return 0;
+}

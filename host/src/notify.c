@@ -1,0 +1,1127 @@
+/*
+ * notify.c - the outbox's delivery thread (see notify.h).  The only user of
+ * libcurl in the host.
+ *
+ * One thread does everything after notifier_submit: it stores what was
+ * queued (one transaction per batch), reads due deliveries from the table
+ * (store_deliveries_due, which keeps each job's order per subscriber; the
+ * rows it has on the wire it knows itself and skips, so reading writes
+ * nothing), runs them as concurrent transfers on one curl multi handle
+ * (whose connection cache gives keep-alive), and records the outcomes (one
+ * transaction per batch of completions).  Batching is by count or a few
+ * milliseconds (STORE_WAIT_NS, DONE_WAIT_NS), so the outbox takes the
+ * database's write lock seldom, however fast events come.  It sleeps in curl_multi_poll;
+ * notifier_submit, notifier_reload and notifier_wake wake it with
+ * curl_multi_wakeup.
+ */
+#include "notify.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <evhost/evhost.h>
+
+#include "event.h"
+#include "log.h"
+#include "metrics.h"
+
+/* The outbox is pruned this often (and at start). */
+#define PRUNE_PERIOD_S 3600
+/* The open-deliveries gauge is recounted at most this often while busy. */
+#define COUNT_PERIOD_NS (200 * 1000000LL)
+/* The longest sleep: the thread looks at the table at least this often. */
+#define MAX_SLEEP_MS 1000
+/* Events stored per transaction. */
+#define STORE_BATCH 4096
+/* Queued events are stored once this many wait, or the oldest waited
+ * STORE_WAIT_NS: a few milliseconds buy transactions of many rows, so the
+ * outbox takes the database's write lock seldom (the pipeline needs it). */
+#define STORE_EARLY 256
+#define STORE_WAIT_NS (10 * 1000000LL)
+/* Outcomes are recorded once this many wait, or the oldest waited
+ * DONE_WAIT_NS, for the same reason. */
+#define DONE_MAX 256
+#define DONE_WAIT_NS (20 * 1000000LL)
+
+/* One queued lifecycle event. */
+typedef struct msg {
+    struct msg *next;
+    lc_event event;
+    char *job_id;
+    char *message_id;
+    char *body;
+    size_t body_len;
+    int64_t queued_ns;
+} msg;
+
+/* One attempt on the wire. */
+typedef struct xfer {
+    CURL *easy;
+    struct curl_slist *headers;
+    store_delivery d;
+    uint32_t max_attempts;
+    int64_t base_ms, cap_ms;
+    int64_t started_ns;
+    long retry_after_s; /* -1: none */
+    char snippet[NOTIFY_ERROR_BODY_MAX + 1];
+    size_t snippet_len;
+    char errbuf[CURL_ERROR_SIZE];
+    char error[NOTIFY_ERROR_BODY_MAX + CURL_ERROR_SIZE + 32]; /* last_error */
+} xfer;
+
+struct notifier {
+    notify_options opt;
+    char *db_path;
+    store *st; /* the delivery thread's connection */
+    CURLM *multi;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_int kick; /* look at the table now */
+    int joined;      /* the thread is gone (under q_lock) */
+    int64_t stop_deadline_ns;
+
+    /* the queue notifier_submit fills */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_room;
+    msg *q_head, *q_tail;
+    size_t q_len;
+
+    /* the subscriptions, as last loaded */
+    pthread_mutex_t subs_lock;
+    subscription **subs;
+    size_t n_subs;
+    atomic_uint wanted; /* events some enabled subscription takes */
+
+    /* transfers */
+    xfer **flying;
+    size_t n_flying;
+    CURL **idle; /* easy handles kept for reuse */
+    size_t n_idle;
+    uint64_t rng;
+    /* outcomes not yet recorded (with their last_error copies) */
+    store_delivery_outcome *done;
+    char **done_err;
+    size_t n_done;
+    int64_t done_since_ns;
+    /* ids of the rows on the wire or finished but not yet recorded, which
+     * the table still shows as due: skipped when it is read (open
+     * addressing, 0 = free; rebuilt whenever outcomes are recorded) */
+    int64_t *busy;
+    size_t busy_cap;
+
+    atomic_ullong submitted, stored, delivered, failed, dead;
+    _Atomic int64_t open;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ok;
+
+static void curl_init_once(void)
+{
+    curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+/* ---- signing and backoff ----------------------------------------------------- */
+
+int notify_sign(const unsigned char *key, size_t key_len, const char *msg_id, long long timestamp,
+                const char *body, size_t body_len, char **out)
+{
+    *out = NULL;
+    char ts[32];
+    int ts_len = snprintf(ts, sizeof ts, "%lld", timestamp);
+    size_t id_len = strlen(msg_id);
+    size_t n = id_len + 1 + (size_t)ts_len + 1 + body_len;
+    unsigned char *content = malloc(n);
+    if (!content)
+        return EVH_E_NOMEM;
+    memcpy(content, msg_id, id_len);
+    content[id_len] = '.';
+    memcpy(content + id_len + 1, ts, (size_t)ts_len);
+    content[id_len + 1 + (size_t)ts_len] = '.';
+    memcpy(content + id_len + 2 + (size_t)ts_len, body, body_len);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    unsigned char empty = 0;
+    const unsigned char *ok = HMAC(EVP_sha256(), key_len ? key : &empty, (int)key_len, content, n,
+                                   mac, &mac_len);
+    free(content);
+    if (!ok)
+        return EVH_E_NOMEM;
+    char *sig = malloc(3 + 4 * ((mac_len + 2) / 3) + 1);
+    if (!sig)
+        return EVH_E_NOMEM;
+    memcpy(sig, "v1,", 3);
+    EVP_EncodeBlock((unsigned char *)sig + 3, mac, (int)mac_len);
+    *out = sig;
+    return EVH_OK;
+}
+
+int64_t notify_backoff_ms(int64_t base_ms, int64_t cap_ms, int attempt, uint64_t r)
+{
+    if (base_ms < 1)
+        base_ms = 1;
+    if (cap_ms < base_ms)
+        cap_ms = base_ms;
+    int64_t ceiling = base_ms;
+    for (int i = 1; i < attempt && ceiling < cap_ms; i++)
+        ceiling = ceiling > cap_ms / 2 ? cap_ms : ceiling * 2;
+    if (ceiling > cap_ms)
+        ceiling = cap_ms;
+    return (int64_t)(r % (uint64_t)(ceiling + 1));
+}
+
+static uint64_t next_random(notifier *n)
+{
+    /* xorshift64*: jitter needs spread, not secrecy */
+    uint64_t x = n->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    n->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- subscriptions ------------------------------------------------------------ */
+
+static void free_subs(subscription **subs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        subscription_free(subs[i]);
+    free(subs);
+}
+
+/* Replace the loaded subscriptions with the table's. */
+static int load_subs(notifier *n, store *st)
+{
+    cJSON *rows = store_subscriptions_list(st);
+    if (!rows)
+        return EVH_E_IO;
+    size_t count = (size_t)cJSON_GetArraySize(rows), k = 0;
+    subscription **subs = calloc(count ? count : 1, sizeof *subs);
+    if (!subs) {
+        cJSON_Delete(rows);
+        return EVH_E_NOMEM;
+    }
+    unsigned wanted = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        subscription *s = subscription_from_row(row);
+        if (!s) {
+            log_warn("notify", "subscription '%s' in the database is not valid; skipped",
+                     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(row, "id")));
+            continue;
+        }
+        if (s->enabled)
+            wanted |= s->events;
+        subs[k++] = s;
+    }
+    cJSON_Delete(rows);
+    pthread_mutex_lock(&n->subs_lock);
+    subscription **old = n->subs;
+    size_t n_old = n->n_subs;
+    n->subs = subs;
+    n->n_subs = k;
+    atomic_store(&n->wanted, wanted);
+    pthread_mutex_unlock(&n->subs_lock);
+    free_subs(old, n_old);
+    return EVH_OK;
+}
+
+/* host.yaml's subscriptions -> the table (origin host.yaml). */
+static int sync_config(notifier *n, const notify_options *o, char **err)
+{
+    size_t m = o->n_config_subs;
+    store_subscription *rows = calloc(m ? m : 1, sizeof *rows);
+    char **texts = calloc(m ? 2 * m : 1, sizeof *texts);
+    int rc = rows && texts ? EVH_OK : EVH_E_NOMEM;
+    for (size_t i = 0; i < m && rc == EVH_OK; i++) {
+        const subscription *s = o->config_subs[i];
+        int nomem = 0;
+        texts[2 * i] = subscription_events_text(s->events);
+        texts[2 * i + 1] = subscription_headers_text(s, &nomem);
+        if (!texts[2 * i] || nomem) {
+            rc = EVH_E_NOMEM;
+            break;
+        }
+        rows[i] = (store_subscription){.id = s->id,
+                                       .url = s->url,
+                                       .events_json = texts[2 * i],
+                                       .token = s->token,
+                                       .secret = s->secret,
+                                       .headers_json = texts[2 * i + 1],
+                                       .timeout_ms = s->timeout_ms,
+                                       .max_attempts = s->max_attempts,
+                                       .backoff_base_ms = s->backoff_base_ms,
+                                       .backoff_cap_ms = s->backoff_cap_ms,
+                                       .enabled = s->enabled};
+    }
+    if (rc == EVH_OK)
+        rc = store_subscriptions_sync_config(n->st, rows, m);
+    if (rc != EVH_OK && err && asprintf(err, "%s: host.yaml subscriptions: %s", n->db_path,
+                                        rc == EVH_E_NOMEM ? "out of memory"
+                                                          : store_errmsg(n->st)) < 0)
+        *err = NULL;
+    for (size_t i = 0; texts && i < 2 * m; i++)
+        free(texts[i]);
+    free(texts);
+    free(rows);
+    return rc;
+}
+
+/* ---- life cycle of the notifier ------------------------------------------------ */
+
+notifier *notifier_new(const notify_options *o, char **err)
+{
+    if (err)
+        *err = NULL;
+    pthread_once(&curl_once, curl_init_once);
+    notifier *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->opt = *o;
+    n->opt.config_subs = NULL;
+    n->opt.n_config_subs = 0;
+    if (!n->opt.concurrency)
+        n->opt.concurrency = NOTIFY_DEFAULT_CONCURRENCY;
+    if (!n->opt.queue)
+        n->opt.queue = NOTIFY_DEFAULT_QUEUE;
+    if (!n->opt.timeout_ms)
+        n->opt.timeout_ms = NOTIFY_DEFAULT_TIMEOUT_MS;
+    if (!n->opt.max_attempts)
+        n->opt.max_attempts = NOTIFY_DEFAULT_MAX_ATTEMPTS;
+    if (!n->opt.backoff_base_ms)
+        n->opt.backoff_base_ms = NOTIFY_DEFAULT_BACKOFF_BASE_MS;
+    if (!n->opt.backoff_cap_ms)
+        n->opt.backoff_cap_ms = NOTIFY_DEFAULT_BACKOFF_CAP_MS;
+    pthread_mutex_init(&n->q_lock, NULL);
+    pthread_cond_init(&n->q_room, NULL);
+    pthread_mutex_init(&n->subs_lock, NULL);
+    n->rng = (uint64_t)monotonic_ns() ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)n;
+    if (!n->rng)
+        n->rng = 0x9E3779B97F4A7C15ULL;
+    n->db_path = o->db_path ? strdup(o->db_path) : NULL;
+    n->flying = calloc(n->opt.concurrency, sizeof *n->flying);
+    n->idle = calloc(n->opt.concurrency, sizeof *n->idle);
+    n->done = calloc(DONE_MAX, sizeof *n->done);
+    n->done_err = calloc(DONE_MAX, sizeof *n->done_err);
+    n->busy_cap = 64;
+    while (n->busy_cap < 2 * ((size_t)n->opt.concurrency + DONE_MAX))
+        n->busy_cap *= 2;
+    n->busy = calloc(n->busy_cap, sizeof *n->busy);
+    if (!n->db_path || !n->flying || !n->idle || !n->done || !n->done_err || !n->busy ||
+        !curl_ok || !(n->multi = curl_multi_init())) {
+        if (err && asprintf(err, "%s", !curl_ok ? "libcurl could not be initialized"
+                                                 : "out of memory") < 0)
+            *err = NULL;
+        notifier_free(n);
+        return NULL;
+    }
+    curl_multi_setopt(n->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n->opt.concurrency);
+    curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, (long)n->opt.concurrency * 2);
+    store_options so = {.path = n->db_path, .synchronous_full = o->synchronous_full};
+    if (store_open(&so, &n->st, err) != EVH_OK || sync_config(n, o, err) != EVH_OK) {
+        notifier_free(n);
+        return NULL;
+    }
+    int64_t open = 0;
+    if (load_subs(n, n->st) != EVH_OK || store_deliveries_count_open(n->st, &open) != EVH_OK) {
+        if (err && asprintf(err, "%s: outbox: %s", n->db_path, store_errmsg(n->st)) < 0)
+            *err = NULL;
+        notifier_free(n);
+        return NULL;
+    }
+    atomic_store(&n->open, open);
+    metrics_deliveries_pending_set(open);
+    if (open)
+        log_info("notify", "%" PRId64 " webhook deliveries from before are still to be made",
+                 open);
+    return n;
+}
+
+static void *notify_main(void *arg);
+
+int notifier_start(notifier *n)
+{
+    if (!n || n->started)
+        return EVH_E_INVALID;
+    if (pthread_create(&n->thread, NULL, notify_main, n) != 0)
+        return EVH_E_NOMEM;
+    n->started = 1;
+    return EVH_OK;
+}
+
+void notifier_stop(notifier *n, int deadline_ms)
+{
+    if (!n)
+        return;
+    n->stop_deadline_ns = monotonic_ns() + (int64_t)(deadline_ms > 0 ? deadline_ms : 0) * 1000000;
+    pthread_mutex_lock(&n->q_lock);
+    atomic_store(&n->stop, 1);
+    pthread_cond_broadcast(&n->q_room);
+    pthread_mutex_unlock(&n->q_lock);
+    if (n->started) {
+        curl_multi_wakeup(n->multi);
+        pthread_join(n->thread, NULL);
+        n->started = 0;
+    }
+    pthread_mutex_lock(&n->q_lock);
+    n->joined = 1;
+    pthread_mutex_unlock(&n->q_lock);
+}
+
+static void msg_free(msg *m)
+{
+    free(m->job_id);
+    free(m->message_id);
+    free(m->body);
+    free(m);
+}
+
+void notifier_free(notifier *n)
+{
+    if (!n)
+        return;
+    if (n->started)
+        notifier_stop(n, 0);
+    while (n->q_head) {
+        msg *m = n->q_head;
+        n->q_head = m->next;
+        msg_free(m);
+    }
+    for (size_t i = 0; i < n->n_idle; i++)
+        curl_easy_cleanup(n->idle[i]);
+    free(n->idle);
+    free(n->flying); /* empty: the thread gave every transfer back */
+    for (size_t i = 0; n->done_err && i < n->n_done; i++)
+        free(n->done_err[i]);
+    free(n->done);
+    free(n->done_err);
+    free(n->busy);
+    if (n->multi)
+        curl_multi_cleanup(n->multi);
+    store_close(n->st);
+    free_subs(n->subs, n->n_subs);
+    pthread_mutex_destroy(&n->subs_lock);
+    pthread_cond_destroy(&n->q_room);
+    pthread_mutex_destroy(&n->q_lock);
+    free(n->db_path);
+    free(n);
+}
+
+int notifier_wants(const notifier *n, lc_event e)
+{
+    return n && (atomic_load(&n->wanted) & (1u << e)) != 0;
+}
+
+int notifier_submit(notifier *n, lc_event e, const char *job_id, const char *message_id,
+                    char *body, size_t body_len)
+{
+    msg *m = calloc(1, sizeof *m);
+    if (!m || !(m->job_id = strdup(job_id)) || !(m->message_id = strdup(message_id))) {
+        if (m)
+            msg_free(m);
+        else
+            free(body);
+        return EVH_E_NOMEM;
+    }
+    m->event = e;
+    m->body = body;
+    m->body_len = body_len;
+    m->queued_ns = monotonic_ns();
+    pthread_mutex_lock(&n->q_lock);
+    while (n->q_len >= n->opt.queue && !atomic_load(&n->stop))
+        pthread_cond_wait(&n->q_room, &n->q_lock);
+    if (n->joined) {
+        pthread_mutex_unlock(&n->q_lock);
+        msg_free(m);
+        return EVH_E_STOPPING;
+    }
+    int was_empty = n->q_len == 0;
+    if (n->q_tail)
+        n->q_tail->next = m;
+    else
+        n->q_head = m;
+    n->q_tail = m;
+    n->q_len++;
+    pthread_mutex_unlock(&n->q_lock);
+    atomic_fetch_add(&n->submitted, 1);
+    if (was_empty)
+        curl_multi_wakeup(n->multi);
+    return EVH_OK;
+}
+
+int notifier_reload(notifier *n, store *st)
+{
+    if (!n)
+        return EVH_OK;
+    int rc = load_subs(n, st);
+    notifier_wake(n);
+    return rc;
+}
+
+void notifier_wake(notifier *n)
+{
+    if (!n)
+        return;
+    atomic_store(&n->kick, 1);
+    curl_multi_wakeup(n->multi);
+}
+
+void notifier_get_stats(notifier *n, notifier_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->submitted = atomic_load(&n->submitted);
+    out->stored = atomic_load(&n->stored);
+    out->delivered = atomic_load(&n->delivered);
+    out->failed = atomic_load(&n->failed);
+    out->dead = atomic_load(&n->dead);
+    out->open = atomic_load(&n->open);
+    pthread_mutex_lock(&n->q_lock);
+    out->queued = n->q_len;
+    pthread_mutex_unlock(&n->q_lock);
+    out->in_flight = n->n_flying; /* a racy read; for tests and benchmarks */
+}
+
+/* ---- storing what was queued ------------------------------------------------------ */
+
+/* Store a batch of queued events, a row per matching enabled subscription,
+ * in one transaction; *rows = how many were written. */
+static int store_batch(notifier *n, msg *head, size_t count, size_t *rows_out)
+{
+    *rows_out = 0;
+    pthread_mutex_lock(&n->subs_lock);
+    size_t rows = 0;
+    for (msg *m = head; m; m = m->next) {
+        for (size_t i = 0; i < n->n_subs; i++)
+            rows += n->subs[i]->enabled && (n->subs[i]->events & (1u << m->event));
+    }
+    store_delivery_new *d = calloc(rows ? rows : 1, sizeof *d);
+    char **ids = calloc(rows ? rows : 1, sizeof *ids);
+    size_t k = 0;
+    int ok = d && ids;
+    for (msg *m = head; ok && m; m = m->next) {
+        for (size_t i = 0; ok && i < n->n_subs && k < rows; i++) {
+            const subscription *s = n->subs[i];
+            if (!s->enabled || !(s->events & (1u << m->event)))
+                continue;
+            ids[k] = strdup(s->id); /* the subscriptions may be reloaded meanwhile */
+            ok = ids[k] != NULL;
+            d[k] = (store_delivery_new){.subscription_id = ids[k],
+                                        .event = lc_event_name(m->event),
+                                        .job_id = m->job_id,
+                                        .message_id = m->message_id,
+                                        .body = m->body,
+                                        .body_len = m->body_len};
+            k++;
+        }
+    }
+    pthread_mutex_unlock(&n->subs_lock);
+    int rc = ok ? store_deliveries_insert(n->st, d, k) : EVH_E_NOMEM;
+    for (size_t i = 0; ids && i < k; i++)
+        free(ids[i]);
+    free(ids);
+    free(d);
+    if (rc != EVH_OK) {
+        log_error("notify", "storing %zu lifecycle event(s) failed: %s; trying again", count,
+                  rc == EVH_E_NOMEM ? "out of memory" : store_errmsg(n->st));
+        return rc;
+    }
+    atomic_fetch_add(&n->stored, k);
+    atomic_fetch_add(&n->open, (int64_t)k);
+    *rows_out = k;
+    return EVH_OK;
+}
+
+/* Store everything queued, STORE_BATCH events per transaction.  Returns
+ * the number of rows written; *failed is set when the database refused
+ * (what was not stored is queued again, in front). */
+static size_t drain_queue(notifier *n, int *failed)
+{
+    size_t total = 0;
+    *failed = 0;
+    for (;;) {
+        pthread_mutex_lock(&n->q_lock);
+        msg *head = n->q_head, *tail = head;
+        size_t count = 0;
+        if (head) {
+            count = 1;
+            while (tail->next && count < STORE_BATCH) {
+                tail = tail->next;
+                count++;
+            }
+            n->q_head = tail->next;
+            if (!n->q_head)
+                n->q_tail = NULL;
+            tail->next = NULL;
+            n->q_len -= count;
+            pthread_cond_broadcast(&n->q_room);
+        }
+        pthread_mutex_unlock(&n->q_lock);
+        if (!head)
+            return total;
+        size_t rows = 0;
+        if (store_batch(n, head, count, &rows) != EVH_OK) {
+            pthread_mutex_lock(&n->q_lock);
+            tail->next = n->q_head;
+            n->q_head = head;
+            if (!n->q_tail)
+                n->q_tail = tail;
+            n->q_len += count;
+            pthread_mutex_unlock(&n->q_lock);
+            *failed = 1;
+            return total;
+        }
+        total += rows;
+        for (msg *m = head, *next; m; m = next) {
+            next = m->next;
+            msg_free(m);
+        }
+    }
+}
+
+/* ---- transfers -------------------------------------------------------------------- */
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = ud;
+    size_t len = size * nmemb;
+    size_t room = NOTIFY_ERROR_BODY_MAX - x->snippet_len;
+    size_t take = len < room ? len : room;
+    for (size_t i = 0; i < take; i++) {
+        unsigned char c = (unsigned char)p[i];
+        x->snippet[x->snippet_len++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    x->snippet[x->snippet_len] = '\0';
+    return len;
+}
+
+/* Retry-After: delay-seconds or an HTTP date. */
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = ud;
+    size_t len = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (len > sizeof name - 1 && len < 256 && !strncasecmp(p, name, sizeof name - 1)) {
+        char value[256];
+        size_t v = sizeof name - 1;
+        while (v < len && (p[v] == ' ' || p[v] == '\t'))
+            v++;
+        size_t vl = len - v;
+        while (vl && (p[v + vl - 1] == '\r' || p[v + vl - 1] == '\n' || p[v + vl - 1] == ' '))
+            vl--;
+        memcpy(value, p + v, vl);
+        value[vl] = '\0';
+        char *end = NULL;
+        errno = 0;
+        long secs = strtol(value, &end, 10);
+        if (vl && !errno && end && !*end && secs >= 0) {
+            x->retry_after_s = secs;
+        } else if (vl) {
+            time_t when = curl_getdate(value, NULL);
+            if (when != (time_t)-1) {
+                time_t now = time(NULL);
+                x->retry_after_s = when > now ? (long)(when - now) : 0;
+            }
+        }
+        if (x->retry_after_s > NOTIFY_RETRY_AFTER_MAX_S)
+            x->retry_after_s = NOTIFY_RETRY_AFTER_MAX_S;
+    }
+    return len;
+}
+
+static void xfer_free(notifier *n, xfer *x)
+{
+    if (x->easy) {
+        if (n->n_idle < n->opt.concurrency)
+            n->idle[n->n_idle++] = x->easy;
+        else
+            curl_easy_cleanup(x->easy);
+    }
+    curl_slist_free_all(x->headers);
+    free(x->d.subscription_id);
+    free(x->d.event);
+    free(x->d.job_id);
+    free(x->d.message_id);
+    free(x->d.body);
+    free(x);
+}
+
+static int add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    char *line = NULL;
+    if (asprintf(&line, "%s: %s", name, value) < 0)
+        return 0;
+    struct curl_slist *l = curl_slist_append(*list, line);
+    /* the value may be a secret: wipe the copy before it goes */
+    memset(line, 0, strlen(line));
+    free(line);
+    if (!l)
+        return 0;
+    *list = l;
+    return 1;
+}
+
+/* Set up the attempt for claimed delivery d (taken over) with the
+ * subscription's settings; NULL when its subscription is gone meanwhile
+ * or on out-of-memory (d is then still the caller's). */
+static xfer *xfer_new(notifier *n, store_delivery *d)
+{
+    xfer *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->retry_after_s = -1;
+    x->easy = n->n_idle ? n->idle[--n->n_idle] : curl_easy_init();
+    if (!x->easy) {
+        free(x);
+        return NULL;
+    }
+    curl_easy_reset(x->easy);
+    char ts[32];
+    long long now_s = (long long)time(NULL);
+    snprintf(ts, sizeof ts, "%lld", now_s);
+    int ok = 1;
+    uint32_t timeout_ms = n->opt.timeout_ms;
+    pthread_mutex_lock(&n->subs_lock);
+    const subscription *s = NULL;
+    for (size_t i = 0; i < n->n_subs && !s; i++) {
+        if (!strcmp(n->subs[i]->id, d->subscription_id))
+            s = n->subs[i];
+    }
+    if (!s || !s->enabled) {
+        ok = 0;
+    } else {
+        if (s->timeout_ms)
+            timeout_ms = s->timeout_ms;
+        x->max_attempts = s->max_attempts ? s->max_attempts : n->opt.max_attempts;
+        x->base_ms = s->backoff_base_ms ? s->backoff_base_ms : n->opt.backoff_base_ms;
+        x->cap_ms = s->backoff_cap_ms ? s->backoff_cap_ms : n->opt.backoff_cap_ms;
+        ok = curl_easy_setopt(x->easy, CURLOPT_URL, s->url) == CURLE_OK;
+        ok = ok && add_header(&x->headers, "Content-Type", "application/json");
+        if (ok && s->token) {
+            char *auth = NULL;
+            ok = asprintf(&auth, "Bearer %s", s->token) >= 0 &&
+                 add_header(&x->headers, "Authorization", auth);
+            if (auth) {
+                memset(auth, 0, strlen(auth));
+                free(auth);
+            }
+        }
+        ok = ok && add_header(&x->headers, "webhook-id", d->message_id) &&
+             add_header(&x->headers, "webhook-timestamp", ts);
+        if (ok && s->key) {
+            char *sig = NULL;
+            ok = notify_sign(s->key, s->key_len, d->message_id, now_s, d->body, d->body_len,
+                             &sig) == EVH_OK &&
+                 add_header(&x->headers, "webhook-signature", sig);
+            free(sig);
+        }
+        for (size_t i = 0; ok && i < s->n_headers; i++)
+            ok = add_header(&x->headers, s->header_names[i], s->header_values[i]);
+    }
+    pthread_mutex_unlock(&n->subs_lock);
+    /* no "Expect: 100-continue" round trip, whatever the body size */
+    struct curl_slist *l = ok ? curl_slist_append(x->headers, "Expect:") : NULL;
+    if (!l) {
+        curl_slist_free_all(x->headers);
+        if (n->n_idle < n->opt.concurrency)
+            n->idle[n->n_idle++] = x->easy;
+        else
+            curl_easy_cleanup(x->easy);
+        free(x);
+        return NULL;
+    }
+    x->headers = l;
+    x->d = *d;
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->d.body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->d.body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 10000 ? timeout_ms : 10000));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "evhost/" EVH_VERSION);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    x->started_ns = monotonic_ns();
+    return x;
+}
+
+/* ---- rows on the wire, outcomes not yet recorded ------------------------------------- */
+
+static size_t busy_slot(const notifier *n, int64_t id)
+{
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> 20) & (n->busy_cap - 1);
+}
+
+static void busy_add(notifier *n, int64_t id)
+{
+    size_t i = busy_slot(n, id);
+    while (n->busy[i] && n->busy[i] != id)
+        i = (i + 1) & (n->busy_cap - 1);
+    n->busy[i] = id;
+}
+
+static int busy_has(const notifier *n, int64_t id)
+{
+    for (size_t i = busy_slot(n, id); n->busy[i]; i = (i + 1) & (n->busy_cap - 1)) {
+        if (n->busy[i] == id)
+            return 1;
+    }
+    return 0;
+}
+
+/* Only what is on the wire now. */
+static void busy_rebuild(notifier *n)
+{
+    memset(n->busy, 0, n->busy_cap * sizeof *n->busy);
+    for (size_t i = 0; i < n->n_flying; i++)
+        busy_add(n, n->flying[i]->d.id);
+}
+
+/* Record the outcomes waiting, in one transaction. */
+static void flush_done(notifier *n)
+{
+    if (!n->n_done)
+        return;
+    if (store_deliveries_finish(n->st, n->done, n->n_done) != EVH_OK) {
+        /* they stay open in the table and are sent again: at least once */
+        log_error("notify", "recording %zu delivery outcome(s) failed: %s", n->n_done,
+                  store_errmsg(n->st));
+    } else {
+        int64_t closed = 0;
+        for (size_t i = 0; i < n->n_done; i++)
+            closed += strcmp(n->done[i].status, "failed") != 0;
+        atomic_fetch_sub(&n->open, closed);
+    }
+    for (size_t i = 0; i < n->n_done; i++) {
+        free(n->done_err[i]);
+        n->done_err[i] = NULL;
+    }
+    n->n_done = 0;
+    busy_rebuild(n);
+}
+
+/* Read due deliveries and start as many as there are free slots.  Returns
+ * the rows read; *full says whether there may be more due than were read. */
+static size_t start_due(notifier *n, int64_t *release_at_us, int *full)
+{
+    *full = 0;
+    size_t free_slots = n->opt.concurrency - n->n_flying;
+    if (free_slots == 0)
+        return 0;
+    /* the rows we hold come first: read past them */
+    size_t max = free_slots + n->n_flying + n->n_done;
+    store_delivery *d = NULL;
+    size_t count = 0;
+    if (store_deliveries_due(n->st, max, &d, &count) != EVH_OK) {
+        log_error("notify", "reading due deliveries failed: %s", store_errmsg(n->st));
+        return 0;
+    }
+    *full = count == max;
+    store_delivery_outcome back[count ? count : 1];
+    size_t n_back = 0, started = 0;
+    for (size_t i = 0; i < count && started < free_slots; i++) {
+        if (busy_has(n, d[i].id))
+            continue;
+        xfer *x = xfer_new(n, &d[i]);
+        if (x && curl_multi_add_handle(n->multi, x->easy) == CURLM_OK) {
+            memset(&d[i], 0, sizeof d[i]); /* owned by x now */
+            n->flying[n->n_flying++] = x;
+            busy_add(n, x->d.id);
+            started++;
+            continue;
+        }
+        if (x) {
+            memset(&x->d, 0, sizeof x->d); /* still d[i]'s */
+            xfer_free(n, x);
+        }
+        /* its subscription went (or memory ran out): given back for later */
+        *release_at_us = (int64_t)time(NULL) * 1000000 + 1000000;
+        back[n_back++] = (store_delivery_outcome){.id = d[i].id,
+                                                  .status = "pending",
+                                                  .next_attempt_us = *release_at_us};
+    }
+    if (n_back && store_deliveries_finish(n->st, back, n_back) != EVH_OK)
+        log_error("notify", "giving deliveries back failed: %s", store_errmsg(n->st));
+    store_deliveries_free(d, count);
+    return count;
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The subscription answered 410 Gone: disable it. */
+static void disable_gone(notifier *n, const char *sub_id)
+{
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    char reason[96];
+    snprintf(reason, sizeof reason, "the receiver answered 410 Gone at %s", now);
+    if (store_subscription_set_enabled(n->st, sub_id, 0, reason) != EVH_OK) {
+        log_error("notify", "cannot disable subscription '%s': %s", sub_id, store_errmsg(n->st));
+        return;
+    }
+    log_warn("notify", "subscription '%s' disabled: %s (PATCH /api/subscriptions/%s "
+                       "{\"enabled\": true} enables it again)",
+             sub_id, reason, sub_id);
+    load_subs(n, n->st);
+}
+
+/* Take every finished transfer's outcome into n->done.  Returns how many. */
+static size_t collect_done(notifier *n)
+{
+    size_t count = 0;
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(n->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        if (n->n_done == DONE_MAX)
+            flush_done(n);
+        xfer *x = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode res = m->data.result;
+        curl_multi_remove_handle(n->multi, m->easy_handle);
+        long code = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+        double seconds = (double)(monotonic_ns() - x->started_ns) / 1e9;
+        if (!n->n_done)
+            n->done_since_ns = monotonic_ns();
+        size_t k = n->n_done++;
+        count++;
+        store_delivery_outcome *o = &n->done[k];
+        *o = (store_delivery_outcome){.id = x->d.id, .http_status = (int)code,
+                                      .attempt = x->d.attempt};
+        const char *outcome;
+        int gone = 0;
+        if (res == CURLE_OK && code >= 200 && code < 300) {
+            o->status = outcome = "delivered";
+        } else {
+            if (res != CURLE_OK)
+                snprintf(x->error, sizeof x->error, "%s",
+                         x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+            else
+                snprintf(x->error, sizeof x->error, "HTTP %ld%s%s", code,
+                         x->snippet_len ? ": " : "", x->snippet);
+            o->error = n->done_err[k] = strdup(x->error);
+            if (res == CURLE_OK && code == 410) {
+                o->status = outcome = "dead";
+                gone = 1;
+            } else if ((uint32_t)x->d.attempt >= x->max_attempts) {
+                o->status = outcome = "dead";
+            } else {
+                o->status = outcome = "failed";
+                int64_t delay_ms =
+                    x->retry_after_s >= 0
+                        ? (int64_t)x->retry_after_s * 1000
+                        : notify_backoff_ms(x->base_ms, x->cap_ms, x->d.attempt, next_random(n));
+                o->next_attempt_us = wall_us() + delay_ms * 1000;
+            }
+        }
+        metrics_delivery(x->d.subscription_id, outcome, seconds);
+        if (!strcmp(outcome, "delivered")) {
+            atomic_fetch_add(&n->delivered, 1);
+        } else if (!strcmp(outcome, "failed")) {
+            atomic_fetch_add(&n->failed, 1);
+            log_debug("notify", "delivery %lld (%s of job %s) to '%s', attempt %d of %u: %s",
+                      (long long)x->d.id, x->d.event, x->d.job_id, x->d.subscription_id,
+                      x->d.attempt, x->max_attempts, x->error);
+        } else {
+            atomic_fetch_add(&n->dead, 1);
+            log_warn("notify", "delivery %lld (%s of job %s) to '%s' is a dead letter after %d "
+                               "attempt(s): %s",
+                     (long long)x->d.id, x->d.event, x->d.job_id, x->d.subscription_id,
+                     x->d.attempt, x->error);
+        }
+        if (gone)
+            disable_gone(n, x->d.subscription_id);
+        for (size_t j = 0; j < n->n_flying; j++) {
+            if (n->flying[j] == x) {
+                n->flying[j] = n->flying[--n->n_flying];
+                break;
+            }
+        }
+        xfer_free(n, x); /* its id stays busy until the outcome is recorded */
+    }
+    return count;
+}
+
+/* Past the stop deadline: what is still on the wire goes back as pending,
+ * the attempt not counted, due at once after the next start. */
+static void give_back_flying(notifier *n)
+{
+    flush_done(n);
+    if (!n->n_flying)
+        return;
+    store_delivery_outcome out[n->n_flying];
+    for (size_t i = 0; i < n->n_flying; i++) {
+        curl_multi_remove_handle(n->multi, n->flying[i]->easy);
+        out[i] = (store_delivery_outcome){.id = n->flying[i]->d.id, .status = "pending"};
+    }
+    if (store_deliveries_finish(n->st, out, n->n_flying) != EVH_OK)
+        log_error("notify", "giving back %zu delivery attempt(s) failed: %s", n->n_flying,
+                  store_errmsg(n->st));
+    else
+        log_warn("notify", "stop deadline reached: %zu delivery attempt(s) given back for the "
+                           "next start",
+                 n->n_flying);
+    for (size_t i = 0; i < n->n_flying; i++)
+        xfer_free(n, n->flying[i]);
+    n->n_flying = 0;
+}
+
+static void recount(notifier *n)
+{
+    int64_t open = 0;
+    if (store_deliveries_count_open(n->st, &open) == EVH_OK) {
+        atomic_store(&n->open, open);
+        metrics_deliveries_pending_set(open);
+    }
+}
+
+/* Is it time to store what is queued?  *wait_ms: else how long until it is. */
+static int queue_ripe(notifier *n, int stopping, int64_t now_ns, int *wait_ms)
+{
+    pthread_mutex_lock(&n->q_lock);
+    size_t len = n->q_len;
+    int64_t oldest = n->q_head ? n->q_head->queued_ns : 0;
+    pthread_mutex_unlock(&n->q_lock);
+    if (!len)
+        return 0;
+    if (stopping || len >= STORE_EARLY || now_ns - oldest >= STORE_WAIT_NS)
+        return 1;
+    *wait_ms = (int)((oldest + STORE_WAIT_NS - now_ns) / 1000000) + 1;
+    return 0;
+}
+
+static void *notify_main(void *arg)
+{
+    notifier *n = arg;
+    int need_claim = 1, dirty = 1;
+    int64_t due_us = 0, last_count_ns = 0, last_prune_ns = 0;
+    for (;;) {
+        int stopping = atomic_load(&n->stop);
+        int64_t now_ns = monotonic_ns();
+        if (n->opt.retention_days > 0 && (last_prune_ns == 0 ||
+                                          now_ns - last_prune_ns > PRUNE_PERIOD_S * 1000000000LL)) {
+            size_t pruned = 0;
+            if (store_deliveries_prune(n->st, (int64_t)n->opt.retention_days * 86400, &pruned) ==
+                    EVH_OK &&
+                pruned)
+                log_info("notify", "%zu old delivered or dead deliveries removed", pruned);
+            last_prune_ns = now_ns;
+        }
+        int timeout_ms = MAX_SLEEP_MS, store_failed = 0;
+        if (queue_ripe(n, stopping, now_ns, &timeout_ms) && drain_queue(n, &store_failed)) {
+            need_claim = 1;
+            dirty = 1;
+        }
+        if (store_failed && timeout_ms > 100)
+            timeout_ms = 100; /* the database refused: try again soon */
+        if (atomic_exchange(&n->kick, 0)) {
+            need_claim = 1;
+            dirty = 1;
+        }
+        if (due_us && wall_us() >= due_us)
+            need_claim = 1;
+        if (n->n_done && (n->n_done >= DONE_MAX || stopping ||
+                          now_ns - n->done_since_ns >= DONE_WAIT_NS))
+            flush_done(n);
+        if (stopping) {
+            pthread_mutex_lock(&n->q_lock);
+            int queued = n->q_len != 0;
+            pthread_mutex_unlock(&n->q_lock);
+            if ((!queued && n->n_flying == 0) || now_ns >= n->stop_deadline_ns) {
+                give_back_flying(n);
+                if (queued)
+                    log_error("notify", "stopping: lifecycle events could not be stored before "
+                                        "the deadline; they are lost");
+                break;
+            }
+        } else if (need_claim && n->n_flying < n->opt.concurrency) {
+            int64_t release_at = 0;
+            int full = 0;
+            size_t free_slots = n->opt.concurrency - n->n_flying;
+            size_t read = start_due(n, &release_at, &full);
+            if (n->n_flying == n->opt.concurrency - free_slots && n->n_done) {
+                /* nothing new started: what was read may be rows whose
+                 * outcome is not recorded yet; record, then read again */
+                flush_done(n);
+                read = start_due(n, &release_at, &full);
+            }
+            need_claim = full;
+            due_us = 0;
+            if (!need_claim) {
+                flush_done(n); /* the next due time must not see finished rows */
+                if (store_deliveries_next_due(n->st, &due_us) != EVH_OK)
+                    due_us = wall_us() + 1000000; /* look again in a second */
+            }
+            if (release_at && (!due_us || release_at < due_us))
+                due_us = release_at;
+            if (read)
+                dirty = 1;
+        }
+        int running = 0;
+        curl_multi_perform(n->multi, &running);
+        if (collect_done(n)) {
+            need_claim = 1;
+            dirty = 1;
+        }
+        if (need_claim && !stopping && n->n_flying < n->opt.concurrency) {
+            timeout_ms = 0;
+        } else if (due_us && !stopping) {
+            int64_t wait = (due_us - wall_us()) / 1000;
+            if (wait < timeout_ms)
+                timeout_ms = wait < 0 ? 0 : (int)wait + 1;
+        }
+        if (n->n_done) {
+            int64_t wait = (n->done_since_ns + DONE_WAIT_NS - monotonic_ns()) / 1000000;
+            if (wait < timeout_ms)
+                timeout_ms = wait < 0 ? 0 : (int)wait + 1;
+        }
+        if (stopping && n->n_flying) {
+            int64_t left = (n->stop_deadline_ns - monotonic_ns()) / 1000000;
+            if (left < timeout_ms)
+                timeout_ms = left < 0 ? 0 : (int)left + 1;
+        }
+        if (dirty && !n->n_done &&
+            (timeout_ms > 0 || now_ns - last_count_ns > COUNT_PERIOD_NS)) {
+            recount(n);
+            last_count_ns = now_ns;
+            dirty = 0;
+        }
+        if (timeout_ms > 0)
+            curl_multi_poll(n->multi, NULL, 0, timeout_ms, NULL);
+    }
+    int ignored;
+    drain_queue(n, &ignored); /* what came in meanwhile */
+    flush_done(n);
+    recount(n);
+    return NULL;
+}

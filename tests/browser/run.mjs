@@ -591,6 +591,9 @@ async function walk(page, context, shots) {
         assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Event sources');
         await page.keyboard.press('Enter');
         await heading(page, /Event sources/);
+        // the view renders, then moves focus: wait for it rather than race it
+        await page.waitForFunction(() => document.activeElement.tagName === 'H1', null,
+                                   {timeout: 5000}).catch(() => {});
         assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1', 'focus moves to the new page');
     });
 

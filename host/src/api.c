@@ -3,6 +3,7 @@
  */
 #include "api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -122,6 +123,42 @@ long api_query_limit(const http_request *req, http_response *res)
     return n;
 }
 
+const char *api_str(const cJSON *o, const char *key)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+void api_respond_one(http_response *res, int status, const char *code, const char *path,
+                     const char *reason, const char *message)
+{
+    diag d;
+    diag_init(&d, NULL);
+    diag_add(&d, path, "%s", reason);
+    if (message)
+        http_respond_error(res, status, code, &d, "%s", message);
+    else
+        http_respond_error(res, status, code, &d, "%s: %s", path, reason);
+    diag_free(&d);
+}
+
+void api_respond_invalid(http_response *res, const diag *d, const char *what)
+{
+    const diag_item *first = d->count ? &d->items[0] : NULL;
+    size_t more = d->count + d->dropped - (first ? 1 : 0);
+    char tail[48] = "";
+    if (more)
+        snprintf(tail, sizeof tail, " (and %zu more)", more);
+    http_respond_error(res, 400, "invalid", d, "%s is not valid: %s%s%s%s", what,
+                       first ? first->path : "", first && first->path[0] ? ": " : "",
+                       first ? first->reason : "?", tail);
+}
+
+void api_respond_store_error(http_response *res, store *st, const char *what)
+{
+    log_error("api", "%s: %s", what, store_errmsg(st));
+    http_respond_error(res, 500, "internal", NULL, "%s failed: %s", what, store_errmsg(st));
+}
+
 void api_respond_page(http_response *res, cJSON *items, char *next_cursor)
 {
     cJSON *page = cJSON_CreateObject();
@@ -141,9 +178,9 @@ static void on_authenticated(void *ctx, const char *key_name)
 
 http_server *api_start(api_ctx *a, char **err)
 {
-    static const http_route *const tables[] = {api_routes_health,   api_routes_events,
-                                               api_routes_plugins,  api_routes_triggers,
-                                               api_routes_executions, api_routes_console, api_routes_subscriptions, NULL};
+    static const http_route *const tables[] = {
+        api_routes_health,     api_routes_events,  api_routes_plugins,       api_routes_triggers,
+        api_routes_executions, api_routes_console, api_routes_subscriptions, NULL};
     const evh_config *c = a->cfg;
     http_options o = {.host = c->listen_host,
                       .port = c->listen_port,

@@ -69,6 +69,22 @@ cJSON *api_body_object(const http_request *req, http_response *res, int accept_c
 /* A query argument as a page size: 0 when absent; -1 after answering 400. */
 long api_query_limit(const http_request *req, http_response *res);
 
+/* The string at key of o, or NULL (absent or not a string). */
+const char *api_str(const cJSON *o, const char *key);
+
+/* Answer status/code with the one detail {path, reason}; the message is
+ * "<path>: <reason>" unless message is given. */
+void api_respond_one(http_response *res, int status, const char *code, const char *path,
+                     const char *reason, const char *message);
+
+/* 400 "invalid" with every problem of d as details; the message repeats the
+ * first one ("<what> is not valid: <path>: <reason> (and N more)") so that a
+ * curl user sees it without reading the details. */
+void api_respond_invalid(http_response *res, const diag *d, const char *what);
+
+/* 500 after a database failure, logged, with store_errmsg(st). */
+void api_respond_store_error(http_response *res, store *st, const char *what);
+
 /* Answer 200 {"items": [...], "next_cursor": "..." | null} (takes both). */
 void api_respond_page(http_response *res, cJSON *items, char *next_cursor);
 

@@ -17,26 +17,6 @@
 #include "diag.h"
 #include "event.h"
 
-static const char *str_of(const cJSON *o, const char *key)
-{
-    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
-
-/* Answer status/code with one detail {path, reason}; the message is
- * "<path>: <reason>" unless message is given. */
-static void respond_one(http_response *res, int status, const char *code, const char *path,
-                        const char *reason, const char *message)
-{
-    diag d;
-    diag_init(&d, NULL);
-    diag_add(&d, path, "%s", reason);
-    if (message)
-        http_respond_error(res, status, code, &d, "%s", message);
-    else
-        http_respond_error(res, status, code, &d, "%s: %s", path, reason);
-    diag_free(&d);
-}
-
 /* 404 for an unknown execution, 500 when the database failed (st's
  * message); call while st is still held. */
 static void respond_missing(http_response *res, store *st, const char *id)
@@ -49,7 +29,7 @@ static void respond_missing(http_response *res, store *st, const char *id)
     char *reason = NULL;
     if (asprintf(&reason, "no execution '%s'", id) < 0)
         reason = NULL;
-    respond_one(res, 404, "not_found", "id", reason ? reason : "no such execution", reason);
+    api_respond_one(res, 404, "not_found", "id", reason ? reason : "no such execution", reason);
     free(reason);
 }
 
@@ -81,7 +61,7 @@ static void list_executions(void *ctx, const http_request *req, http_response *r
             if (asprintf(&reason, "'%s' is not an execution status (queued, running, "
                                   "succeeded or failed)", f.status) < 0)
                 reason = NULL;
-            respond_one(res, 400, "invalid", "status", reason ? reason : "not a status", NULL);
+            api_respond_one(res, 400, "invalid", "status", reason ? reason : "not a status", NULL);
             free(reason);
             return;
         }
@@ -100,7 +80,7 @@ static void list_executions(void *ctx, const http_request *req, http_response *r
         const char *msg = store_errmsg(st);
         const char *colon = strstr(msg, ": ");
         char *param = colon ? strndup(msg, (size_t)(colon - msg)) : NULL;
-        respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg, msg);
+        api_respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg, msg);
         free(param);
     } else {
         http_respond_error(res, 500, "internal", NULL, "cannot list executions: %s",
@@ -117,21 +97,21 @@ static void list_executions(void *ctx, const http_request *req, http_response *r
 static cJSON *progress_of(api_ctx *a, const cJSON *x)
 {
     const cJSON *runs = cJSON_GetObjectItemCaseSensitive(x, "steps");
-    const char *status = str_of(x, "status");
+    const char *status = api_str(x, "status");
     int exec_succeeded = status && !strcmp(status, "succeeded");
     int n = cJSON_GetArraySize(runs);
     double done = 0;
     for (int i = 0; i < n; i++) {
         const cJSON *run = cJSON_GetArrayItem(runs, i);
-        const char *step = str_of(run, "step_id");
-        const char *st = str_of(run, "status");
+        const char *step = api_str(run, "step_id");
+        const char *st = api_str(run, "status");
         if (!step || !st)
             continue;
         /* runs are ordered by id: a step's attempts follow each other, and
          * the last one is its outcome */
         int last = 1, went_on = 0;
         for (int j = i + 1; j < n; j++) {
-            const char *other = str_of(cJSON_GetArrayItem(runs, j), "step_id");
+            const char *other = api_str(cJSON_GetArrayItem(runs, j), "step_id");
             if (other && !strcmp(other, step))
                 last = 0;
             else if (other)
@@ -148,7 +128,7 @@ static cJSON *progress_of(api_ctx *a, const cJSON *x)
     const workflow_set *ws;
     const trigger_set *ts;
     void *token = engine_config_acquire(a->eng, &ws, &ts);
-    const char *wf_id = str_of(x, "workflow_id");
+    const char *wf_id = api_str(x, "workflow_id");
     const workflow *wf = wf_id ? workflow_set_get(ws, wf_id) : NULL;
     cJSON_AddItemToObject(p, "total",
                           wf ? cJSON_CreateNumber((double)wf->n_steps) : cJSON_CreateNull());
@@ -192,7 +172,7 @@ static void replay_execution(void *ctx, const http_request *req, http_response *
     const char *id = http_param(req, "id");
     const char *from_step = http_query(req, "from_step");
     if (from_step && !*from_step) {
-        respond_one(res, 400, "invalid", "from_step", "must be a step id of the workflow",
+        api_respond_one(res, 400, "invalid", "from_step", "must be a step id of the workflow",
                     NULL);
         return;
     }
@@ -206,7 +186,7 @@ static void replay_execution(void *ctx, const http_request *req, http_response *
         return;
     }
     api_store_release(a, st);
-    char *wf_id = strdup(str_of(x, "workflow_id") ? str_of(x, "workflow_id") : "");
+    char *wf_id = strdup(api_str(x, "workflow_id") ? api_str(x, "workflow_id") : "");
     cJSON_Delete(x);
     if (!wf_id) {
         http_respond_error(res, 500, "internal", NULL, "out of memory");
@@ -216,7 +196,7 @@ static void replay_execution(void *ctx, const http_request *req, http_response *
     if (!workflow_loaded(a, wf_id)) {
         if (asprintf(&reason, "workflow '%s' is no longer loaded", wf_id) < 0)
             reason = NULL;
-        respond_one(res, 409, "conflict", "workflow_id",
+        api_respond_one(res, 409, "conflict", "workflow_id",
                     reason ? reason : "the workflow is no longer loaded",
                     reason ? reason : "the workflow is no longer loaded");
         free(reason);
@@ -244,16 +224,16 @@ static void replay_execution(void *ctx, const http_request *req, http_response *
         break;
     }
     case EVH_E_INVALID:
-        respond_one(res, 400, "invalid", "from_step", why, NULL);
+        api_respond_one(res, 400, "invalid", "from_step", why, NULL);
         break;
     case EVH_E_DUPLICATE:
         if (asprintf(&reason, "already replayed as %s", new_id) < 0)
             reason = NULL;
-        respond_one(res, 409, "conflict", "id", reason ? reason : why, why);
+        api_respond_one(res, 409, "conflict", "id", reason ? reason : why, why);
         free(reason);
         break;
     case EVH_E_NOT_FOUND: /* the workflow went in between, or the event */
-        respond_one(res, 409, "conflict", "id", why, why);
+        api_respond_one(res, 409, "conflict", "id", why, why);
         break;
     default:
         http_respond_error(res, 500, "internal", NULL, "cannot replay execution %s: %s", id, why);

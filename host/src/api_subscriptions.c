@@ -32,39 +32,6 @@
 #include "notify.h"
 #include "subscription.h"
 
-static const char *str_of(const cJSON *o, const char *key)
-{
-    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
-
-static void respond_one(http_response *res, int status, const char *code, const char *path,
-                        const char *reason)
-{
-    diag d;
-    diag_init(&d, NULL);
-    diag_add(&d, path, "%s", reason);
-    http_respond_error(res, status, code, &d, "%s: %s", path, reason);
-    diag_free(&d);
-}
-
-static void respond_invalid(http_response *res, const diag *d)
-{
-    const diag_item *first = d->count ? &d->items[0] : NULL;
-    size_t more = d->count + d->dropped - (first ? 1 : 0);
-    char tail[48] = "";
-    if (more)
-        snprintf(tail, sizeof tail, " (and %zu more)", more);
-    http_respond_error(res, 400, "invalid", d, "the subscription is not valid: %s%s%s%s",
-                       first ? first->path : "", first && first->path[0] ? ": " : "",
-                       first ? first->reason : "?", tail);
-}
-
-static void respond_store_error(http_response *res, store *st, const char *what)
-{
-    log_error("api", "%s: %s", what, store_errmsg(st));
-    http_respond_error(res, 500, "internal", NULL, "%s failed: %s", what, store_errmsg(st));
-}
-
 /* The public (redacted) view of a stored row; NULL on out-of-memory or a
  * row that no longer validates. */
 static cJSON *public_view(const cJSON *row)
@@ -79,13 +46,13 @@ static cJSON *public_view(const cJSON *row)
 static void respond_missing(http_response *res, store *st, const char *id)
 {
     if (*store_errmsg(st)) {
-        respond_store_error(res, st, "reading the subscription");
+        api_respond_store_error(res, st, "reading the subscription");
         return;
     }
     char *reason = NULL;
     if (asprintf(&reason, "no subscription '%s'", id) < 0)
         reason = NULL;
-    respond_one(res, 404, "not_found", "id", reason ? reason : "no such subscription");
+    api_respond_one(res, 404, "not_found", "id", reason ? reason : "no such subscription", NULL);
     free(reason);
 }
 
@@ -139,7 +106,7 @@ static void keep_redacted(cJSON *spec, const cJSON *row)
 {
     static const char *const keys[] = {"token", "secret"};
     for (size_t i = 0; i < 2; i++) {
-        const char *v = str_of(spec, keys[i]);
+        const char *v = api_str(spec, keys[i]);
         if (v && !strcmp(v, SUBSCRIPTION_REDACTED) && row) {
             const cJSON *old = cJSON_GetObjectItemCaseSensitive(row, keys[i]);
             cJSON_ReplaceItemInObjectCaseSensitive(spec, keys[i],
@@ -192,7 +159,7 @@ static void list_subscriptions(void *ctx, const http_request *req, http_response
         return;
     cJSON *rows = store_subscriptions_list(st);
     if (!rows) {
-        respond_store_error(res, st, "listing subscriptions");
+        api_respond_store_error(res, st, "listing subscriptions");
         api_store_release(a, st);
         return;
     }
@@ -251,7 +218,7 @@ static void create_subscription(void *ctx, const http_request *req, http_respons
         cJSON_DeleteItemFromObjectCaseSensitive(body, "id");
         cJSON_AddStringToObject(body, "id", uuid);
     }
-    const char *origin = str_of(body, "origin");
+    const char *origin = api_str(body, "origin");
     diag d;
     diag_init(&d, NULL);
     if (origin && strcmp(origin, "api"))
@@ -260,7 +227,7 @@ static void create_subscription(void *ctx, const http_request *req, http_respons
     subscription *s = subscription_from_json(body, 1, 1, &d, "");
     cJSON_Delete(body);
     if (!s || d.count) {
-        respond_invalid(res, &d);
+        api_respond_invalid(res, &d, "the subscription");
         subscription_free(s);
         diag_free(&d);
         return;
@@ -285,12 +252,12 @@ static void create_subscription(void *ctx, const http_request *req, http_respons
                               "/api/subscriptions/%s changes it",
                      s->id, s->id) < 0)
             reason = NULL;
-        respond_one(res, 409, "conflict", "id", reason ? reason : "already exists");
+        api_respond_one(res, 409, "conflict", "id", reason ? reason : "already exists", NULL);
         free(reason);
     } else if (rc == EVH_E_NOMEM) {
         http_respond_error(res, 500, "internal", NULL, "out of memory");
     } else {
-        respond_store_error(res, st, "storing the subscription");
+        api_respond_store_error(res, st, "storing the subscription");
     }
     api_store_release(a, st);
     free(events);
@@ -313,14 +280,15 @@ static void patch_config_subscription(api_ctx *a, store *st, const char *id, con
                                   "(only \"enabled\" can be set here)",
                          id) < 0)
                 reason = NULL;
-            respond_one(res, 409, "conflict", item->string, reason ? reason : "from host.yaml");
+            api_respond_one(res, 409, "conflict", item->string,
+                            reason ? reason : "from host.yaml", NULL);
             free(reason);
             return;
         }
     }
     const cJSON *enabled = cJSON_GetObjectItemCaseSensitive(body, "enabled");
     if (!cJSON_IsBool(enabled)) {
-        respond_one(res, 400, "invalid", "enabled", "must be true or false");
+        api_respond_one(res, 400, "invalid", "enabled", "must be true or false", NULL);
         return;
     }
     int rc = store_subscription_set_enabled(st, id, cJSON_IsTrue(enabled), "disabled through "
@@ -330,7 +298,7 @@ static void patch_config_subscription(api_ctx *a, store *st, const char *id, con
     else if (rc == EVH_E_NOT_FOUND)
         respond_missing(res, st, id);
     else
-        respond_store_error(res, st, "updating the subscription");
+        api_respond_store_error(res, st, "updating the subscription");
 }
 
 static void change_subscription(api_ctx *a, const http_request *req, http_response *res,
@@ -360,11 +328,11 @@ static void change_subscription(api_ctx *a, const http_request *req, http_respon
         char *reason = NULL;
         if (asprintf(&reason, "must be '%s' (the id in the path) or left out", id) < 0)
             reason = NULL;
-        respond_one(res, 400, "invalid", "id", reason ? reason : "must match the path");
+        api_respond_one(res, 400, "invalid", "id", reason ? reason : "must match the path", NULL);
         free(reason);
         goto out;
     }
-    const char *origin = str_of(row, "origin");
+    const char *origin = api_str(row, "origin");
     if (origin && strcmp(origin, "api")) {
         if (merge) {
             patch_config_subscription(a, st, id, body, res);
@@ -374,12 +342,12 @@ static void change_subscription(api_ctx *a, const http_request *req, http_respon
                                   "(PATCH {\"enabled\": ...} can enable or disable it)",
                          id) < 0)
                 reason = NULL;
-            respond_one(res, 409, "conflict", "id", reason ? reason : "from host.yaml");
+            api_respond_one(res, 409, "conflict", "id", reason ? reason : "from host.yaml", NULL);
             free(reason);
         }
         goto out;
     }
-    const char *borigin = str_of(body, "origin");
+    const char *borigin = api_str(body, "origin");
     if (borigin && strcmp(borigin, "api"))
         diag_add(&d, "origin", "read-only: a subscription made through the API has origin "
                                "'api'");
@@ -404,7 +372,7 @@ static void change_subscription(api_ctx *a, const http_request *req, http_respon
     keep_redacted(spec, row);
     s = subscription_from_json(spec, 1, 1, &d, "");
     if (!s || d.count) {
-        respond_invalid(res, &d);
+        api_respond_invalid(res, &d, "the subscription");
         goto out;
     }
     store_subscription srow;
@@ -418,7 +386,7 @@ static void change_subscription(api_ctx *a, const http_request *req, http_respon
     else if (rc == EVH_E_NOMEM)
         http_respond_error(res, 500, "internal", NULL, "out of memory");
     else
-        respond_store_error(res, st, "storing the subscription");
+        api_respond_store_error(res, st, "storing the subscription");
 out:
     api_store_release(a, st);
     free(events);
@@ -448,14 +416,14 @@ static void delete_subscription(void *ctx, const http_request *req, http_respons
     if (!st)
         return;
     cJSON *row = store_subscription_get(st, id);
-    const char *origin = row ? str_of(row, "origin") : NULL;
+    const char *origin = row ? api_str(row, "origin") : NULL;
     if (!row) {
         respond_missing(res, st, id);
     } else if (origin && strcmp(origin, "api")) {
         char *reason = NULL;
         if (asprintf(&reason, "subscription '%s' comes from host.yaml: remove it there", id) < 0)
             reason = NULL;
-        respond_one(res, 409, "conflict", "id", reason ? reason : "from host.yaml");
+        api_respond_one(res, 409, "conflict", "id", reason ? reason : "from host.yaml", NULL);
         free(reason);
     } else {
         int rc = store_subscription_delete(st, id);
@@ -469,7 +437,7 @@ static void delete_subscription(void *ctx, const http_request *req, http_respons
         } else if (rc == EVH_E_NOT_FOUND) {
             respond_missing(res, st, id);
         } else {
-            respond_store_error(res, st, "deleting the subscription");
+            api_respond_store_error(res, st, "deleting the subscription");
         }
     }
     cJSON_Delete(row);
@@ -491,9 +459,10 @@ static void list_deliveries(void *ctx, const http_request *req, http_response *r
                                .cursor = http_query(req, "cursor"),
                                .limit = (size_t)limit};
     if (f.event && lc_event_parse(f.event) < 0) {
-        respond_one(res, 400, "invalid", "event",
-                    "must be jobStart, jobComplete, jobError, pluginStart, pluginComplete or "
-                    "pluginError");
+        api_respond_one(res, 400, "invalid", "event",
+                        "must be jobStart, jobComplete, jobError, pluginStart, pluginComplete or "
+                        "pluginError",
+                        NULL);
         return;
     }
     store *st = api_store_acquire(a, res);
@@ -508,10 +477,10 @@ static void list_deliveries(void *ctx, const http_request *req, http_response *r
         const char *msg = store_errmsg(st);
         const char *colon = strstr(msg, ": ");
         char *param = colon ? strndup(msg, (size_t)(colon - msg)) : NULL;
-        respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg);
+        api_respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg, NULL);
         free(param);
     } else {
-        respond_store_error(res, st, "listing deliveries");
+        api_respond_store_error(res, st, "listing deliveries");
     }
     api_store_release(a, st);
 }
@@ -528,7 +497,7 @@ static int64_t delivery_id(const http_request *req, http_response *res)
         if (asprintf(&reason, "no delivery '%s' (delivery ids are positive integers)",
                      text ? text : "") < 0)
             reason = NULL;
-        respond_one(res, 404, "not_found", "id", reason ? reason : "no such delivery");
+        api_respond_one(res, 404, "not_found", "id", reason ? reason : "no such delivery", NULL);
         free(reason);
         return 0;
     }
@@ -548,11 +517,11 @@ static void get_delivery(void *ctx, const http_request *req, http_response *res)
     if (d) {
         http_respond_json(res, 200, d);
     } else if (*store_errmsg(st)) {
-        respond_store_error(res, st, "reading the delivery");
+        api_respond_store_error(res, st, "reading the delivery");
     } else {
         char reason[64];
         snprintf(reason, sizeof reason, "no delivery %lld", (long long)id);
-        respond_one(res, 404, "not_found", "id", reason);
+        api_respond_one(res, 404, "not_found", "id", reason, NULL);
     }
     api_store_release(a, st);
 }
@@ -571,7 +540,7 @@ static void retry_delivery(void *ctx, const http_request *req, http_response *re
         /* read back before the notifier is woken: the answer shows the row
          * as the retry left it (pending, attempt 0) */
         cJSON *d = store_delivery_get(st, id);
-        const char *sub = str_of(d, "subscription_id");
+        const char *sub = api_str(d, "subscription_id");
         cJSON *srow = sub ? store_subscription_get(st, sub) : NULL;
         if (d && srow && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(srow, "enabled")))
             cJSON_AddStringToObject(d, "warning", "its subscription is disabled: it is sent "
@@ -587,11 +556,11 @@ static void retry_delivery(void *ctx, const http_request *req, http_response *re
                                (long long)id);
         }
     } else if (rc == EVH_E_NOT_FOUND) {
-        respond_one(res, 404, "not_found", "id", store_errmsg(st));
+        api_respond_one(res, 404, "not_found", "id", store_errmsg(st), NULL);
     } else if (rc == EVH_E_STATE) {
-        respond_one(res, 409, "conflict", "status", store_errmsg(st));
+        api_respond_one(res, 409, "conflict", "status", store_errmsg(st), NULL);
     } else {
-        respond_store_error(res, st, "retrying the delivery");
+        api_respond_store_error(res, st, "retrying the delivery");
     }
     api_store_release(a, st);
 }

@@ -92,26 +92,6 @@ static void cfg_close(cfg_view *v)
     v->ts = NULL;
 }
 
-static void respond_store_error(http_response *res, store *st, const char *what)
-{
-    log_error("api", "%s: %s", what, store_errmsg(st));
-    http_respond_error(res, 500, "internal", NULL, "%s failed: %s", what, store_errmsg(st));
-}
-
-/* 400 with every problem as details; the message repeats the first one so
- * that a curl user sees it without reading the details. */
-static void respond_invalid(http_response *res, const diag *d, const char *what)
-{
-    const diag_item *first = d->count ? &d->items[0] : NULL;
-    size_t more = d->count + d->dropped - (first ? 1 : 0);
-    char tail[48] = "";
-    if (more)
-        snprintf(tail, sizeof tail, " (and %zu more)", more);
-    http_respond_error(res, 400, "invalid", d, "%s is not valid: %s%s%s%s", what,
-                       first ? first->path : "", first && first->path[0] ? ": " : "",
-                       first ? first->reason : "?", tail);
-}
-
 static cJSON *diag_to_json(const diag *d)
 {
     cJSON *list = cJSON_CreateArray();
@@ -198,7 +178,7 @@ static int get_row(store *st, const char *id, cJSON **row, http_response *res)
 {
     *row = store_trigger_get(st, id);
     if (!*row && store_errmsg(st)[0]) {
-        respond_store_error(res, st, "reading the trigger");
+        api_respond_store_error(res, st, "reading the trigger");
         return -1;
     }
     return 0;
@@ -404,7 +384,7 @@ static void list_triggers(void *ctx, const http_request *req, http_response *res
         return;
     cJSON *rows = store_triggers_list(st);
     if (!rows) {
-        respond_store_error(res, st, "listing triggers");
+        api_respond_store_error(res, st, "listing triggers");
         api_store_release(a, st);
         return;
     }
@@ -507,7 +487,7 @@ static void create_trigger(void *ctx, const http_request *req, http_response *re
     if (!t) {
         cfg_close(&v);
         api_store_release(a, st);
-        respond_invalid(res, &d, "the trigger");
+        api_respond_invalid(res, &d, "the trigger");
         goto out;
     }
     int ok;
@@ -554,7 +534,7 @@ static void create_trigger(void *ctx, const http_request *req, http_response *re
     } else if (rc == EVH_E_NOMEM) {
         http_respond_error(res, 500, "internal", NULL, "out of memory");
     } else if (rc != EVH_E_DUPLICATE && !res->status) {
-        respond_store_error(res, st, "storing the trigger");
+        api_respond_store_error(res, st, "storing the trigger");
     }
     api_store_release(a, st);
 out:
@@ -633,7 +613,7 @@ static void change_trigger(api_ctx *a, const http_request *req, http_response *r
     strip_read_only(spec, "", 1, &d);
     t = validate(&v, spec, "", &d);
     if (!t) {
-        respond_invalid(res, &d, "the trigger");
+        api_respond_invalid(res, &d, "the trigger");
         goto out;
     }
     int ok;
@@ -650,7 +630,7 @@ static void change_trigger(api_ctx *a, const http_request *req, http_response *r
     else if (rc == EVH_E_NOMEM)
         http_respond_error(res, 500, "internal", NULL, "out of memory");
     else
-        respond_store_error(res, st, "storing the trigger");
+        api_respond_store_error(res, st, "storing the trigger");
 out:
     cfg_close(&v);
     api_store_release(a, st);
@@ -690,7 +670,7 @@ static void delete_trigger(void *ctx, const http_request *req, http_response *re
         if (rc == EVH_E_NOT_FOUND) {
             http_respond_error(res, 404, "not_found", NULL, "no trigger '%s'", id);
         } else if (rc != EVH_OK) {
-            respond_store_error(res, st, "deleting the trigger");
+            api_respond_store_error(res, st, "deleting the trigger");
         } else {
             if (a->reload && a->reload(a->reload_ud, NULL) != EVH_OK)
                 log_error("api",
@@ -845,7 +825,7 @@ static void test_trigger(void *ctx, const http_request *req, http_response *res)
     cJSON *envelope = build_envelope(ev, t->source, t->event_type, base, &d);
     if (d.count) {
         cJSON_Delete(envelope);
-        respond_invalid(res, &d, "the event");
+        api_respond_invalid(res, &d, "the event");
         goto out;
     }
     respond_explain(res, t, envelope);
@@ -900,7 +880,7 @@ static void test_draft(void *ctx, const http_request *req, http_response *res)
         envelope = build_envelope(ev, jstr(spec, "source"), jstr(spec, "event_type"), "event", &d);
     if (d.count || !t) {
         cJSON_Delete(envelope);
-        respond_invalid(res, &d, "the request");
+        api_respond_invalid(res, &d, "the request");
     } else {
         respond_explain(res, t, envelope);
     }

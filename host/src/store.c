@@ -1624,6 +1624,20 @@ int store_execution_create(store *s, store_execution *e)
     return out;
 }
 
+/* Finish an UPDATE or DELETE of one row named by id (bind_rc: the binding's
+ * result): EVH_E_NOT_FOUND, "no <kind> '<id>'<suffix>", when no row changed. */
+static int change_one(store *s, sqlite3_stmt *st, int bind_rc, const char *doing,
+                      const char *kind, const char *id, const char *suffix)
+{
+    int rc = bind_rc == SQLITE_OK ? step_done(s, st, doing) : fail(s, bind_rc, "binding");
+    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
+        set_err(s, "no %s '%s'%s", kind, id, suffix);
+        rc = EVH_E_NOT_FOUND;
+    }
+    done(st);
+    return rc;
+}
+
 int store_execution_set_status(store *s, const char *id, const char *status, const char *error)
 {
     if (!s || !id)
@@ -1638,13 +1652,7 @@ int store_execution_set_status(store *s, const char *id, const char *status, con
     if (!st)
         return EVH_E_IO;
     int rc = bind(st, "tttt", id, status, error, now);
-    rc = rc == SQLITE_OK ? step_done(s, st, "updating an execution") : fail(s, rc, "binding");
-    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
-        set_err(s, "no execution '%s'", id);
-        rc = EVH_E_NOT_FOUND;
-    }
-    done(st);
-    return rc;
+    return change_one(s, st, rc, "updating an execution", "execution", id, "");
 }
 
 static cJSON *steps_of(store *s, const char *execution_id)
@@ -1818,13 +1826,7 @@ int store_trigger_delete(store *s, const char *id)
     if (!st)
         return EVH_E_IO;
     int rc = bind(st, "t", id);
-    rc = rc == SQLITE_OK ? step_done(s, st, "deleting a trigger") : fail(s, rc, "binding");
-    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
-        set_err(s, "no trigger '%s'", id);
-        rc = EVH_E_NOT_FOUND;
-    }
-    done(st);
-    return rc;
+    return change_one(s, st, rc, "deleting a trigger", "trigger", id, "");
 }
 
 /* EVH_OK when conditions_json is NULL or JSON text. */
@@ -1884,13 +1886,7 @@ int store_trigger_update_api(store *s, const char *id, const char *name, const c
         return EVH_E_IO;
     rc = bind(st, "ttttttit", id, name, source, event_type, workflow_id, conditions_json,
               (int64_t)(enabled != 0), now);
-    rc = rc == SQLITE_OK ? step_done(s, st, "updating a trigger") : fail(s, rc, "binding");
-    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
-        set_err(s, "no trigger '%s' made through the API", id);
-        rc = EVH_E_NOT_FOUND;
-    }
-    done(st);
-    return rc;
+    return change_one(s, st, rc, "updating a trigger", "trigger", id, " made through the API");
 }
 
 cJSON *store_triggers_list(store *s)
@@ -2103,13 +2099,8 @@ int store_subscription_update(store *s, const store_subscription *sub)
     if (!st)
         return EVH_E_IO;
     int rc = bind_subscription(st, sub, now);
-    rc = rc == SQLITE_OK ? step_done(s, st, "updating a subscription") : fail(s, rc, "binding");
-    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
-        set_err(s, "no subscription '%s' made through the API", sub->id);
-        rc = EVH_E_NOT_FOUND;
-    }
-    done(st);
-    return rc;
+    return change_one(s, st, rc, "updating a subscription", "subscription", sub->id,
+                      " made through the API");
 }
 
 /* The ids of the host.yaml rows (malloc'd array of malloc'd strings). */
@@ -2198,13 +2189,7 @@ int store_subscription_set_enabled(store *s, const char *id, int enabled, const 
     if (!st)
         return EVH_E_IO;
     int rc = bind(st, "titt", id, (int64_t)(enabled != 0), enabled ? NULL : reason, now);
-    rc = rc == SQLITE_OK ? step_done(s, st, "updating a subscription") : fail(s, rc, "binding");
-    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
-        set_err(s, "no subscription '%s'", id);
-        rc = EVH_E_NOT_FOUND;
-    }
-    done(st);
-    return rc;
+    return change_one(s, st, rc, "updating a subscription", "subscription", id, "");
 }
 
 int store_subscription_delete(store *s, const char *id)
@@ -2215,13 +2200,7 @@ int store_subscription_delete(store *s, const char *id)
     if (!st)
         return EVH_E_IO;
     int rc = bind(st, "t", id);
-    rc = rc == SQLITE_OK ? step_done(s, st, "deleting a subscription") : fail(s, rc, "binding");
-    if (rc == EVH_OK && sqlite3_changes(s->db) == 0) {
-        set_err(s, "no subscription '%s'", id);
-        rc = EVH_E_NOT_FOUND;
-    }
-    done(st);
-    return rc;
+    return change_one(s, st, rc, "deleting a subscription", "subscription", id, "");
 }
 
 static cJSON *col_int_or_null(sqlite3_stmt *st, int i)

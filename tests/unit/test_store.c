@@ -1032,6 +1032,55 @@ static void test_two_threads(void **state)
     sqlite3_close(db);
 }
 
+/* The CLI's reports open the database read-only: they create, configure
+ * and migrate nothing, so they cannot disturb a daemon that is setting the
+ * file up, and they say clearly when there is nothing to read yet. */
+static void test_read_only_open(void **state)
+{
+    fixture *f = *state;
+    store *r = NULL;
+    char *err = NULL;
+    /* a database the daemon made: readable, and what it holds is there */
+    evh_event *ev = event_new("my-timer", "timer_fired", "{}", 2, NULL, NULL);
+    assert_int_equal(store_events_insert(f->s, &ev, 1), EVH_OK);
+    store_options ro = {.path = f->path, .read_only = 1};
+    assert_int_equal(store_open(&ro, &r, &err), EVH_OK);
+    cJSON *got = store_event_get(r, ev->id);
+    assert_non_null(got);
+    cJSON_Delete(got);
+    /* and it cannot write */
+    evh_event *ev2 = event_new("my-timer", "timer_fired", "{}", 2, NULL, NULL);
+    assert_int_not_equal(store_events_insert(r, &ev2, 1), EVH_OK);
+    event_free(ev2);
+    event_free(ev);
+    store_close(r);
+
+    /* a missing file is not created */
+    char *missing = tu_join(f->dir, "missing.db");
+    ro.path = missing;
+    assert_int_not_equal(store_open(&ro, &r, &err), EVH_OK);
+    assert_null(r);
+    assert_non_null(err);
+    assert_int_equal(access(missing, F_OK), -1);
+    free(err);
+    err = NULL;
+
+    /* an empty file (the daemon has just created it) is "not ready", not
+     * set up by the reader */
+    char *empty = tu_join(f->dir, "empty.db");
+    assert_int_equal(tu_write_file(empty, ""), 0);
+    ro.path = empty;
+    assert_int_not_equal(store_open(&ro, &r, &err), EVH_OK);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "empty.db"));
+    struct stat st;
+    assert_int_equal(stat(empty, &st), 0);
+    assert_int_equal(st.st_size, 0); /* nothing written by the reader */
+    free(err);
+    free(empty);
+    free(missing);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1051,6 +1100,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_shrinks_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integrity_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_open, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

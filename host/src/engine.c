@@ -20,6 +20,7 @@
 #include "evh_limits.h"
 #include "log.h"
 #include "metrics.h"
+#include "recorder.h"
 #include "store.h"
 #include "system_events.h"
 
@@ -36,11 +37,11 @@ typedef struct config_snap {
     unsigned generation;
 } config_snap;
 
-/* Event statuses a worker writes in one transaction per batch instead of
- * one per event (a transaction costs ~100 us, docs/BENCHMARKS.md).  An
- * event whose status is not written yet stays 'pending' if the process
- * dies, and recovery dispatches it again: its executions exist already
- * (unique per trigger and event), so nothing runs twice. */
+/* Event statuses a worker hands to the recorder in one write per batch
+ * instead of one per event.  An event whose status is not written yet
+ * stays 'pending' if the process dies, and recovery dispatches it again:
+ * its executions exist already (unique per trigger and event), so nothing
+ * runs twice. */
 #define STATUS_BATCH 256
 enum { ST_DISPATCHED, ST_UNMATCHED };
 
@@ -65,6 +66,7 @@ struct engine {
     engine_options opt;
     char *db_path;
     store *wstore; /* the writer thread's connection */
+    recorder *rec; /* the workers' execution records (recorder.h) */
     bus *dispatch;
     pthread_t writer;
     int writer_started;
@@ -175,6 +177,9 @@ engine *engine_new(runtime *rt, registry *reg, const engine_options *o, char **e
     store_options so = {.path = e->db_path, .synchronous_full = o->synchronous_full};
     if (!e->db_path || !e->snap || store_open(&so, &e->wstore, err) != EVH_OK)
         goto fail;
+    e->rec = recorder_new(&so, e->opt.dispatch_queue, err);
+    if (!e->rec)
+        goto fail;
     e->dispatch = bus_new(e->opt.dispatch_queue);
     e->workers = calloc(e->opt.workers, sizeof *e->workers);
     if (!e->dispatch || !e->workers)
@@ -219,6 +224,7 @@ static void recover_pending(engine *e)
             break;
         }
         for (size_t i = 0; i < n; i++) {
+            evs[i]->recovered = 1;
             if (dispatch_push(e, evs[i]) != EVH_OK)
                 event_free(evs[i]);
         }
@@ -247,6 +253,19 @@ static int persist_batch(engine *e, evh_event **batch, size_t n)
     return rc;
 }
 
+/* Events no trigger listens to (the `system` source's, mostly, when
+ * nothing reacts to them) are stored as 'unmatched' at once: a dispatch
+ * and a status write fewer.  The triggers in force when the event is
+ * stored decide, as they would a moment later on a worker. */
+static void mark_unmatched(engine *e, evh_event **batch, size_t n)
+{
+    config_snap *s = snap_acquire(e);
+    for (size_t i = 0; i < n; i++)
+        batch[i]->unmatched = !trigger_set_listens(s->ts, batch[i]->source,
+                                                   batch[i]->event_type);
+    snap_release(e, s);
+}
+
 static void *writer_main(void *arg)
 {
     engine *e = arg;
@@ -258,6 +277,7 @@ static void *writer_main(void *arg)
             break;
         if (n <= 0)
             continue;
+        mark_unmatched(e, batch, (size_t)n);
         int rc = persist_batch(e, batch, (size_t)n);
         if (rc != EVH_OK) {
             /* Never acknowledged, so nothing accepted is lost. */
@@ -281,6 +301,11 @@ static void *writer_main(void *arg)
                 continue;
             }
             atomic_fetch_add(&e->persisted, 1);
+            if (ev->unmatched) {
+                atomic_fetch_add(&e->unmatched, 1);
+                event_free(ev);
+                continue;
+            }
             if (dispatch_push(e, ev) != EVH_OK)
                 event_free(ev); /* stays pending in the database */
         }
@@ -335,7 +360,7 @@ static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const cha
     x.trigger_id = t_id;
     x.event_id = ev->id;
     cJSON *prior = NULL;
-    int rc = store_execution_create(wk->st, &x);
+    int rc = exec_record_create(xw, &x, !ev->recovered);
     if (rc == EVH_E_DUPLICATE) {
         /* Recovery: this (trigger, event) already has its execution. */
         cJSON *row = store_execution_get(wk->st, x.id);
@@ -369,7 +394,7 @@ static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const cha
         .user_id = ev->user_id, .succeeded = rc == EVH_OK, .error = error,
         .stopped_by = exec_stopped_by(xw), .duration_ms = (double)(monotonic_ns() - t0) / 1e6,
         .chain_depth = ev->chain_depth});
-    atomic_fetch_add(rc == EVH_OK ? &e->ok : &e->failed, 1);
+    exec_record_count(xw, rc == EVH_OK ? &e->ok : &e->failed);
     metrics_execution(wf->id, rc == EVH_OK);
     free(error);
     cJSON_Delete(prior);
@@ -388,12 +413,14 @@ static void status_flush(worker *wk)
         const char *ids[STATUS_BATCH];
         for (size_t i = 0; i < n; i++)
             ids[i] = wk->done[k][i];
-        if (store_events_set_status(wk->st, ids, n, names[k]) != EVH_OK)
-            log_error("engine", "cannot mark %zu event(s) %s: %s (they stay pending and are "
-                                "checked again at the next start)", n, names[k],
-                      store_errmsg(wk->st));
-        atomic_fetch_add(k == ST_DISPATCHED ? &wk->e->dispatched : &wk->e->unmatched,
-                         (unsigned long long)n);
+        atomic_ullong *count = k == ST_DISPATCHED ? &wk->e->dispatched : &wk->e->unmatched;
+        if (!recorder_events_status(wk->e->rec, ids, n, names[k], count)) {
+            if (store_events_set_status(wk->st, ids, n, names[k]) != EVH_OK)
+                log_error("engine", "cannot mark %zu event(s) %s: %s (they stay pending and "
+                                    "are checked again at the next start)", n, names[k],
+                          store_errmsg(wk->st));
+            atomic_fetch_add(count, (unsigned long long)n);
+        }
         wk->n_done[k] = 0;
     }
 }
@@ -413,7 +440,7 @@ static void dispatch_event(worker *wk, exec_worker *xw, evh_event *ev)
                            "max_chain_depth %u (a workflow triggering itself?)",
                  ev->id, ev->source, ev->event_type, ev->chain_depth, e->opt.max_chain_depth);
         atomic_fetch_add(&e->chain_cut, 1);
-        store_event_set_status(wk->st, ev->id, "unmatched");
+        status_later(wk, ev->id, ST_UNMATCHED);
         return;
     }
     cJSON *env = envelope_of(ev);
@@ -451,7 +478,7 @@ static void *worker_main(void *arg)
 {
     worker *wk = arg;
     engine *e = wk->e;
-    exec_worker *xw = exec_worker_new(e->rt, wk->st);
+    exec_worker *xw = exec_worker_new(e->rt, wk->st, e->rec);
     if (!xw)
         return NULL;
     for (;;) {
@@ -797,7 +824,7 @@ static void replay_run(engine *e, exec_worker *xw, unsigned *generation, const c
 static void *replay_main(void *arg)
 {
     engine *e = arg;
-    exec_worker *xw = exec_worker_new(e->rt, e->rthread_store);
+    exec_worker *xw = exec_worker_new(e->rt, e->rthread_store, NULL);
     if (!xw) {
         log_error("engine", "replays stay queued until the next start: out of memory");
         return NULL;
@@ -888,6 +915,8 @@ int engine_start(engine *e)
 {
     /* the host's own events (the `system` source), from here on */
     system_events_attach(e->rt, e->reg);
+    if (recorder_start(e->rec) != EVH_OK)
+        return EVH_E_NOMEM;
     for (unsigned i = 0; i < e->n_workers; i++) {
         if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
             return EVH_E_NOMEM;
@@ -925,6 +954,7 @@ void engine_stop(engine *e, int deadline_ms)
         pthread_join(e->workers[i].thread, NULL);
     e->n_started = 0;
     replay_stop(e, deadline);
+    recorder_stop(e->rec); /* after the workers: it commits what they handed in */
 }
 
 void engine_free(engine *e)
@@ -938,6 +968,7 @@ void engine_free(engine *e)
         free(e->workers);
     }
     bus_free(e->dispatch);
+    recorder_free(e->rec);
     store_close(e->wstore);
     while (e->rq_head) {
         replay_job *j = e->rq_head;

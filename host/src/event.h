@@ -32,6 +32,8 @@ typedef struct evh_event {
     char *idempotency_key;  /* NULL, or the client's key (HTTP ingest) */
     struct evh_ack *ack;    /* NULL, or who waits for this event to be durable */
     int64_t seq;            /* store sequence once persisted, else 0 */
+    int recovered;          /* found pending at start: it may have executions */
+    int unmatched;          /* no trigger listens: stored 'unmatched', not dispatched */
     struct evh_event *next; /* queue link; owned by whoever holds the event */
 } evh_event;
 

@@ -18,6 +18,7 @@
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "recorder.h"
 #include "schema.h"
 #include "template.h"
 
@@ -33,6 +34,8 @@ typedef struct instance {
 struct exec_worker {
     runtime *rt;
     store *st;
+    recorder *rec; /* NULL: every record written on st at once */
+    uint64_t last; /* the ticket of this worker's last write to rec */
     instance *items;
     size_t count, cap;
     char stopped_by[EVH_ID_MAX_LEN + 1]; /* see exec_stopped_by */
@@ -46,14 +49,51 @@ uint32_t exec_current_chain_depth(void)
     return running_depth_plus_one;
 }
 
-exec_worker *exec_worker_new(runtime *rt, store *st)
+exec_worker *exec_worker_new(runtime *rt, store *st, recorder *rec)
 {
     exec_worker *w = calloc(1, sizeof *w);
     if (w) {
         w->rt = rt;
         w->st = st;
+        w->rec = rec;
     }
     return w;
+}
+
+int exec_record_create(exec_worker *w, store_execution *x, int is_new)
+{
+    if (!w->rec || !is_new)
+        return store_execution_create(w->st, x);
+    if (uuid_v4(x->id) != EVH_OK)
+        return EVH_E_IO;
+    uint64_t t = recorder_execution_create(w->rec, x);
+    if (!t)
+        return EVH_E_NOMEM;
+    w->last = t;
+    return EVH_OK;
+}
+
+void exec_record_count(exec_worker *w, atomic_ullong *count)
+{
+    uint64_t t = w->rec ? recorder_count(w->rec, count, 1) : 0;
+    if (t)
+        w->last = t;
+    else
+        atomic_fetch_add(count, 1); /* no recorder, or out of memory */
+}
+
+static void set_status(exec_worker *w, const char *id, const char *status, const char *error)
+{
+    if (w->rec) {
+        uint64_t t = recorder_execution_status(w->rec, id, status, error, NULL);
+        if (t) {
+            w->last = t;
+            return;
+        }
+    }
+    if (store_execution_set_status(w->st, id, status, error) != EVH_OK)
+        log_error("engine", "execution %s: cannot record status '%s': %s", id, status,
+                  store_errmsg(w->st));
 }
 
 void exec_worker_reset(exec_worker *w)
@@ -306,6 +346,13 @@ static void record(exec_worker *w, const exec_request *req, size_t idx, uint32_t
                         .metrics_json = metrics,
                         .started_us = started,
                         .finished_us = finished};
+    if (w->rec) {
+        uint64_t t = recorder_step_run(w->rec, &r);
+        if (t) {
+            w->last = t;
+            return;
+        }
+    }
     if (store_step_run_put(w->st, &r) != EVH_OK)
         log_error("engine", "execution %s: cannot record step '%s': %s", req->execution_id,
                   r.step_id, store_errmsg(w->st));
@@ -533,9 +580,9 @@ static size_t first_step(const exec_request *req)
 int exec_run(exec_worker *w, const exec_request *req, char **error)
 {
     *error = NULL;
-    store_execution_set_status(w->st, req->execution_id, "running", NULL);
+    set_status(w, req->execution_id, "running", NULL);
     lifecycle_job lj;
-    lifecycle_job_start(&lj, req->lifecycle, w->st, req);
+    lifecycle_job_start(&lj, req->lifecycle, w->st, w->rec, req);
     cJSON *ctx = cJSON_CreateObject();
     cJSON_AddItemToObject(ctx, "event", cJSON_Duplicate(req->envelope, 1));
     cJSON_AddItemToObject(ctx, "steps", req->prior_outputs
@@ -548,10 +595,19 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
     /* resumed after a restart that came just after a step stopped it */
     int stopped = !req->from_step && req->prior_outputs && req->prior_outputs->child &&
                   stopped_before(w, req, prior);
+    int ran = 0;
     for (size_t i = first_step(req); !stopped && i < req->wf->n_steps; i++) {
         const wf_step *step = &req->wf->steps[i];
         if (!req->from_step && cJSON_GetObjectItemCaseSensitive(prior, step->id))
             continue; /* resumed: this step had succeeded before */
+        /* The promise of docs/pipeline.md: a step's result is in the
+         * database before the next step starts, so a crash re-runs only the
+         * step that was running.  (The first step needs no wait: a crash
+         * before its execution is recorded runs it again, as it would.) */
+        if (ran++ && w->rec && recorder_wait(w->rec, w->last) != EVH_OK)
+            log_warn("engine", "execution %s: the record of the step before '%s' could not "
+                               "be written; a restart may run it again",
+                     req->execution_id, step->id);
         cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(ctx, "steps"),
                                                 step->id);
         char *step_error = NULL;
@@ -581,8 +637,7 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
         }
     }
     running_depth_plus_one = 0;
-    store_execution_set_status(w->st, req->execution_id, rc == EVH_OK ? "succeeded" : "failed",
-                               *error);
+    set_status(w, req->execution_id, rc == EVH_OK ? "succeeded" : "failed", *error);
     lifecycle_job_end(&lj, rc, *error);
     cJSON_Delete(ctx);
     return rc;

@@ -10,10 +10,12 @@
 #ifndef EVH_EXECUTE_H
 #define EVH_EXECUTE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
 
+#include "recorder.h"
 #include "registry.h"
 #include "runtime.h"
 #include "store.h"
@@ -21,7 +23,21 @@
 
 typedef struct exec_worker exec_worker;
 
-exec_worker *exec_worker_new(runtime *rt, store *st);
+/* rec NULL: every record is written on st before exec_run goes on (the
+ * replay thread).  Otherwise records go through the recorder (group
+ * commit, recorder.h); st is still used to read, and for the writes of a
+ * recovered execution. */
+exec_worker *exec_worker_new(runtime *rt, store *st, recorder *rec);
+
+/* Record a new execution (queued), as store_execution_create does.  is_new
+ * says no row can exist for its (trigger, event) yet (an event of this
+ * process, not one recovery found): its write then goes through the
+ * recorder, and x->id is made here.  Otherwise it is written at once, and
+ * EVH_E_DUPLICATE with the existing id in x->id says it exists. */
+int exec_record_create(exec_worker *w, store_execution *x, int is_new);
+
+/* Increment *count once this worker's records so far are in the database. */
+void exec_record_count(exec_worker *w, atomic_ullong *count);
 /* fini every instance this worker created; no run may be in flight. */
 void exec_worker_free(exec_worker *w);
 /* Drop (fini) instances when the workflow set they belong to changed. */

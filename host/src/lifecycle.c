@@ -217,11 +217,22 @@ static int64_t parse_ms(const char *t)
 
 /* ---- the calls from execute.c -------------------------------------------------------- */
 
-void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, const exec_request *req)
+/* The execution's records as the database has them, once what the worker
+ * handed to the recorder is committed. */
+static cJSON *stored_metrics(lifecycle_job *j)
+{
+    if (j->rec)
+        recorder_wait(j->rec, recorder_last_ticket(j->rec));
+    return store_execution_metrics(j->st, j->req->execution_id);
+}
+
+void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, struct recorder *rec,
+                         const exec_request *req)
 {
     memset(j, 0, sizeof *j);
     j->lc = lc;
     j->st = st;
+    j->rec = rec;
     j->req = req;
     if (!lc)
         return;
@@ -259,7 +270,7 @@ void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *err
     cJSON *job = job_of(j, s->id);
     if (rc == EVH_OK) {
         /* the metrics the step reported through the SDK, as stored with its run */
-        cJSON *x = store_execution_metrics(j->st, j->req->execution_id);
+        cJSON *x = stored_metrics(j);
         const cJSON *run = latest_run(cJSON_GetObjectItemCaseSensitive(x, "steps"), s->id);
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(run, "metrics");
         cJSON *empty = cJSON_IsObject(m) ? NULL : cJSON_CreateObject();
@@ -276,7 +287,7 @@ void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *err
  * {"status", "duration_ms"}} from the stored execution. */
 static cJSON *result_of(lifecycle_job *j, int rc)
 {
-    cJSON *x = store_execution_metrics(j->st, j->req->execution_id);
+    cJSON *x = stored_metrics(j);
     const cJSON *runs = cJSON_GetObjectItemCaseSensitive(x, "steps");
     cJSON *result = cJSON_CreateObject();
     cJSON *metrics = cJSON_AddArrayToObject(result, "metrics");

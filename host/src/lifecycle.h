@@ -29,6 +29,7 @@
 #include <cjson/cJSON.h>
 
 #include "execute.h"
+#include "recorder.h"
 #include "notify.h"
 #include "store.h"
 #include "subscription.h"
@@ -66,13 +67,17 @@ void lifecycle_free(lifecycle *lc);
 typedef struct lifecycle_job {
     lifecycle *lc;           /* NULL: no events */
     store *st;               /* the worker's connection (reads only) */
+    struct recorder *rec;    /* NULL, or where the records may still wait */
     const exec_request *req;
     size_t done;             /* steps done so far */
     cJSON *config;           /* job.config, built on first use */
 } lifecycle_job;
 
-/* jobStart; lc NULL makes every call below do nothing. */
-void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, const exec_request *req);
+/* jobStart; lc NULL makes every call below do nothing.  st reads the
+ * execution's records (step metrics, times); rec (may be NULL) is the
+ * recorder they may still wait in: its writes are awaited before a read. */
+void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, struct recorder *rec,
+                         const exec_request *req);
 /* pluginStart before step `step` runs (its attempts and retries). */
 void lifecycle_plugin_start(lifecycle_job *j, size_t step);
 /* pluginComplete (rc EVH_OK) or pluginError (error: why) after it. */

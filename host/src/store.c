@@ -252,8 +252,9 @@ _Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
     X(ST_VERSION, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")                       \
     X(ST_MIGRATED, "INSERT INTO schema_migrations(version, applied_at) VALUES(?1, ?2)")            \
     X(ST_EV_INSERT, "INSERT INTO events(id, source, event_type, data, user_id, additional_data, "  \
-                    "timestamp, timestamp_us, idempotency_key, chain_depth) "                      \
-                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "                             \
+                    "timestamp, timestamp_us, idempotency_key, chain_depth, status) "              \
+                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "                             \
+                    "CASE WHEN ?11 THEN 'unmatched' ELSE 'pending' END) "                          \
                     "ON CONFLICT(idempotency_key) DO NOTHING")                                     \
     X(ST_EV_STATUS, "UPDATE events SET status = ?2 WHERE id = ?1")                                 \
     X(ST_EV_PENDING,                                                                               \
@@ -267,8 +268,8 @@ _Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
       "timestamp_us, chain_depth, idempotency_key FROM events WHERE id = ?1")                      \
     X(ST_EX_INSERT,                                                                                \
       "INSERT INTO workflow_executions(id, workflow_id, workflow_version, trigger_id, "            \
-      "event_id, status, created_at, replay_of) "                                                  \
-      "VALUES(?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)")                                              \
+      "event_id, status, created_at, replay_of, started_at, finished_at, error) "                  \
+      "VALUES(?1, ?2, ?3, ?4, ?5, COALESCE(?8, 'queued'), ?6, ?7, ?9, ?10, ?11)")                  \
     X(ST_EX_FIND, "SELECT id FROM workflow_executions "                                            \
                   "WHERE trigger_id = ?1 AND event_id = ?2 AND replay_of IS ?3")                   \
     X(ST_EX_STATUS, "UPDATE workflow_executions SET status = ?2, error = ?3, "                     \
@@ -348,6 +349,7 @@ struct store {
     sqlite3_stmt *stmts[ST_COUNT];
     sqlite3_stmt *ev_list[F_VARIANTS];
     sqlite3_stmt *ex_list[F_VARIANTS];
+    int outer_tx; /* inside store_batch_begin: tx_begin/tx_end join that one */
     char errmsg[512];
 };
 
@@ -510,7 +512,7 @@ static int run(store *s, enum stmt_id which, const char *what)
 
 static int tx_begin(store *s)
 {
-    return run(s, ST_BEGIN, "beginning a transaction");
+    return s->outer_tx ? EVH_OK : run(s, ST_BEGIN, "beginning a transaction");
 }
 
 static int tx_commit(store *s)
@@ -531,11 +533,30 @@ static void tx_rollback(store *s)
 
 static int tx_end(store *s, int rc)
 {
+    if (s->outer_tx)
+        return rc; /* the batch's owner commits (store_batch_end) */
     if (rc == EVH_OK)
         rc = tx_commit(s);
     if (rc != EVH_OK)
         tx_rollback(s);
     return rc;
+}
+
+int store_batch_begin(store *s)
+{
+    if (!s || s->outer_tx)
+        return EVH_E_INVALID;
+    int rc = tx_begin(s);
+    s->outer_tx = rc == EVH_OK;
+    return rc;
+}
+
+int store_batch_end(store *s, int rc)
+{
+    if (!s || !s->outer_tx)
+        return EVH_E_INVALID;
+    s->outer_tx = 0;
+    return tx_end(s, rc);
 }
 
 static int one_of(const char *v, const char *const *list)
@@ -1057,9 +1078,10 @@ static int event_valid(const evh_event *ev)
 
 static int insert_event(store *s, sqlite3_stmt *st, evh_event *ev)
 {
-    int rc = bind(st, "tttntttiti", ev->id, ev->source, ev->event_type, ev->data_json, ev->data_len,
-                  ev->user_id, ev->additional_json, ev->timestamp, (int64_t)ev->timestamp_us,
-                  ev->idempotency_key, (int64_t)ev->chain_depth);
+    int rc = bind(st, "tttntttitii", ev->id, ev->source, ev->event_type, ev->data_json,
+                  ev->data_len, ev->user_id, ev->additional_json, ev->timestamp,
+                  (int64_t)ev->timestamp_us, ev->idempotency_key, (int64_t)ev->chain_depth,
+                  (int64_t)(ev->unmatched != 0));
     int out = rc == SQLITE_OK ? step_done(s, st, "storing an event") : fail(s, rc, "binding");
     /* no change: the idempotency key was seen before, the event is not new */
     if (out == EVH_OK)
@@ -1609,12 +1631,19 @@ int store_execution_create(store *s, store_execution *e)
         return EVH_E_IO;
     }
     char now[EVH_TIMESTAMP_LEN + 1];
-    rfc3339_now(now);
+    if (e->at_us)
+        format_us(e->at_us, now);
+    else
+        rfc3339_now(now);
     sqlite3_stmt *st = stmt(s, ST_EX_INSERT);
     if (!st)
         return EVH_E_IO;
-    int rc = bind(st, "ttttttt", e->id, e->workflow_id, e->workflow_version, e->trigger_id,
-                  e->event_id, now, e->replay_of);
+    char started[EVH_TIMESTAMP_LEN + 1], finished[EVH_TIMESTAMP_LEN + 1];
+    format_us(e->started_us, started);
+    format_us(e->finished_us, finished);
+    int rc = bind(st, "ttttttttttt", e->id, e->workflow_id, e->workflow_version, e->trigger_id,
+                  e->event_id, now, e->replay_of, e->status, e->started_us ? started : NULL,
+                  e->finished_us ? finished : NULL, e->error);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "creating an execution");
@@ -1640,6 +1669,12 @@ static int change_one(store *s, sqlite3_stmt *st, int bind_rc, const char *doing
 
 int store_execution_set_status(store *s, const char *id, const char *status, const char *error)
 {
+    return store_execution_set_status_at(s, id, status, error, 0);
+}
+
+int store_execution_set_status_at(store *s, const char *id, const char *status,
+                                  const char *error, int64_t at_us)
+{
     if (!s || !id)
         return EVH_E_INVALID;
     if (!one_of(status, EXEC_STATUSES)) {
@@ -1647,7 +1682,10 @@ int store_execution_set_status(store *s, const char *id, const char *status, con
         return EVH_E_INVALID;
     }
     char now[EVH_TIMESTAMP_LEN + 1];
-    rfc3339_now(now);
+    if (at_us)
+        format_us(at_us, now);
+    else
+        rfc3339_now(now);
     sqlite3_stmt *st = stmt(s, ST_EX_STATUS);
     if (!st)
         return EVH_E_IO;

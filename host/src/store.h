@@ -60,11 +60,21 @@ const char *store_path(const store *s);
 /* The last failure's message ("" when none); valid until the next call. */
 const char *store_errmsg(store *s);
 
+/*
+ * One transaction around many writes (recorder.h's group commit): between
+ * store_batch_begin and store_batch_end every write function joins it
+ * instead of opening its own, and a failing write does not end it (each
+ * reports its own error).  store_batch_end(s, EVH_OK) commits; any other rc
+ * rolls everything back.  Returns the commit's result.
+ */
+int store_batch_begin(store *s);
+int store_batch_end(store *s, int rc);
+
 /* ---- events: the durable queue ------------------------------------------ */
 
 /*
- * Store n events, status 'pending', in one transaction (group commit): all
- * or none.  Each stored event gets ev->seq.  An event whose idempotency_key
+ * Store n events, status 'pending' (or 'unmatched' when ev->unmatched), in
+ * one transaction (group commit): all or none.  Each stored event gets ev->seq.  An event whose idempotency_key
  * is already in the table is not stored again: its seq stays 0 (find the
  * first one with store_event_find_by_key).  On failure every seq is 0.
  */
@@ -138,12 +148,16 @@ cJSON *store_executions_list(store *s, const store_filter *f, char **next_cursor
 typedef struct store_execution {
     char id[EVH_UUID_LEN + 1]; /* "" on create: a new uuid v4 is made */
     const char *workflow_id, *workflow_version, *trigger_id, *event_id;
-    const char *status, *error; /* not used by store_execution_create */
+    const char *status, *error; /* status NULL: 'queued' */
     const char *replay_of;      /* NULL, or the id of the execution replayed */
+    int64_t at_us;              /* created_at, us since the epoch; 0: now */
+    int64_t started_us, finished_us; /* 0: not yet */
 } store_execution;
 
 /*
- * Insert with status 'queued' and created_at now.  At most one execution
+ * Insert with status 'queued' (or e->status, e->error and the times: a
+ * write that folds the later status changes in, recorder.c) and created_at
+ * now (or e->at_us).  At most one execution
  * exists per (trigger_id, event_id, replay_of): when it already exists,
  * returns EVH_E_DUPLICATE and copies the existing id into e->id, so that
  * recovery resumes it instead of running the work twice.
@@ -157,6 +171,10 @@ int store_execution_create(store *s, store_execution *e);
  * stored error.  EVH_E_NOT_FOUND when there is no such execution.
  */
 int store_execution_set_status(store *s, const char *id, const char *status, const char *error);
+/* The same, the change dated at_us (us since the epoch; 0: now): a write
+ * recorded later than it happened (recorder.h) keeps its time. */
+int store_execution_set_status_at(store *s, const char *id, const char *status,
+                                  const char *error, int64_t at_us);
 
 /* {id, workflow_id, workflow_version, trigger_id, event_id, status,
  *  created_at, started_at, finished_at, error, replay_of, steps: [...]}

@@ -1399,6 +1399,17 @@ const trigger *trigger_set_at(const trigger_set *ts, size_t i)
     return ts && i < ts->n ? ts->all[i] : NULL;
 }
 
+int trigger_set_listens(const trigger_set *ts, const char *source, const char *event_type)
+{
+    if (!ts || !source || !event_type)
+        return 0;
+    const pair_entry *e = pair_find(ts, pair_hash(source, event_type), source, event_type);
+    for (size_t i = 0; e && i < e->n; i++)
+        if (e->items[i]->enabled)
+            return 1;
+    return 0;
+}
+
 size_t trigger_set_match(const trigger_set *ts, const char *source, const char *event_type,
                          const cJSON *envelope, const trigger **out, size_t max)
 {

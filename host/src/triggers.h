@@ -154,4 +154,8 @@ const trigger *trigger_set_at(const trigger_set *ts, size_t i);
 size_t trigger_set_match(const trigger_set *ts, const char *source, const char *event_type,
                          const cJSON *envelope, const trigger **out, size_t max);
 
+/* Is there an enabled trigger for (source, event_type) at all?  (No event
+ * of that pair can match otherwise, whatever its data.) */
+int trigger_set_listens(const trigger_set *ts, const char *source, const char *event_type);
+
 #endif

@@ -31,7 +31,7 @@ evh_event *event_new(const char *source, const char *event_type,
     evh_event *ev = calloc(1, sizeof *ev);
     if (!ev)
         return NULL;
-    if (uuid_v4(ev->id) != EVH_OK)
+    if (uuid_v7(ev->id) != EVH_OK)
         goto fail_free_event;
     ev->timestamp_us = rfc3339_now(ev->timestamp);
     ev->source = strdup(source);
@@ -128,6 +128,27 @@ int uuid_v4(char out[EVH_UUID_LEN + 1])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, EVH_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+    return EVH_OK;
+}
+
+int uuid_v7(char out[EVH_UUID_LEN + 1])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b + 6, 10) != 1) {
+        out[0] = '\0';
+        return EVH_E_IO;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i)); /* 48-bit big-endian ms */
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70); /* version 7 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
     snprintf(out, EVH_UUID_LEN + 1,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],

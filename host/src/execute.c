@@ -64,7 +64,7 @@ int exec_record_create(exec_worker *w, store_execution *x, int is_new)
 {
     if (!w->rec || !is_new)
         return store_execution_create(w->st, x);
-    if (uuid_v4(x->id) != EVH_OK)
+    if (uuid_v7(x->id) != EVH_OK)
         return EVH_E_IO;
     uint64_t t = recorder_execution_create(w->rec, x);
     if (!t)

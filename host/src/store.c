@@ -1626,7 +1626,7 @@ int store_execution_create(store *s, store_execution *e)
 {
     if (!s || !e || !e->workflow_id || !e->trigger_id || !e->event_id)
         return EVH_E_INVALID;
-    if (!e->id[0] && uuid_v4(e->id) != EVH_OK) {
+    if (!e->id[0] && uuid_v7(e->id) != EVH_OK) {
         set_err(s, "random generator failed");
         return EVH_E_IO;
     }

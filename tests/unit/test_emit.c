@@ -126,7 +126,8 @@ static void free_events(evh_event **evs, int n)
         event_free(evs[i]);
 }
 
-static void assert_uuid_v4(const char *id)
+/* A lower-case UUID of the given version (4 random, 7 time-ordered). */
+static void assert_uuid(const char *id, char version)
 {
     assert_int_equal(strlen(id), 36);
     for (int i = 0; i < 36; i++) {
@@ -135,8 +136,19 @@ static void assert_uuid_v4(const char *id)
         else
             assert_true(isxdigit((unsigned char)id[i]) && !isupper((unsigned char)id[i]));
     }
-    assert_int_equal(id[14], '4');
+    assert_int_equal(id[14], version);
     assert_non_null(strchr("89ab", id[19]));
+}
+
+static void assert_uuid_v4(const char *id)
+{
+    assert_uuid(id, '4');
+}
+
+/* Event ids are version 7: they sort by creation time (to the ms). */
+static void assert_uuid_v7(const char *id)
+{
+    assert_uuid(id, '7');
 }
 
 /* "2026-11-23T10:30:00.123Z" */
@@ -170,7 +182,7 @@ static void test_emit_valid_builds_envelope(void **state)
     assert_string_equal(ev->data_json, "{\"n\":1,\"label\":\"x\",\"source\":\"evil\"}");
     assert_int_equal(ev->data_len, strlen(ev->data_json));
     assert_string_equal(ev->user_id, "user-7");
-    assert_uuid_v4(ev->id);
+    assert_uuid_v7(ev->id);
     assert_rfc3339_ms(ev->timestamp);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -858,6 +870,18 @@ static void test_event_ids_and_clocks(void **state)
     qsort(ids, N, sizeof ids[0], cmp_str);
     for (int i = 1; i < N; i++)
         assert_string_not_equal(ids[i - 1], ids[i]);
+    /* version 7: unique too, and one made later never sorts before (its
+     * first 48 bits are the time in ms) */
+    char first[EVH_UUID_LEN + 1], later[EVH_UUID_LEN + 1];
+    assert_int_equal(uuid_v7(first), EVH_OK);
+    assert_uuid_v7(first);
+    struct timespec pause = {0, 2 * 1000000L};
+    nanosleep(&pause, NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(uuid_v7(later), EVH_OK);
+        assert_uuid_v7(later);
+        assert_true(strcmp(first, later) < 0);
+    }
     char ts[EVH_TIMESTAMP_LEN + 1];
     int64_t us = rfc3339_now(ts);
     assert_rfc3339_ms(ts);
@@ -879,7 +903,7 @@ static void test_event_additional_data(void **state)
                                           EVH_NUL_TERMINATED, "u", "{\"ip\": \"10.0.0.1\"}",
                                           NULL, id),
                      EVH_OK);
-    assert_uuid_v4(id);
+    assert_uuid_v7(id);
     evh_event *evs[16];
     assert_int_equal(drain(e, evs), 1);
     assert_string_equal(evs[0]->id, id);

@@ -119,6 +119,21 @@ out_delete:
     return out;
 }
 
+/* 8-4-4-4-12 lower-case hex; by hand because snprintf's format parsing
+ * cost more than the random bytes (one id per event and execution). */
+static void uuid_format(const unsigned char b[16], char out[EVH_UUID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 0x0f];
+    }
+    *p = '\0';
+}
+
 int uuid_v4(char out[EVH_UUID_LEN + 1])
 {
     unsigned char b[16];
@@ -128,10 +143,7 @@ int uuid_v4(char out[EVH_UUID_LEN + 1])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, EVH_UUID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    uuid_format(b, out);
     return EVH_OK;
 }
 
@@ -149,10 +161,7 @@ int uuid_v7(char out[EVH_UUID_LEN + 1])
         b[i] = (unsigned char)(ms >> (40 - 8 * i)); /* 48-bit big-endian ms */
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x70); /* version 7 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
-    snprintf(out, EVH_UUID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    uuid_format(b, out);
     return EVH_OK;
 }
 

@@ -18,7 +18,7 @@ cmake --build build/bench -j"$(nproc)" >/dev/null
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 if [[ -d build/bench/plugins/event-sources/web-client-upload ]]; then
-    body='{"event_type":"file_upload","source":"web-client-upload","data":{"filename":"document.pdf","file_size":102400,"content_type":"application/pdf","sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","stored_path":"uploads/x-document.pdf","user_id":"user-123"},"user_id":"user-123"}'
+    body='{"event_type":"file_upload","source":"web-client-upload","data":{"filename":"document.pdf","file_size":102400,"content_type":"application/pdf","sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","stored_path":"uploads/x-document.pdf","user_id":"user-123","upload_id":"0b7e1c55-2f0e-4c2e-9a51-2f7b4f8f5d10","received_at":"2026-11-26T00:00:00.000Z"},"user_id":"user-123"}'
 else
     body='{"event_type":"timer_fired","source":"timer","data":{"fired_at":"2025-11-19T10:30:00Z","timer_id":"bench","sequence":1}}'
 fi
@@ -42,3 +42,5 @@ curl -s -X POST -H 'Content-Type: application/json' -d "$body" \
     "http://127.0.0.1:$port/api/events/process"; echo
 wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$work/post.lua" \
     "http://127.0.0.1:$port/api/events/process"
+# what the daemon made of it: every answer must have been a 202
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^evhost_events_(accepted|refused)_total' | head -5

@@ -15,18 +15,31 @@ static pthread_cond_t ack_cond = PTHREAD_COND_INITIALIZER;
 void ack_complete(evh_event *const *evs, size_t n, int rc)
 {
     int any = 0;
+    evh_ack *callbacks = NULL;
     pthread_mutex_lock(&ack_lock);
     for (size_t i = 0; i < n; i++) {
-        if (evs[i]->ack) {
-            evs[i]->ack->rc = rc;
-            evs[i]->ack->done = 1;
-            evs[i]->ack = NULL; /* the waiter's stack frame is not ours to touch */
+        evh_ack *a = evs[i]->ack;
+        if (!a)
+            continue;
+        evs[i]->ack = NULL; /* the waiter's stack frame is not ours to touch */
+        a->rc = rc;
+        if (a->notify) {
+            a->next_notify = callbacks;
+            callbacks = a;
+        } else {
+            a->done = 1;
             any = 1;
         }
     }
     pthread_mutex_unlock(&ack_lock);
     if (any)
         pthread_cond_broadcast(&ack_cond);
+    while (callbacks) {
+        evh_ack *a = callbacks;
+        callbacks = a->next_notify; /* read first: notify may free a */
+        a->done = 1;
+        a->notify(a);
+    }
 }
 
 int ack_wait(evh_ack *a)

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,23 +529,82 @@ static void respond_ingest_error(api_ctx *a, const inbound *in, int rc, const di
     diag_free(&d);
 }
 
-static void ingest(api_ctx *a, const inbound *in, http_response *res)
+/* An accepted event waiting for its commit.  The request is deferred
+ * (http_defer), so no server thread waits: every request that arrives
+ * while the writer commits joins the next commit, and a few server threads
+ * serve thousands of concurrent ingests.  Two parties arrive, the handler
+ * once it has queued the event and the writer once it committed it; the
+ * second one wakes the request, whose answer (ingest_answer) then reads
+ * the outcome. */
+typedef struct pending_ingest {
+    evh_ack ack;
+    http_deferred *deferred;
+    atomic_int arrivals;
+    char id[EVH_UUID_LEN + 1];
+    char *key; /* the Idempotency-Key, for a duplicate's answer */
+} pending_ingest;
+
+static void pending_arrive(pending_ingest *p)
+{
+    if (atomic_fetch_add(&p->arrivals, 1) == 1)
+        http_wake(p->deferred);
+}
+
+static void ingest_committed(evh_ack *ack)
+{
+    pending_arrive(ack->arg);
+}
+
+static void ingest_answer(void *ctx, const http_request *req, http_response *res, void *arg)
+{
+    pending_ingest *p = arg;
+    (void)req;
+    if (res && p->ack.rc == EVH_OK) {
+        respond_id(res, 202, p->id, "accepted");
+    } else if (res) {
+        inbound in = {.key = p->key};
+        diag none;
+        diag_init(&none, NULL);
+        respond_ingest_error(ctx, &in, p->ack.rc, &none, res);
+        diag_free(&none);
+    }
+    free(p->key);
+    free(p);
+}
+
+static void ingest(api_ctx *a, const http_request *req, const inbound *in, http_response *res)
 {
     char *data = in->data ? cJSON_PrintUnformatted(in->data) : strdup("{}");
     char *extra = in->additional ? cJSON_PrintUnformatted(in->additional) : NULL;
-    if (!data || (in->additional && !extra)) {
+    pending_ingest *p = data && (!in->additional || extra) ? calloc(1, sizeof *p) : NULL;
+    if (p && in->key && !(p->key = strdup(in->key))) {
+        free(p);
+        p = NULL;
+    }
+    /* deferred first: the commit may come before hostapi_ingest returns */
+    if (p && !(p->deferred = http_defer(req, ingest_answer, p))) {
+        free(p->key);
+        free(p);
+        p = NULL;
+    }
+    if (!p) {
         http_respond_error(res, 500, "internal", NULL, "out of memory");
     } else {
-        ingest_options o = {.idempotency_key = in->key, .durable = 1};
+        p->ack.notify = ingest_committed;
+        p->ack.arg = p;
+        ingest_options o = {.idempotency_key = in->key, .durable = 1, .async_ack = &p->ack};
         diag d;
         diag_init(&d, NULL);
-        char id[EVH_UUID_LEN + 1] = "";
         int rc = hostapi_ingest(a->rt, in->m, in->event_type, data, strlen(data), in->user_id,
-                                extra, &o, &d, id);
-        if (rc == EVH_OK)
-            respond_id(res, 202, id, "accepted");
-        else
+                                extra, &o, &d, p->id);
+        if (rc == EVH_OK) {
+            pending_arrive(p);
+        } else { /* refused before it was queued: no commit will come */
+            http_undefer(req);
             respond_ingest_error(a, in, rc, &d, res);
+            free(p->key);
+            free(p);
+        }
         diag_free(&d);
     }
     free(data);
@@ -591,7 +651,7 @@ static void post_process(void *ctx, const http_request *req, http_response *res)
     if (d.count)
         respond_invalid(res, &d);
     else if (!in.key || !answered_duplicate(a, in.key, res))
-        ingest(a, &in, res);
+        ingest(a, req, &in, res);
     plugin_release(in.held);
     cJSON_Delete(in.additional);
     cJSON_Delete(in.attrs);

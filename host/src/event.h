@@ -38,11 +38,16 @@ typedef struct evh_event {
 } evh_event;
 
 /* Completion of a durable write: whoever pushes an event with an ack waits
- * (ack_wait) until the writer has committed it (or failed).  Lives on the
- * waiter's stack; the writer never touches it after ack_complete. */
+ * (ack_wait) until the writer has committed it (or failed), or, with
+ * notify set, is called back: notify(a) runs on the writer's thread once
+ * a->rc is set (keep it short: it delays the next commit) and may free a.
+ * The writer never touches an ack after completing it. */
 typedef struct evh_ack {
     int done;
     int rc; /* EVH_OK when durable, else why not */
+    void (*notify)(struct evh_ack *a);
+    void *arg;                   /* for notify */
+    struct evh_ack *next_notify; /* ack_complete's list */
 } evh_ack;
 
 /* Mark events as committed (rc EVH_OK) or failed and wake their waiters. */

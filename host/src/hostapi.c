@@ -297,18 +297,21 @@ static int enqueue(runtime *rt, const manifest *m, const char *event_type, const
     ev->chain_depth = o && o->has_chain_depth     ? o->chain_depth
                       : exec_current_chain_depth ? exec_current_chain_depth()
                                                  : 0;
-    evh_ack ack = {0, 0};
+    evh_ack ack = {0};
     if (o && o->idempotency_key && !(ev->idempotency_key = strdup(o->idempotency_key))) {
         event_free(ev);
         return EVH_E_NOMEM;
     }
-    if (o && o->durable)
+    int wait_here = o && o->durable && !o->async_ack;
+    if (wait_here)
         ev->ack = &ack;
+    else if (o && o->durable)
+        ev->ack = o->async_ack;
     char id[EVH_UUID_LEN + 1];
     memcpy(id, ev->id, sizeof id); /* ev belongs to the bus once pushed */
     int rc = bus_push(rt->bus, ev, o && o->wait_ms ? o->wait_ms : rt->emit_wait_ms);
     if (rc == EVH_OK) {
-        if (o && o->durable)
+        if (wait_here)
             rc = ack_wait(&ack); /* EVH_E_DUPLICATE: the key was seen before */
         if (rc == EVH_OK)
             atomic_fetch_add(&rt->emitted, 1);

@@ -90,6 +90,11 @@ typedef struct ingest_options {
      * (system_events.c), whose thread no longer runs the workflow. */
     int has_chain_depth;
     uint32_t chain_depth;
+    /* With durable: do not wait.  EVH_OK then means queued, and the
+     * outcome (EVH_OK stored, EVH_E_DUPLICATE, the writer's error) comes
+     * through async_ack->notify (event.h), which must be set; any other
+     * return is a refusal now, and notify is never called. */
+    evh_ack *async_ack;
 } ingest_options;
 
 /*

@@ -6,12 +6,16 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 #include <openssl/crypto.h>
@@ -37,6 +41,20 @@ struct http_request {
     char *param_values[MAX_PARAMS];
     size_t n_params;
     const char *auth_name;
+    struct http_server *server;
+    http_deferred *deferred; /* NULL, or the handler deferred its answer */
+};
+
+/* Two references: the request's (dropped when the connection ends) and
+ * the waker's (dropped by http_wake). */
+struct http_deferred {
+    pthread_mutex_t lock;
+    int refs;
+    int woken, suspended, closed, answered;
+    struct MHD_Connection *conn;
+    struct http_server *server;
+    http_resume_fn resume;
+    void *arg;
 };
 
 typedef struct key_digest {
@@ -54,6 +72,7 @@ struct http_server {
     key_digest *keys;
     size_t n_keys;
     int port;
+    atomic_int deferred; /* deferred requests not yet answered (http_stop waits) */
 };
 
 /* ---- request accessors -------------------------------------------------- */
@@ -386,6 +405,8 @@ static void dispatch(http_server *s, http_request *r, http_response *res)
 
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
 
+static enum MHD_Result deferred_step(http_server *s, http_request *r, struct MHD_Connection *c);
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls)
@@ -398,6 +419,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r)
             return MHD_NO;
         r->conn = c;
+        r->server = s;
         r->method = method;
         r->path = url;
         *con_cls = r;
@@ -439,8 +461,102 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r->too_large)
         return send_error(c, 413, "payload_too_large",
                           "the request body is larger than the limit (server.max_body_bytes)");
+    if (r->deferred)
+        return deferred_step(s, r, c); /* resumed */
     http_response res = {0};
     dispatch(s, r, &res);
+    if (r->deferred) {
+        response_release(&res);
+        return deferred_step(s, r, c);
+    }
+    return send_response(c, &res);
+}
+
+/* ---- deferred answers (http.h) ----------------------------------------------- */
+
+http_deferred *http_defer(const http_request *req, http_resume_fn resume, void *arg)
+{
+    http_request *r = (http_request *)req;
+    if (r->deferred)
+        return NULL; /* one per request */
+    http_deferred *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    pthread_mutex_init(&d->lock, NULL);
+    d->refs = 2;
+    d->conn = r->conn;
+    d->server = r->server;
+    d->resume = resume;
+    d->arg = arg;
+    r->deferred = d;
+    atomic_fetch_add(&r->server->deferred, 1);
+    return d;
+}
+
+void http_undefer(const http_request *req)
+{
+    http_request *r = (http_request *)req;
+    http_deferred *d = r->deferred;
+    if (!d)
+        return;
+    r->deferred = NULL;
+    atomic_fetch_sub(&r->server->deferred, 1);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+/* Drop a reference; the last one frees d (and arg, through resume, when
+ * no answer was made). */
+static void deferred_unref(http_deferred *d)
+{
+    pthread_mutex_lock(&d->lock);
+    int last = --d->refs == 0;
+    pthread_mutex_unlock(&d->lock);
+    if (!last)
+        return;
+    if (!d->answered) {
+        d->resume(d->server->ctx, NULL, NULL, d->arg);
+        atomic_fetch_sub(&d->server->deferred, 1);
+    }
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+void http_wake(http_deferred *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->woken = 1;
+    /* A suspended connection is never closed by the server before it is
+     * resumed (http_stop waits for the deferred ones), so conn is alive. */
+    if (d->suspended && !d->closed)
+        MHD_resume_connection(d->conn);
+    pthread_mutex_unlock(&d->lock);
+    deferred_unref(d);
+}
+
+/* After the handler returned (or the connection was resumed): answer when
+ * woken, else suspend until http_wake. */
+static enum MHD_Result deferred_step(http_server *s, http_request *r, struct MHD_Connection *c)
+{
+    http_deferred *d = r->deferred;
+    pthread_mutex_lock(&d->lock);
+    if (!d->woken) {
+        if (!d->suspended) {
+            MHD_suspend_connection(c);
+            d->suspended = 1;
+        }
+        pthread_mutex_unlock(&d->lock);
+        return MHD_YES;
+    }
+    d->answered = 1;
+    pthread_mutex_unlock(&d->lock);
+    http_response res = {0};
+    d->resume(s->ctx, r, &res, d->arg);
+    atomic_fetch_sub(&s->deferred, 1);
+    if (!res.status)
+        http_respond_error(&res, 500, "internal", NULL, "the request was not answered");
     return send_response(c, &res);
 }
 
@@ -453,6 +569,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     if (!r)
         return;
+    if (r->deferred) {
+        pthread_mutex_lock(&r->deferred->lock);
+        r->deferred->closed = 1;
+        pthread_mutex_unlock(&r->deferred->lock);
+        deferred_unref(r->deferred);
+    }
     free(r->body);
     for (size_t i = 0; i < r->n_params; i++)
         free(r->param_values[i]);
@@ -510,7 +632,8 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
         server_free(s);
         return NULL;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned threads = o->threads ? o->threads : EVH_HTTP_THREADS;
@@ -544,6 +667,19 @@ void http_stop(http_server *s)
 {
     if (!s)
         return;
+    /* Stop accepting, then let deferred requests get their answers: a
+     * suspended connection must not be closed under a waker.  Their
+     * wakers (the event writer) keep running until after this returns. */
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    for (int i = 0; i < 3000 && atomic_load(&s->deferred) > 0; i++) {
+        struct timespec ms = {0, 10 * 1000000L};
+        nanosleep(&ms, NULL);
+    }
+    if (atomic_load(&s->deferred) > 0)
+        log_warn("http", "%d deferred request(s) still waiting at stop",
+                 atomic_load(&s->deferred));
     MHD_stop_daemon(s->d);
     server_free(s);
 }

@@ -77,6 +77,26 @@ void http_response_header(http_response *res, const char *name, const char *valu
 
 typedef void (*http_handler)(void *ctx, const http_request *req, http_response *res);
 
+/*
+ * Deferred answers.  A handler whose answer waits for another thread (an
+ * ingest waiting for its event's commit) calls http_defer and returns
+ * without filling res.  The connection is then suspended: no server thread
+ * waits for it, so thousands of requests can wait for one commit.  Once
+ * http_wake(d) has been called (from any thread, once per defer; it may
+ * come before the handler returned), resume(ctx, req, res, arg) runs on a
+ * server thread and answers.  If the connection went away first, resume
+ * is called with req and res NULL, only to free arg.  A server stopping
+ * (http_stop) waits for every deferred request to be woken and answered.
+ */
+typedef struct http_deferred http_deferred;
+typedef void (*http_resume_fn)(void *ctx, const http_request *req, http_response *res,
+                               void *arg);
+http_deferred *http_defer(const http_request *req, http_resume_fn resume, void *arg);
+void http_wake(http_deferred *d);
+/* Take a deferral back before any http_wake: the handler answers in res
+ * after all (resume is not called; arg is the caller's again). */
+void http_undefer(const http_request *req);
+
 typedef struct http_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/api/triggers/{id}" */

@@ -320,9 +320,10 @@ static char *metrics_json(const evh_host *h)
 
 typedef struct attempt_result {
     int rc;
-    cJSON *output; /* on success */
-    char *error;   /* on failure */
-    int stop;      /* on success: EVH_STEP_STOP_WORKFLOW was set */
+    cJSON *output;  /* on success */
+    char *error;    /* on failure */
+    char *metrics;  /* what the step reported (JSON object text), or NULL */
+    int stop;       /* on success: EVH_STEP_STOP_WORKFLOW was set */
 } attempt_result;
 
 static int64_t now_us(void)
@@ -414,7 +415,7 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
                                   const char *event_json, const char *steps_json,
                                   const char *config_json, uint32_t attempt)
 {
-    attempt_result res = {EVH_E_PLUGIN, NULL, NULL, 0};
+    attempt_result res = {EVH_E_PLUGIN, NULL, NULL, NULL, 0};
     const wf_step *step = &req->wf->steps[idx];
     int64_t started = now_us();
     record(w, req, idx, attempt, "running", NULL, NULL, NULL, started, 0);
@@ -482,7 +483,7 @@ static attempt_result run_attempt(exec_worker *w, const exec_request *req, size_
     record(w, req, idx, attempt, res.rc == EVH_OK ? "succeeded" : "failed", out_text,
            res.error, metrics, started, now_us());
     free(out_text);
-    free(metrics);
+    res.metrics = metrics;
     call_free(c);
     return res;
 out:
@@ -502,10 +503,11 @@ static void backoff(exec_worker *w, uint32_t ms)
 }
 
 /* Run one step with its retries.  On success its output is added to
- * ctx.steps, and *stop says whether it stopped the workflow; returns EVH_OK
- * or the last error. */
+ * ctx.steps, and *stop says whether it stopped the workflow; *metrics (the
+ * caller frees) gets what the last attempt reported.  Returns EVH_OK or the
+ * last error. */
 static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *ctx,
-                    char **error, int *stop)
+                    char **error, int *stop, char **metrics)
 {
     const wf_step *step = &req->wf->steps[idx];
     diag d;
@@ -539,6 +541,8 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
          attempt++) {
         attempt_result r = run_attempt(w, req, idx, event_json, steps_json, config_json, attempt);
         rc = r.rc;
+        free(*metrics);
+        *metrics = r.metrics;
         if (rc == EVH_OK) {
             *stop = r.stop;
             cJSON *entry = cJSON_CreateObject();
@@ -610,11 +614,12 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
                      req->execution_id, step->id);
         cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(ctx, "steps"),
                                                 step->id);
-        char *step_error = NULL;
+        char *step_error = NULL, *step_metrics = NULL;
         int step_stop = 0;
         lifecycle_plugin_start(&lj, i);
-        int step_rc = run_step(w, req, i, ctx, &step_error, &step_stop);
-        lifecycle_plugin_end(&lj, i, step_rc, step_error);
+        int step_rc = run_step(w, req, i, ctx, &step_error, &step_stop, &step_metrics);
+        lifecycle_plugin_end(&lj, i, step_rc, step_error, step_metrics);
+        free(step_metrics);
         if (step_rc != EVH_OK) {
             log_warn("engine", "execution %s of '%s': %s%s", req->execution_id, req->wf->id,
                      step_error ? step_error : "step failed",

@@ -226,6 +226,42 @@ static cJSON *stored_metrics(lifecycle_job *j)
     return store_execution_metrics(j->st, j->req->execution_id);
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* j->metrics[step] = a copy of m (an object), replacing an earlier one. */
+static void keep_metrics(lifecycle_job *j, const char *step, cJSON *m)
+{
+    if (!j->metrics || !cJSON_IsObject(m)) {
+        cJSON_Delete(m);
+        return;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(j->metrics, step);
+    cJSON_AddItemToObject(j->metrics, step, m);
+}
+
+/* A resumed or replayed job: the metrics of the steps that ran before, and
+ * the first start, as stored. */
+static void load_earlier(lifecycle_job *j)
+{
+    cJSON *x = stored_metrics(j);
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(x, "steps");
+    for (size_t i = 0; i < j->req->wf->n_steps; i++) {
+        const char *step = j->req->wf->steps[i].id;
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(latest_run(runs, step), "metrics");
+        if (cJSON_IsObject(m))
+            keep_metrics(j, step, cJSON_Duplicate(m, 1));
+    }
+    int64_t started = parse_ms(str_of(x, "started_at"));
+    if (started >= 0)
+        j->started_ms = started;
+    cJSON_Delete(x);
+}
+
 void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, struct recorder *rec,
                          const exec_request *req)
 {
@@ -234,12 +270,16 @@ void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, struct reco
     j->st = st;
     j->rec = rec;
     j->req = req;
+    j->started_ms = now_ms();
     if (!lc)
         return;
+    j->metrics = cJSON_CreateObject();
     /* resumed or replayed from a step: what ran before counts as done */
     for (size_t i = 0; req->prior_outputs && i < req->wf->n_steps; i++)
         j->done += cJSON_GetObjectItemCaseSensitive(req->prior_outputs,
                                                      req->wf->steps[i].id) != NULL;
+    if (j->done && (wanted(j, LC_JOB_COMPLETE) || wanted(j, LC_JOB_ERROR)))
+        load_earlier(j);
     if (!wanted(j, LC_JOB_START))
         return;
     cJSON *job = job_of(j, NULL);
@@ -257,26 +297,30 @@ void lifecycle_plugin_start(lifecycle_job *j, size_t step)
     cJSON_Delete(job);
 }
 
-void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *error)
+void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *error,
+                          const char *metrics_json)
 {
     if (!j->lc)
         return;
     const wf_step *s = &j->req->wf->steps[step];
     if (rc == EVH_OK || s->on_error_continue)
         j->done++;
+    /* a failed attempt's metrics count too, as they are stored with its run */
+    cJSON *m = metrics_json ? cJSON_Parse(metrics_json) : NULL;
+    if (cJSON_IsObject(m) || rc == EVH_OK)
+        keep_metrics(j, s->id, cJSON_IsObject(m) ? m : cJSON_CreateObject());
+    else
+        cJSON_Delete(m);
     lc_event e = rc == EVH_OK ? LC_PLUGIN_COMPLETE : LC_PLUGIN_ERROR;
     if (!wanted(j, e))
         return;
     cJSON *job = job_of(j, s->id);
     if (rc == EVH_OK) {
         /* the metrics the step reported through the SDK, as stored with its run */
-        cJSON *x = stored_metrics(j);
-        const cJSON *run = latest_run(cJSON_GetObjectItemCaseSensitive(x, "steps"), s->id);
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(run, "metrics");
-        cJSON *empty = cJSON_IsObject(m) ? NULL : cJSON_CreateObject();
-        emit(j, e, s->uses, empty ? empty : m, NULL, job);
+        const cJSON *kept = cJSON_GetObjectItemCaseSensitive(j->metrics, s->id);
+        cJSON *empty = cJSON_IsObject(kept) ? NULL : cJSON_CreateObject();
+        emit(j, e, s->uses, empty ? empty : kept, NULL, job);
         cJSON_Delete(empty);
-        cJSON_Delete(x);
     } else {
         emit(j, e, s->uses, NULL, error ? error : "step failed", job);
     }
@@ -284,16 +328,14 @@ void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *err
 }
 
 /* job.result: {"metrics": [{"step", "plugin", "metrics"}...], "summary":
- * {"status", "duration_ms"}} from the stored execution. */
+ * {"status", "duration_ms"}}, from what the job kept as it ran. */
 static cJSON *result_of(lifecycle_job *j, int rc)
 {
-    cJSON *x = stored_metrics(j);
-    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(x, "steps");
     cJSON *result = cJSON_CreateObject();
     cJSON *metrics = cJSON_AddArrayToObject(result, "metrics");
     for (size_t i = 0; metrics && i < j->req->wf->n_steps; i++) {
         const wf_step *s = &j->req->wf->steps[i];
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(latest_run(runs, s->id), "metrics");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j->metrics, s->id);
         if (!cJSON_IsObject(m) || !m->child)
             continue;
         cJSON *item = cJSON_CreateObject();
@@ -303,16 +345,10 @@ static cJSON *result_of(lifecycle_job *j, int rc)
         cJSON_AddItemToArray(metrics, item);
     }
     cJSON *summary = cJSON_AddObjectToObject(result, "summary");
-    const char *status = str_of(x, "status");
-    cJSON_AddStringToObject(summary, "status",
-                            status ? status : rc == EVH_OK ? "succeeded" : "failed");
-    int64_t started = parse_ms(str_of(x, "started_at"));
-    int64_t finished = parse_ms(str_of(x, "finished_at"));
+    cJSON_AddStringToObject(summary, "status", rc == EVH_OK ? "succeeded" : "failed");
+    int64_t took = now_ms() - j->started_ms;
     cJSON_AddItemToObject(summary, "duration_ms",
-                          started >= 0 && finished >= started
-                              ? cJSON_CreateNumber((double)(finished - started))
-                              : cJSON_CreateNull());
-    cJSON_Delete(x);
+                          took >= 0 ? cJSON_CreateNumber((double)took) : cJSON_CreateNull());
     return result;
 }
 
@@ -331,4 +367,6 @@ void lifecycle_job_end(lifecycle_job *j, int rc, const char *error)
     }
     cJSON_Delete(j->config);
     j->config = NULL;
+    cJSON_Delete(j->metrics);
+    j->metrics = NULL;
 }

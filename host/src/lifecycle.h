@@ -68,20 +68,26 @@ typedef struct lifecycle_job {
     lifecycle *lc;           /* NULL: no events */
     store *st;               /* the worker's connection (reads only) */
     struct recorder *rec;    /* NULL, or where the records may still wait */
+    cJSON *metrics;          /* {"<step>": {...}}: each step's latest metrics */
+    int64_t started_ms;      /* when the job started (ms since the epoch) */
     const exec_request *req;
     size_t done;             /* steps done so far */
     cJSON *config;           /* job.config, built on first use */
 } lifecycle_job;
 
-/* jobStart; lc NULL makes every call below do nothing.  st reads the
- * execution's records (step metrics, times); rec (may be NULL) is the
- * recorder they may still wait in: its writes are awaited before a read. */
+/* jobStart; lc NULL makes every call below do nothing.  The steps' metrics
+ * and the job's times are kept in memory as the job runs; only a resumed
+ * or replayed job reads what ran before it from the database (st; rec, may
+ * be NULL, is the recorder those records may still wait in). */
 void lifecycle_job_start(lifecycle_job *j, lifecycle *lc, store *st, struct recorder *rec,
                          const exec_request *req);
 /* pluginStart before step `step` runs (its attempts and retries). */
 void lifecycle_plugin_start(lifecycle_job *j, size_t step);
 /* pluginComplete (rc EVH_OK) or pluginError (error: why) after it. */
-void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *error);
+/* metrics_json: the metrics the step reported (SDK), as stored with its
+ * run; may be NULL. */
+void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *error,
+                          const char *metrics_json);
 /* jobComplete or jobError once the execution's final status is stored;
  * releases what j holds. */
 void lifecycle_job_end(lifecycle_job *j, int rc, const char *error);

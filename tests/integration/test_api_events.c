@@ -16,10 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <sqlite3.h>
 
 #include <evhost/evhost.h>
 
 #include "apitest.h"
+#include "evh_limits.h"
 #include "hostapi.h"
 #include "log.h"
 #include "registry.h"
@@ -122,7 +127,7 @@ static size_t count_events(apitest *t)
     return n;
 }
 
-static void accept(apitest *t, const char *body, char id[37])
+static void accept_event(apitest *t, const char *body, char id[37])
 {
     at_response r;
     post_json(t, body, &r);
@@ -625,7 +630,7 @@ static void test_queue_full_and_stopping(void **state)
                     .workers = 1};
     apitest *t = at_start(&o);
     char id[37];
-    accept(t, "{" OK_HEAD ", \"data\": {\"n\": 1}}", id);
+    accept_event(t, "{" OK_HEAD ", \"data\": {\"n\": 1}}", id);
     /* Fill the event queue from the plugin side (non-durable emits) until
      * it stays full: a full queue alone may be the writer in the middle of
      * a commit.  A POST that still gets through is simply one more event. */
@@ -660,6 +665,116 @@ static void test_queue_full_and_stopping(void **state)
     assert_non_null(retry);
     free(retry);
     at_response_free(&r);
+    at_stop(t);
+    (void)state;
+}
+
+/* ---- ingests waiting for their commit hold no server thread --------------------------- */
+
+static size_t keep_body(char *p, size_t size, size_t n, void *ud)
+{
+    char *buf = ud;
+    size_t len = strlen(buf), add = size * n;
+    if (len + add < 512) {
+        memcpy(buf + len, p, add);
+        buf[len + add] = '\0';
+    }
+    return size * n;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_waiting_ingests_hold_no_thread(void **state)
+{
+    /* More concurrent POSTs than the server has threads (EVH_HTTP_THREADS),
+     * all waiting for a commit that cannot happen yet (the test holds the
+     * database's write lock): a GET must still be answered at once, and
+     * every POST gets its 202 once the lock is released. */
+    enum { N = EVH_HTTP_THREADS * 3 };
+    apitest *t = at_start(&(at_options){0});
+    sqlite3 *lockdb = NULL;
+    assert_int_equal(sqlite3_open(t->db, &lockdb), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lockdb, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/events/process", t->port);
+    static char bodies[N][512];
+    CURLM *multi = curl_multi_init();
+    CURL *easy[N];
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    for (int i = 0; i < N; i++) {
+        bodies[i][0] = '\0';
+        easy[i] = curl_easy_init();
+        curl_easy_setopt(easy[i], CURLOPT_URL, url);
+        curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, "{" OK_HEAD ", \"data\": {\"n\": 5}}");
+        curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, hdr);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, keep_body);
+        curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, bodies[i]);
+        curl_easy_setopt(easy[i], CURLOPT_TIMEOUT, 60L);
+    }
+    /* One at a time, so that each reaches its handler before the next
+     * connects (a server thread busy in a handler accepts nothing, so the
+     * next lands on another): with a thread per waiting ingest, every
+     * thread would be taken.  None can be answered while the lock is held. */
+    int running = 0;
+    for (int i = 0; i < N; i++) {
+        curl_multi_add_handle(multi, easy[i]);
+        double until = mono_s() + 0.05;
+        while (mono_s() < until) {
+            curl_multi_perform(multi, &running);
+            curl_multi_poll(multi, NULL, 0, 10, NULL);
+        }
+    }
+    assert_int_equal(running, N);
+
+    double t0 = mono_s();
+    at_response r;
+    assert_int_equal(at_request(t, "GET", "/api/health", NULL, NULL, 0, &r), 0);
+    double took = mono_s() - t0;
+    assert_int_equal(r.status, 200);
+    at_response_free(&r);
+    /* a thread was free; with a thread per waiting ingest it would wait for the lock */
+    if (took > 2.0)
+        fail_msg("GET /api/health took %.2f s while %d ingests waited", took, N);
+
+    assert_int_equal(sqlite3_exec(lockdb, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lockdb);
+    double until = mono_s() + 30;
+    while (running && mono_s() < until) {
+        curl_multi_perform(multi, &running);
+        curl_multi_poll(multi, NULL, 0, 50, NULL);
+    }
+    assert_int_equal(running, 0);
+    char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        long status = 0;
+        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &status);
+        if (status != 202)
+            fail_msg("POST %d: %ld %s", i, status, bodies[i]);
+        cJSON *j = cJSON_Parse(bodies[i]);
+        snprintf(ids[i], sizeof ids[i], "%s", sget(j, "id"));
+        cJSON_Delete(j);
+        for (int k = 0; k < i; k++)
+            assert_string_not_equal(ids[k], ids[i]);
+        curl_multi_remove_handle(multi, easy[i]);
+        curl_easy_cleanup(easy[i]);
+    }
+    curl_slist_free_all(hdr);
+    curl_multi_cleanup(multi);
+    /* each one is stored */
+    at_wait_settled(t, N);
+    for (int i = 0; i < N; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/api/events/%s", ids[i]);
+        assert_int_equal(at_request(t, "GET", path, NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 200);
+        at_response_free(&r);
+    }
     at_stop(t);
     (void)state;
 }
@@ -706,7 +821,7 @@ static void test_list_filters_and_pages(void **state)
     for (int n = 1; n <= 5; n++) {
         char body[128];
         snprintf(body, sizeof body, "{" OK_HEAD ", \"data\": {\"n\": %d}}", n);
-        accept(t, body, ids[n - 1]);
+        accept_event(t, body, ids[n - 1]);
     }
     at_wait_settled(t, 5);
 
@@ -732,8 +847,8 @@ static void test_list_filters_and_pages(void **state)
     assert_int_equal(list_page(t, "/api/events?limit=2", seen, &n_seen, cursor, sizeof cursor), 2);
     assert_string_equal(seen[0], ids[4]);
     char late[2][37];
-    accept(t, "{" OK_HEAD ", \"data\": {\"n\": 10}}", late[0]);
-    accept(t, "{" OK_HEAD ", \"data\": {\"n\": 11}}", late[1]);
+    accept_event(t, "{" OK_HEAD ", \"data\": {\"n\": 10}}", late[0]);
+    accept_event(t, "{" OK_HEAD ", \"data\": {\"n\": 11}}", late[1]);
     while (cursor[0]) {
         snprintf(path, sizeof path, "/api/events?limit=2&cursor=%s", cursor);
         assert_true(list_page(t, path, seen, &n_seen, cursor, sizeof cursor) > 0);
@@ -779,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_cloudevents_structured),
         cmocka_unit_test(test_cloudevents_binary),
         cmocka_unit_test(test_queue_full_and_stopping),
+        cmocka_unit_test(test_waiting_ingests_hold_no_thread),
         cmocka_unit_test(test_list_filters_and_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -700,6 +700,13 @@ static void test_cap_keepalive_shutdown(void **state)
     for (int i = 0; i < CAP; i++)
         sse_wait_events(s[i], 6);
 
+    assert_int_equal(at_request(t, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    char line[64];
+    snprintf(line, sizeof line, "\nevhost_streams %d\n", CAP);
+    assert_non_null(strstr(r.body, line));
+    assert_non_null(strstr(r.body, "\nevhost_stream_buffered_events 6\n"));
+    at_response_free(&r);
+
     /* one more: 503, Retry-After, a reason naming the setting */
     assert_int_equal(at_request(t, "GET", "/api/events/stream", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 503);

@@ -44,8 +44,9 @@ static const char default_yaml[] =
     "  max_streams: 16                # live streams (GET /api/events/stream) at once,\n"
     "                                 # 1 .. 1024; more get 503 with Retry-After\n"
     "  stream_keepalive_s: 15         # a comment on a quiet stream this often, 1 .. 3600\n"
-    "  stream_buffer_events: 10000    # lifecycle events kept for Last-Event-ID resumption,\n"
-    "  stream_buffer_bytes: 33554432  # and at most this many bytes of them (docs/events.md)\n"
+    "  stream_buffer_events: 10000    # lifecycle events kept for Last-Event-ID resumption\n"
+    "                                 # (16 .. 1000000), and at most this many bytes of\n"
+    "  stream_buffer_bytes: 33554432  # them (65536 .. 17179869184; docs/events.md)\n"
     "plugins:\n"
     "  dirs: []                       # extra directories, each holding plugin folders\n"
     "  builtin: true                  # also load the built-in plugins\n"
@@ -151,7 +152,7 @@ static const field server_fields[] = {
     INT_FIELD("connection_timeout_s", connection_timeout_s, 1, 3600),
     INT_FIELD("max_streams", max_streams, 1, 1024),
     INT_FIELD("stream_keepalive_s", stream_keepalive_s, 1, 3600),
-    INT_FIELD("stream_buffer_events", stream_buffer_events, 16, 10000000),
+    INT_FIELD("stream_buffer_events", stream_buffer_events, 16, 1000000),
     INT_FIELD("stream_buffer_bytes", stream_buffer_bytes, 65536, 17179869184LL),
     {0}};
 

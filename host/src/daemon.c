@@ -31,7 +31,6 @@
 #include "evh_limits.h"
 #include "isolate.h"
 #include "lifecycle.h"
-#include "stream.h"
 #include "loader.h"
 #include "log.h"
 #include "notify.h"
@@ -40,6 +39,7 @@
 #include "reload.h"
 #include "runtime.h"
 #include "store.h"
+#include "stream.h"
 #include "system_events.h"
 #include "watch.h"
 

@@ -74,9 +74,9 @@ stream_hub *stream_hub_new(lifecycle *lc, const stream_options *o)
         h->o.max_subscribers = STREAM_DEFAULT_MAX_SUBSCRIBERS;
     if (h->o.keepalive_ms <= 0)
         h->o.keepalive_ms = STREAM_DEFAULT_KEEPALIVE_MS;
-    h->ring = calloc(h->o.max_events, sizeof *h->ring);
+    /* the ring comes with the first subscriber (stream_hub_subscribe) */
     h->subs = calloc(h->o.max_subscribers, sizeof *h->subs);
-    if (!h->ring || !h->subs)
+    if (!h->subs)
         goto out_free;
     /* ids start at the wall clock (stream.h): ids of an earlier process
      * are then older than anything held here */
@@ -93,7 +93,6 @@ stream_hub *stream_hub_new(lifecycle *lc, const stream_options *o)
     return h;
 
 out_free:
-    free(h->ring);
     free(h->subs);
     free(h);
     return NULL;
@@ -240,6 +239,14 @@ int stream_hub_subscribe(stream_hub *h, const stream_filter *f, const uint64_t *
     }
     if (!h->recording) {
         /* from now on every event is recorded (stream.h) */
+        h->ring = calloc(h->o.max_events, sizeof *h->ring);
+        if (!h->ring) {
+            pthread_mutex_unlock(&h->lock);
+            free(s->job_id);
+            free(s->workflow_id);
+            free(s);
+            return EVH_E_NOMEM;
+        }
         h->recording = 1;
         lifecycle_set_publisher(h->lc, stream_hub_publish, h);
     }

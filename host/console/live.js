@@ -193,6 +193,9 @@ export function follow(refresh, { pollMs = 2000, relevant = () => true } = {}) {
         if (stopped)
             return;
         if (ok) {
+            // what changed between the view's first read and the stream's
+            // start has no event left to come: read once more now
+            run();
             schedule(15000);
         } else {
             listeners.delete(listener);

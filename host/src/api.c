@@ -178,9 +178,11 @@ static void on_authenticated(void *ctx, const char *key_name)
 
 http_server *api_start(api_ctx *a, char **err)
 {
+    /* the stream before the events: /api/events/{id} would take it */
     static const http_route *const tables[] = {
-        api_routes_health,     api_routes_events,  api_routes_plugins,       api_routes_triggers,
-        api_routes_executions, api_routes_console, api_routes_subscriptions, NULL};
+        api_routes_health,    api_routes_stream,     api_routes_events,
+        api_routes_plugins,   api_routes_triggers,   api_routes_executions,
+        api_routes_console,   api_routes_subscriptions, NULL};
     const evh_config *c = a->cfg;
     http_options o = {.host = c->listen_host,
                       .port = c->listen_port,

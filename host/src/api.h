@@ -19,6 +19,7 @@
 #include "config.h"
 #include "engine.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "registry.h"
 #include "runtime.h"
 #include "store.h"
@@ -43,6 +44,9 @@ typedef struct api_ctx {
     /* outbound webhooks (notify.h): told when a subscription changes; NULL
      * when the host runs without one */
     struct notifier *notify;
+    /* the live stream's hub (stream.h, api_stream_hub_new); NULL: GET
+     * /api/events/stream answers 503 */
+    struct stream_hub *stream;
     /* the connection pool (api.c) */
     pthread_mutex_t pool_lock;
     store **pool;
@@ -100,6 +104,12 @@ extern const http_route api_routes_executions[]; /* api_executions.c */
 extern const http_route api_routes_health[];     /* api_health.c: health, ready, metrics */
 extern const http_route api_routes_subscriptions[]; /* api_subscriptions.c: webhooks */
 extern const http_route api_routes_console[];    /* api_console.c: the web console (public) */
+extern const http_route api_routes_stream[];     /* api_stream.c: the live lifecycle stream */
+
+/* The live stream's hub with cfg's server.max_streams and server.stream_*
+ * settings, over lc (api_stream.c); free it with stream_hub_free after the
+ * pipeline stopped and before lc goes.  NULL on out-of-memory. */
+struct stream_hub *api_stream_hub_new(const evh_config *cfg, lifecycle *lc);
 
 /* Requests to a path no table has: plugin webhook endpoints (api_plugins.c). */
 int api_plugin_route(void *ctx, const http_request *req, http_response *res);

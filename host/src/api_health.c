@@ -17,6 +17,7 @@
 #include "event.h"
 #include "evh_limits.h"
 #include "metrics.h"
+#include "stream.h"
 
 /* GET /api/health: the process answers.  Public, so that load balancers
  * and Docker's HEALTHCHECK need no key. */
@@ -143,6 +144,15 @@ static void render_gauges(const api_ctx *a, metrics_buf *b)
     gauge(b, "evhost_dispatch_queue_depth",
           "Events committed and waiting for a worker to match triggers and run workflows.",
           (double)es.dispatch_depth);
+
+    stream_stats ss = {0};
+    if (a->stream)
+        stream_hub_stats(a->stream, &ss);
+    gauge(b, "evhost_streams", "Live streams (GET /api/events/stream) open.",
+          (double)ss.subscribers);
+    gauge(b, "evhost_stream_buffered_events",
+          "Lifecycle events held for Last-Event-ID resumption (server.stream_buffer_events).",
+          (double)ss.events);
 
     size_t counts[N_PLUGIN_STATES];
     count_plugins(a, counts);

@@ -41,6 +41,12 @@ static const char default_yaml[] =
     "  max_body_bytes: 1048576        # largest accepted request body (1024 .. 1073741824)\n"
     "  max_connections: 256           # 1 .. 65536\n"
     "  connection_timeout_s: 30       # idle connection timeout, 1 .. 3600\n"
+    "  max_streams: 16                # live streams (GET /api/events/stream) at once,\n"
+    "                                 # 1 .. 1024; more get 503 with Retry-After\n"
+    "  stream_keepalive_s: 15         # a comment on a quiet stream this often, 1 .. 3600\n"
+    "  stream_buffer_events: 10000    # lifecycle events kept for Last-Event-ID resumption\n"
+    "                                 # (16 .. 1000000), and at most this many bytes of\n"
+    "  stream_buffer_bytes: 33554432  # them (65536 .. 17179869184; docs/events.md)\n"
     "plugins:\n"
     "  dirs: []                       # extra directories, each holding plugin folders\n"
     "  builtin: true                  # also load the built-in plugins\n"
@@ -144,6 +150,10 @@ static const field server_fields[] = {
     INT_FIELD("max_body_bytes", max_body_bytes, 1024, 1073741824),
     INT_FIELD("max_connections", max_connections, 1, 65536),
     INT_FIELD("connection_timeout_s", connection_timeout_s, 1, 3600),
+    INT_FIELD("max_streams", max_streams, 1, 1024),
+    INT_FIELD("stream_keepalive_s", stream_keepalive_s, 1, 3600),
+    INT_FIELD("stream_buffer_events", stream_buffer_events, 16, 1000000),
+    INT_FIELD("stream_buffer_bytes", stream_buffer_bytes, 65536, 17179869184LL),
     {0}};
 
 static const field plugins_fields[] = {
@@ -1134,6 +1144,10 @@ static void print_server(const evh_config *c, FILE *f)
     fprintf(f, "  allow_unauthenticated: %s\n", c->allow_unauthenticated ? "true" : "false");
     fprintf(f, "  max_body_bytes: %zu\n  max_connections: %d\n  connection_timeout_s: %d\n",
             c->max_body_bytes, c->max_connections, c->connection_timeout_s);
+    fprintf(f, "  max_streams: %d\n  stream_keepalive_s: %d\n  stream_buffer_events: %zu\n"
+               "  stream_buffer_bytes: %zu\n",
+            c->max_streams, c->stream_keepalive_s, c->stream_buffer_events,
+            c->stream_buffer_bytes);
 }
 
 static void print_plugins(const evh_config *c, FILE *f)

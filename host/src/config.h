@@ -49,6 +49,11 @@ typedef struct evh_config {
     size_t max_body_bytes;
     int max_connections;
     int connection_timeout_s;
+    /* the live stream (stream.h, api_stream.c) */
+    int max_streams;
+    int stream_keepalive_s;
+    size_t stream_buffer_events;
+    size_t stream_buffer_bytes;
 
     /* plugins */
     char **plugin_dirs;

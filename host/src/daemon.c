@@ -39,6 +39,7 @@
 #include "reload.h"
 #include "runtime.h"
 #include "store.h"
+#include "stream.h"
 #include "system_events.h"
 #include "watch.h"
 
@@ -397,6 +398,7 @@ int cli_run(int argc, char **argv)
     engine *e = NULL;
     notifier *nt = NULL;
     lifecycle *lc = NULL;
+    stream_hub *hub = NULL;
     http_server *http = NULL;
     api_ctx api = {0};
     api_ctx_init(&api);
@@ -447,6 +449,11 @@ int cli_run(int argc, char **argv)
         log_error("daemon", "outbound webhooks: %s", err ? err : "out of memory");
         goto out_unload;
     }
+    /* the live stream (GET /api/events/stream) */
+    if (!(hub = api_stream_hub_new(c, lc))) {
+        log_error("daemon", "live stream: out of memory");
+        goto out_unload;
+    }
     eo.lifecycle = lc;
     e = engine_new(rt, r, &eo, &err);
     store_options so = {.path = c->storage_path, .synchronous_full = eo.synchronous_full};
@@ -468,6 +475,7 @@ int cli_run(int argc, char **argv)
         goto out_stop;
     }
     api.notify = nt;
+    api.stream = hub;
     api.rt = rt;
     api.reg = r;
     api.eng = e;
@@ -523,6 +531,7 @@ out_stop:
     notifier_stop(nt, c->shutdown_timeout_s < 5 ? c->shutdown_timeout_s * 1000 : 5000);
 out_unload:
     engine_free(e);
+    stream_hub_free(hub); /* after the pipeline (its publisher), before lc */
     notifier_free(nt);
     lifecycle_free(lc);
     api_ctx_release(&api);

@@ -51,6 +51,11 @@
 #define EVH_HTTP_DEFAULT_MAX_BODY (1024 * 1024)
 #define EVH_HTTP_HEADER_MEMORY (64 * 1024)
 #define EVH_HTTP_THREADS 8
+/* A streamed response (Server-Sent Events) is written in blocks of this
+ * size; on shutdown its end gets this long to go out before the server
+ * closes the connection anyway. */
+#define EVH_HTTP_STREAM_BLOCK (16 * 1024)
+#define EVH_HTTP_STREAM_CLOSE_MS 1000
 
 /* A plugin's http callback (webhook endpoints) that takes longer than this
  * is logged: it holds one of the HTTP threads while its sender waits. */

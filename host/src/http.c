@@ -62,8 +62,29 @@ typedef struct key_digest {
     unsigned char digest[KEY_DIGEST_LEN];
 } key_digest;
 
+/* A streamed response (http_respond_stream).  suspended, woken and
+ * closing are under lock, which is also held around MHD_suspend_connection
+ * and MHD_resume_connection: a connection is resumed only after it was
+ * suspended (anything else is undefined in libmicrohttpd), and a wake that
+ * comes while fill runs is never lost (fill runs again instead of the
+ * connection being suspended). */
+struct http_stream {
+    http_server *s; /* NULL until the response is queued */
+    struct MHD_Connection *conn;
+    http_stream_fill fill;
+    void (*done)(void *ud);
+    void *ud;
+    pthread_mutex_t lock;
+    int suspended, woken, closing;
+    http_stream *prev, *next; /* the server's streams, under s->streams_lock */
+};
+
 struct http_server {
     struct MHD_Daemon *d;
+    /* the streams being served; stopping: no new ones (http_stop) */
+    pthread_mutex_t streams_lock;
+    http_stream *streams;
+    int stopping;
     const http_route *const *tables;
     http_fallback fallback;
     void (*on_authenticated)(void *ctx, const char *key_name);
@@ -229,8 +250,13 @@ void http_response_header(http_response *res, const char *name, const char *valu
     res->n_headers++;
 }
 
+static void stream_free(void *cls);
+
 static void response_release(http_response *res)
 {
+    if (res->stream) /* never handed to libmicrohttpd */
+        stream_free(res->stream);
+    res->stream = NULL;
     free(res->body);
     for (size_t i = 0; i < res->n_headers; i++) {
         free(res->header_names[i]);
@@ -238,8 +264,128 @@ static void response_release(http_response *res)
     }
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *c, http_response *res)
+/* ---- streamed responses --------------------------------------------------- */
+
+http_stream *http_respond_stream(http_response *res, int status, const char *content_type,
+                                 http_stream_fill fill, void (*done)(void *ud), void *ud)
 {
+    http_stream *hs = calloc(1, sizeof *hs);
+    if (!hs) {
+        done(ud);
+        http_respond_error(res, 500, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    hs->fill = fill;
+    hs->done = done;
+    hs->ud = ud;
+    pthread_mutex_init(&hs->lock, NULL);
+    http_respond_raw(res, status, content_type, NULL, 0);
+    if (res->stream)
+        stream_free(res->stream);
+    res->stream = hs;
+    return hs;
+}
+
+void http_stream_wake(http_stream *hs)
+{
+    pthread_mutex_lock(&hs->lock);
+    hs->woken = 1;
+    if (hs->suspended) {
+        hs->suspended = 0;
+        MHD_resume_connection(hs->conn);
+    }
+    pthread_mutex_unlock(&hs->lock);
+}
+
+/* libmicrohttpd's content reader: fill, or sleep until a wake. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    http_stream *hs = cls;
+    (void)pos;
+    for (;;) {
+        pthread_mutex_lock(&hs->lock);
+        int closing = hs->closing;
+        hs->woken = 0;
+        pthread_mutex_unlock(&hs->lock);
+        if (closing)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        long n = hs->fill(hs->ud, buf, max);
+        if (n > 0)
+            return (ssize_t)n;
+        if (n < 0)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        pthread_mutex_lock(&hs->lock);
+        if (hs->woken || hs->closing) {
+            pthread_mutex_unlock(&hs->lock);
+            continue;
+        }
+        /* nothing to send: give the thread back until http_stream_wake */
+        hs->suspended = 1;
+        MHD_suspend_connection(hs->conn);
+        pthread_mutex_unlock(&hs->lock);
+        return 0;
+    }
+}
+
+/* The response is gone (libmicrohttpd's free callback), or was never sent. */
+static void stream_free(void *cls)
+{
+    http_stream *hs = cls;
+    http_server *s = hs->s;
+    if (s) {
+        pthread_mutex_lock(&s->streams_lock);
+        if (hs->prev)
+            hs->prev->next = hs->next;
+        else
+            s->streams = hs->next;
+        if (hs->next)
+            hs->next->prev = hs->prev;
+        pthread_mutex_unlock(&s->streams_lock);
+    }
+    /* after done, nobody wakes hs any more (http.h) */
+    hs->done(hs->ud);
+    pthread_mutex_destroy(&hs->lock);
+    free(hs);
+}
+
+static enum MHD_Result send_stream(http_server *s, struct MHD_Connection *c, http_response *res)
+{
+    http_stream *hs = res->stream;
+    res->stream = NULL;
+    hs->conn = c;
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, EVH_HTTP_STREAM_BLOCK, stream_read, hs, stream_free);
+    if (!r) {
+        stream_free(hs);
+        response_release(res);
+        return MHD_NO;
+    }
+    pthread_mutex_lock(&s->streams_lock);
+    hs->s = s;
+    hs->closing = s->stopping;
+    hs->next = s->streams;
+    if (s->streams)
+        s->streams->prev = hs;
+    s->streams = hs;
+    pthread_mutex_unlock(&s->streams_lock);
+    if (res->content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+    for (size_t i = 0; i < res->n_headers; i++)
+        MHD_add_response_header(r, res->header_names[i], res->header_values[i]);
+    /* no idle timeout: a stream is quiet between events; its keepalives
+     * find a client that vanished */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)res->status, r);
+    MHD_destroy_response(r); /* stream_free runs once the connection is done with it */
+    response_release(res);
+    return ok;
+}
+
+static enum MHD_Result send_response(http_server *s, struct MHD_Connection *c,
+                                     http_response *res)
+{
+    if (res->stream)
+        return send_stream(s, c, res);
     char *body = res->body;
     res->body = NULL; /* MHD frees it from here on */
     struct MHD_Response *r =
@@ -260,12 +406,12 @@ static enum MHD_Result send_response(struct MHD_Connection *c, http_response *re
     return ok;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *code,
-                                  const char *message)
+static enum MHD_Result send_error(http_server *s, struct MHD_Connection *c, int status,
+                                  const char *code, const char *message)
 {
     http_response res = {0};
     http_respond_error(&res, status, code, NULL, "%s", message);
-    return send_response(c, &res);
+    return send_response(s, c, &res);
 }
 
 /* ---- authentication --------------------------------------------------- */
@@ -426,7 +572,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->max_body) {
             r->too_large = 1;
-            return send_error(c, 413, "payload_too_large",
+            return send_error(s, c, 413, "payload_too_large",
                               "the request body is larger than the limit (server.max_body_bytes)");
         }
         return MHD_YES;
@@ -459,7 +605,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (r->too_large)
-        return send_error(c, 413, "payload_too_large",
+        return send_error(s, c, 413, "payload_too_large",
                           "the request body is larger than the limit (server.max_body_bytes)");
     if (r->deferred)
         return deferred_step(s, r, c); /* resumed */
@@ -469,7 +615,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         response_release(&res);
         return deferred_step(s, r, c);
     }
-    return send_response(c, &res);
+    return send_response(s, c, &res);
 }
 
 /* ---- deferred answers (http.h) ----------------------------------------------- */
@@ -557,7 +703,7 @@ static enum MHD_Result deferred_step(http_server *s, http_request *r, struct MHD
     atomic_fetch_sub(&s->deferred, 1);
     if (!res.status)
         http_respond_error(&res, 500, "internal", NULL, "the request was not answered");
-    return send_response(c, &res);
+    return send_response(s, c, &res);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -596,6 +742,7 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 
 static void server_free(http_server *s)
 {
+    pthread_mutex_destroy(&s->streams_lock);
     for (size_t i = 0; i < s->n_keys; i++)
         free(s->keys[i].name);
     free(s->keys);
@@ -609,6 +756,7 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
     http_server *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    pthread_mutex_init(&s->streams_lock, NULL);
     s->tables = tables;
     s->fallback = fallback;
     s->on_authenticated = o->on_authenticated;
@@ -632,6 +780,9 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
         server_free(s);
         return NULL;
     }
+    /* suspend and resume: a stream waiting for its next event, or an
+     * answer waiting for another thread (http_defer), holds no thread of
+     * the pool */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
@@ -667,6 +818,32 @@ void http_stop(http_server *s)
 {
     if (!s)
         return;
+    /* End every stream first: a suspended connection must be resumed
+     * before MHD_stop_daemon (which aborts otherwise), and its client
+     * should see the end of the body rather than a reset.  New streams
+     * start closed from here on. */
+    pthread_mutex_lock(&s->streams_lock);
+    s->stopping = 1;
+    for (http_stream *hs = s->streams; hs; hs = hs->next) {
+        pthread_mutex_lock(&hs->lock);
+        hs->closing = 1;
+        if (hs->suspended) {
+            hs->suspended = 0;
+            MHD_resume_connection(hs->conn);
+        }
+        pthread_mutex_unlock(&hs->lock);
+    }
+    pthread_mutex_unlock(&s->streams_lock);
+    /* a moment for the ends to go out (a client that reads nothing would
+     * hold them back: bounded) */
+    for (int waited = 0; waited < EVH_HTTP_STREAM_CLOSE_MS; waited += 10) {
+        pthread_mutex_lock(&s->streams_lock);
+        int left = s->streams != NULL;
+        pthread_mutex_unlock(&s->streams_lock);
+        if (!left)
+            break;
+        usleep(10000);
+    }
     /* Stop accepting, then let deferred requests get their answers: a
      * suspended connection must not be closed under a waker.  Their
      * wakers (the event writer) keep running until after this returns. */

@@ -53,6 +53,8 @@ const char *http_remote_addr(const http_request *r, char *buf, size_t len);
 
 #define HTTP_MAX_RESPONSE_HEADERS 8
 
+typedef struct http_stream http_stream;
+
 typedef struct http_response {
     int status;
     char *body; /* malloc'd, or NULL */
@@ -61,6 +63,7 @@ typedef struct http_response {
     char *header_names[HTTP_MAX_RESPONSE_HEADERS];
     char *header_values[HTTP_MAX_RESPONSE_HEADERS];
     size_t n_headers;
+    http_stream *stream; /* http_respond_stream: a streamed body instead */
 } http_response;
 
 /* JSON body (takes ownership of body; NULL means no body). */
@@ -74,6 +77,30 @@ void http_respond_error(http_response *res, int status, const char *code, const 
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Add a response header (copied). */
 void http_response_header(http_response *res, const char *name, const char *value);
+
+/*
+ * A streamed body (chunked), for as long as the client stays and fill has
+ * more: Server-Sent Events.  The server calls fill(ud, buf, max) on one of
+ * its threads whenever the connection can take data:
+ *   > 0  that many bytes were put into buf (at most max);
+ *   0    nothing now: the connection sleeps, holding no thread, until
+ *        http_stream_wake;
+ *   < 0  the body is complete.
+ * done(ud) is called once when the stream is over for any reason (fill
+ * ended it, the client left, the server stops, or the response could not
+ * be sent): after it returns, fill is not called again and ud is the
+ * caller's to free.  A stream has no idle timeout (its writes, such as
+ * keepalives, find a vanished client); http_stop ends every stream first
+ * (fill is not called again; the client sees the end of the body).
+ * Returns the handle for http_stream_wake, or NULL (and done(ud) called,
+ * a 500 answered) on out-of-memory.
+ */
+typedef long (*http_stream_fill)(void *ud, char *buf, size_t max);
+http_stream *http_respond_stream(http_response *res, int status, const char *content_type,
+                                 http_stream_fill fill, void (*done)(void *ud), void *ud);
+/* fill has something new: call it again soon.  Any thread, any time until
+ * done(ud) returned; never blocks on the network. */
+void http_stream_wake(http_stream *s);
 
 typedef void (*http_handler)(void *ctx, const http_request *req, http_response *res);
 
@@ -139,7 +166,7 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
                         http_fallback fallback, void *ctx, char **err);
 /* The port actually bound. */
 int http_port(const http_server *s);
-/* Stop accepting, finish requests in flight, free. */
+/* End the streams, stop accepting, finish requests in flight, free. */
 void http_stop(http_server *s);
 
 #endif

@@ -469,13 +469,38 @@ async function walk(page, context, shots) {
         assert.equal(body.status, 'succeeded');
     });
 
+    await check('live: the console follows the daemon’s own lifecycle stream', async () => {
+        // live.js against the real GET /api/events/stream (with the key): the
+        // timer's next run arrives as lifecycle events
+        const got = await page.evaluate(async () => {
+            const { follow, streamAvailable } = await import('/console/live.js');
+            return new Promise((resolve) => {
+                let stop = null;
+                const done = (ev) => { window.clearTimeout(timer); window.setTimeout(() => stop(), 0); resolve({ available: streamAvailable(), ev }); };
+                const timer = window.setTimeout(() => done(null), 12000);
+                stop = follow(async () => true, { relevant: (ev) => {
+                    if (ev.json && ev.json.event)
+                        done({ type: ev.type, event: ev.json.event, id: ev.id, jobId: ev.json.data.jobId });
+                    return false;
+                } });
+            });
+        });
+        assert.equal(got.available, true);
+        assert.ok(got.ev, 'no lifecycle event within 12 s');
+        assert.equal(got.ev.type, got.ev.event);
+        assert.match(got.ev.event, /^(job|plugin)(Start|Complete|Error)$/);
+        assert.match(got.ev.id, /^[0-9]+$/);
+        assert.match(got.ev.jobId, /^[0-9a-f-]{36}$/);
+    });
+
     await check('live: a running execution polls every 2 s without a stream, follows the stream with one', async () => {
         const real = (await apiGet(`/api/executions/${execId}`)).body;
         const running = { ...real, status: 'running', finished_at: null, steps: real.steps.slice(0, 1), progress: { done: 1, total: 2 } };
         let calls = 0;
+        let runningFor = 1; // the first this many reads see it running
         await page.route(`**/api/executions/${execId}`, (route) => {
             calls += 1;
-            return calls === 1 ? route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(running) })
+            return calls <= runningFor ? route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(running) })
                 : route.continue();
         });
         const open = async () => {
@@ -496,8 +521,11 @@ async function walk(page, context, shots) {
         assert.equal(calls, 2);
         await page.unroute('**/api/events/stream');
         // a lifecycle stream (docs/API.md, Server-Sent Events): an event naming this
-        // execution makes the page read it again, without waiting for a poll
+        // execution makes the page read it again, without waiting for a poll.
+        // The page also reads it once when the stream opens (what changed
+        // before has no event to come), so that read still sees it running.
         calls = 0;
+        runningFor = 2;
         let streamed = null;
         await page.route('**/api/events/stream', (route) => {
             streamed = route.request().headers();
@@ -507,7 +535,7 @@ async function walk(page, context, shots) {
         });
         await open();
         await page.locator('main h1 .badge[data-state="succeeded"]').waitFor({ timeout: 1900 });
-        assert.equal(calls, 2);
+        assert.equal(calls, 3);
         assert.equal(streamed.authorization, `Bearer ${key}`);
         assert.equal(streamed.accept, 'text/event-stream');
         await page.unroute('**/api/events/stream');

@@ -23,6 +23,7 @@
 #include "lifecycle.h"
 #include "loader.h"
 #include "notify.h"
+#include "stream.h"
 #include "testutil.h"
 
 static const char *const default_fixtures[] = {"ok-minimal", "test-step", NULL};
@@ -159,6 +160,9 @@ apitest *at_start(const at_options *o)
     t->api.reload_ud = &t->rl;
     t->api.started_ns = monotonic_ns();
     t->api.notify = t->notify;
+    t->hub = api_stream_hub_new(t->cfg, t->lc);
+    assert_non_null(t->hub);
+    t->api.stream = t->hub;
     t->http = api_start(&t->api, &err);
     if (!t->http)
         fail_msg("api: %s", err ? err : "?");
@@ -176,6 +180,7 @@ void at_stop(apitest *t)
     engine_stop(t->e, 5000);
     notifier_stop(t->notify, 5000);
     engine_free(t->e);
+    stream_hub_free(t->hub);
     notifier_free(t->notify);
     lifecycle_free(t->lc);
     api_ctx_release(&t->api);

@@ -47,6 +47,7 @@ typedef struct apitest {
     engine *e;
     struct notifier *notify;  /* outbound webhooks (notify.h) */
     struct lifecycle *lc;
+    struct stream_hub *hub;   /* the live stream (stream.h) */
     store *st; /* the test's own connection, for assertions */
     api_ctx api;
     http_server *http;

@@ -38,7 +38,7 @@ function(evh_add_plugin id)
   _evh_plugin_module(${target} ${id} OUTPUT_DIR ${P_OUTPUT_DIR} MANIFEST ${P_MANIFEST}
                      SOURCES ${P_SOURCES} LIBRARIES ${P_LIBRARIES})
   target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/sdk/include)
-  if(EVH_SANITIZE)
+  if(EVH_SANITIZE OR EVH_TSAN)
     # A sanitized host provides the runtime; the plugin may use it unresolved.
     target_link_options(${target} PRIVATE -Wl,--allow-shlib-undefined -Wl,-z,undefs)
   endif()

@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config
       libcjson-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
       libmicrohttpd-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(libcmocka-dev clang libclang-rt-dev sqlite3 curl chromium fonts-dejavu-core)
+    pkgs+=(libcmocka-dev clang libclang-rt-dev sqlite3 curl chromium fonts-dejavu-core cppcheck)
 fi
 
 missing=()

@@ -257,10 +257,12 @@ int cli_plugins_validate(int argc, char **argv)
                     problems++;
                 }
             }
-            ids = realloc(ids, (nids + 1) * sizeof *ids);
-            where = realloc(where, (nids + 1) * sizeof *where);
-            if (!ids || !where)
+            char **grown_ids = realloc(ids, (nids + 1) * sizeof *ids);
+            char **grown_where = realloc(where, (nids + 1) * sizeof *where);
+            if (!grown_ids || !grown_where)
                 abort();
+            ids = grown_ids;
+            where = grown_where;
             ids[nids] = id;
             where[nids] = strdup(folders[i]);
             nids++;

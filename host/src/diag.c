@@ -9,7 +9,9 @@
 
 #include "evh_limits.h"
 
-static char *xstrdup(const char *s)
+/* Not "xstrdup": that name means abort-on-failure in git and gnulib (and
+ * cppcheck assumes its argument is never NULL, reporting every caller). */
+static char *strdup_or_empty(const char *s)
 {
     return strdup(s ? s : "");
 }
@@ -64,7 +66,7 @@ void diag_addv(diag *d, const char *path, const char *fmt, va_list ap)
     char *reason = NULL;
     if (vasprintf(&reason, fmt, ap) < 0)
         reason = NULL;
-    diag_push(d, xstrdup(path), reason);
+    diag_push(d, strdup_or_empty(path), reason);
 }
 
 void diag_add(diag *d, const char *path, const char *fmt, ...)
@@ -98,9 +100,9 @@ void diag_merge(diag *dst, const diag *src, const char *prefix)
             if (asprintf(&path, p[0] == '[' ? "%s%s" : "%s.%s", prefix, p) < 0)
                 path = NULL;
         } else {
-            path = xstrdup(prefix && *prefix ? prefix : p);
+            path = strdup_or_empty(prefix && *prefix ? prefix : p);
         }
-        diag_push(dst, path, xstrdup(src->items[i].reason));
+        diag_push(dst, path, strdup_or_empty(src->items[i].reason));
     }
     dst->dropped += src->dropped;
 }

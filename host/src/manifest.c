@@ -800,10 +800,9 @@ int manifest_load(const char *path, manifest **out, diag *d)
     if (!out)
         return EVH_E_INVALID;
     *out = NULL;
-    diag local;
+    diag local; /* where problems go when the caller wants none */
+    diag_init(&local, NULL);
     diag *use = d ? d : &local;
-    if (!d)
-        diag_init(&local, NULL);
     int rc = EVH_E_INVALID;
     if (!path) {
         diag_add(use, "", "no plugin.json path given");
@@ -821,8 +820,7 @@ int manifest_load(const char *path, manifest **out, diag *d)
             rc = EVH_E_IO;
         }
     }
-    if (!d)
-        diag_free(&local);
+    diag_free(&local);
     return rc;
 }
 

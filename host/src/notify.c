@@ -107,6 +107,7 @@ struct notifier {
     /* transfers */
     xfer **flying;
     size_t n_flying;
+    atomic_size_t in_flight; /* n_flying, published for notifier_get_stats */
     CURL **idle; /* easy handles kept for reuse */
     size_t n_idle;
     uint64_t rng;
@@ -492,7 +493,9 @@ void notifier_get_stats(notifier *n, notifier_stats *out)
     pthread_mutex_lock(&n->q_lock);
     out->queued = n->q_len;
     pthread_mutex_unlock(&n->q_lock);
-    out->in_flight = n->n_flying; /* a racy read; for tests and benchmarks */
+    /* n_flying itself belongs to the notify thread (a plain read here raced
+     * with start_due's increment: ThreadSanitizer, bench_webhooks) */
+    out->in_flight = atomic_load_explicit(&n->in_flight, memory_order_relaxed);
 }
 
 /* ---- storing what was queued ------------------------------------------------------ */
@@ -769,6 +772,12 @@ static xfer *xfer_new(notifier *n, store_delivery *d)
 
 /* ---- rows on the wire, outcomes not yet recorded ------------------------------------- */
 
+/* Called by the notify thread after every change of n_flying. */
+static void publish_flying(notifier *n)
+{
+    atomic_store_explicit(&n->in_flight, n->n_flying, memory_order_relaxed);
+}
+
 static size_t busy_slot(const notifier *n, int64_t id)
 {
     uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
@@ -849,6 +858,7 @@ static size_t start_due(notifier *n, int64_t *release_at_us, int *full)
         if (x && curl_multi_add_handle(n->multi, x->easy) == CURLM_OK) {
             memset(&d[i], 0, sizeof d[i]); /* owned by x now */
             n->flying[n->n_flying++] = x;
+            publish_flying(n);
             busy_add(n, x->d.id);
             started++;
             continue;
@@ -964,6 +974,7 @@ static size_t collect_done(notifier *n)
         for (size_t j = 0; j < n->n_flying; j++) {
             if (n->flying[j] == x) {
                 n->flying[j] = n->flying[--n->n_flying];
+                publish_flying(n);
                 break;
             }
         }
@@ -994,6 +1005,7 @@ static void give_back_flying(notifier *n)
     for (size_t i = 0; i < n->n_flying; i++)
         xfer_free(n, n->flying[i]);
     n->n_flying = 0;
+    publish_flying(n);
 }
 
 static void recount(notifier *n)

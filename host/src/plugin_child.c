@@ -289,7 +289,10 @@ static int load_library(const char *path, char **err)
     if (!sym) {
         *err = strdup("does not export evh_plugin_entry: declare it with EVH_DECLARE_SOURCE "
                       "or EVH_DECLARE_STEP");
-        return -1; /* the handle stays: the process ends soon */
+        /* the handle stays: the process ends soon, and dlclose would run the
+         * plugin's destructors for nothing */
+        /* cppcheck-suppress resourceLeak */
+        return -1;
     }
     evh_plugin_entry_fn entry = (evh_plugin_entry_fn)sym;
     const evh_plugin *d = entry();

@@ -261,8 +261,11 @@ static void fp_set(reloader *rl, const char *dir, uint64_t fp)
         rl->cap_fps = cap;
     }
     char *copy = strdup(dir);
-    if (copy)
-        rl->fps[rl->n_fps++] = (fp_entry){copy, fp};
+    if (!copy)
+        return;
+    rl->fps[rl->n_fps].dir = copy;
+    rl->fps[rl->n_fps].fp = fp;
+    rl->n_fps++;
 }
 
 static void fp_remove(reloader *rl, size_t i)

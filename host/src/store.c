@@ -2099,7 +2099,7 @@ static int bind_subscription(sqlite3_stmt *st, const store_subscription *sub, co
     if (rc == SQLITE_OK)
         rc = bind_opt_int(st, 10, sub->backoff_cap_ms);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(st, 11, sub->enabled != 0);
+        rc = sqlite3_bind_int64(st, 11, sub->enabled ? 1 : 0);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(st, 12, now, -1, SQLITE_STATIC);
     return rc;

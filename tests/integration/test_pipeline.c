@@ -99,7 +99,7 @@ static void env_start(env *e, const char *const *workflows, const char *triggers
     assert_int_equal(tu_write_file(e->trigfile, triggers), 0);
     const char *wd[] = {e->wfdir};
     const char *tf[] = {e->trigfile};
-    pipeline_sources src = {wd, 1, tf, 1};
+    pipeline_sources src = {wd, 1, tf, 1, e->rt};
     workflow_set *ws = NULL;
     trigger_set *ts = NULL;
     diag d;

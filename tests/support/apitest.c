@@ -140,7 +140,7 @@ apitest *at_start(const at_options *o)
 
     t->wf_dirs[0] = t->wfdir;
     t->trig_files[0] = t->trigfile;
-    t->src = (pipeline_sources){t->wf_dirs, 1, t->trig_files, 1};
+    t->src = (pipeline_sources){t->wf_dirs, 1, t->trig_files, 1, t->rt};
     t->rl = (pipeline_reloader){.e = t->e, .r = t->r, .src = &t->src, .st = NULL};
     pthread_mutex_init(&t->rl.lock, NULL);
     /* the reloader writes the trigger table through its own connection */

@@ -896,6 +896,9 @@ static int32_t exec_init(const evh_host_api *api, evh_host *host, void **ctx, ch
     return EVH_OK;
 }
 
-static const evh_step exec_step_desc = {sizeof(evh_step), 0, exec_init, exec_run, exec_fini};
+static const evh_step exec_step_desc = {.struct_size = sizeof(evh_step),
+                                        .init = exec_init,
+                                        .run = exec_run,
+                                        .fini = exec_fini};
 
 EVH_DECLARE_STEP("exec", &exec_step_desc)

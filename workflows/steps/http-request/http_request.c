@@ -929,6 +929,9 @@ static int32_t http_init(const evh_host_api *api, evh_host *host, void **ctx, ch
     return EVH_OK;
 }
 
-static const evh_step http_step_desc = {sizeof(evh_step), 0, http_init, http_run, http_fini};
+static const evh_step http_step_desc = {.struct_size = sizeof(evh_step),
+                                        .init = http_init,
+                                        .run = http_run,
+                                        .fini = http_fini};
 
 EVH_DECLARE_STEP("http-request", &http_step_desc)

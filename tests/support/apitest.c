@@ -168,6 +168,32 @@ apitest *at_start(const at_options *o)
     return t;
 }
 
+char *at_reload_problems(apitest *t)
+{
+    diag d;
+    diag_init(&d, NULL);
+    assert_int_equal(pipeline_reload(&t->rl, &d), EVH_OK);
+    size_t len = 0, cap = 1;
+    char *out = calloc(1, cap);
+    for (size_t i = 0; out && i < d.count; i++) {
+        char *line = diag_format_item(&d, i);
+        size_t n = line ? strlen(line) : 0;
+        char *grown = realloc(out, cap + n + 1);
+        if (grown) {
+            out = grown;
+            memcpy(out + len, line, n);
+            len += n;
+            out[len++] = '\n';
+            out[len] = '\0';
+            cap += n + 1;
+        }
+        free(line);
+    }
+    diag_free(&d);
+    assert_non_null(out);
+    return out;
+}
+
 void at_stop(apitest *t)
 {
     http_stop(t->http);

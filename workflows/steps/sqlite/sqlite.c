@@ -20,8 +20,10 @@
  * the same code, changing nothing: a file that does not exist yet (create:
  * true) is stood in for by an empty in-memory database, the journal mode is
  * left alone, and setup runs inside a transaction that is rolled back.  A
- * lock it cannot get in time, or a setup statement that cannot run inside a
- * transaction (VACUUM), leaves the verdict to init.
+ * lock it cannot get in time, a setup statement that cannot run inside a
+ * transaction (VACUUM), or a table that does not exist yet (another step's
+ * setup, or another workflow's, may create it first) leaves the verdict to
+ * init.
  *
  * One connection and one prepared statement per instance, made at init.  The
  * SDK never overlaps runs of one instance, but several instances (one per
@@ -111,6 +113,10 @@ static int32_t prepare_one(sql_step *s, const char *field, const char *text, sql
     const char *tail = NULL;
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2(s->db, text, -1, &stmt, &tail);
+    /* At load a table may still be missing that another step, workflow or
+     * program creates before this one runs: only init can tell. */
+    s->unsure |= s->validating && rc == SQLITE_ERROR &&
+                 !strncmp(sqlite3_errmsg(s->db), "no such table: ", 15);
     if (rc != SQLITE_OK) /* SQLITE_ERROR: bad SQL, an unknown table: the config's fault */
         return fail(s->api, err, rc == SQLITE_ERROR ? EVH_E_CONFIG : status_of(rc), "%s: %s", field,
                     sqlite3_errmsg(s->db));

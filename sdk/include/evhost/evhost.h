@@ -642,8 +642,9 @@ typedef struct evh_step_output {
  *   with no instance: init is not called before it nor fini after it.  It
  *   may run at the same time as init, run and fini of this plugin's
  *   instances (a reload while workflows run), and the host waits for it
- *   with no deadline: keep to local, bounded checks (stat, access, a
- *   prepare against a local file) and never use the network.
+ *   with no deadline (in process isolation, its process is killed after
+ *   10 s): keep to local, bounded checks (stat, access, a prepare against
+ *   a local file) and never use the network.
  *
  * The handle:  `host` is made for this one call and is invalid once
  *   validate returns.  api->config_json and config_string/int/number/bool

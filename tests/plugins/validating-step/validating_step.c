@@ -4,7 +4,7 @@
  *   - emit and metric are refused (EVH_E_STATE), data_dir works;
  *   - a templated value arrives as its text.
  * check: ok | refuse (field "check") | item (field "items[1]") | whole (no
- * field) | bare (no message) | crash (SIGSEGV) | hang (sleeps 60 s);
+ * field) | bare (no message) | crash (SIGSEGV);
  * a template: OK.  Every validate call appends a line to the file named by
  * EVH_TEST_VALIDATE_LOG when set.  run echoes {"check": ...}. */
 #include <evhost/evhost.h>
@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static int32_t vs_validate(const evh_host_api *api, evh_host *host, char **field, char **errmsg)
 {
@@ -57,8 +56,6 @@ static int32_t vs_validate(const evh_host_api *api, evh_host *host, char **field
         return EVH_E_NOT_FOUND;
     if (!strcmp(check, "crash"))
         raise(SIGSEGV);
-    if (!strcmp(check, "hang"))
-        sleep(60);
     return EVH_OK;
 }
 

@@ -125,7 +125,7 @@ static void run_start(run *x, const opts *o, const char *tag, long count, long r
     }
     const char *wd[] = {wfdir};
     const char *tf[] = {path};
-    pipeline_sources src = {wd, 1, tf, 1};
+    pipeline_sources src = {wd, 1, tf, 1, x->rt};
     workflow_set *ws;
     trigger_set *ts;
     diag_init(&d, NULL);

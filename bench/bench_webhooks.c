@@ -284,7 +284,7 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
         die(err ? err : "engine");
     const char *wd[] = {wdir};
     const char *tfs[] = {tf};
-    pipeline_sources src = {wd, 1, tfs, 1};
+    pipeline_sources src = {wd, 1, tfs, 1, x.rt};
     workflow_set *ws;
     trigger_set *ts;
     diag_init(&d, NULL);

@@ -21,6 +21,9 @@ include(CMakePackageConfigHelpers)
 # The SDK's version is its ABI, read from the header: find_package(evhost-sdk
 # 1.0) and `pkg-config --atleast-version=1.0 evhost-sdk` then mean what the
 # loader means by ABI compatibility (same major, minor at least).
+# (read again whenever the header changes, or a new minor installs stale)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             ${CMAKE_SOURCE_DIR}/sdk/include/evhost/evhost.h)
 file(STRINGS ${CMAKE_SOURCE_DIR}/sdk/include/evhost/evhost.h _evh_abi_lines
      REGEX "^#define EVH_ABI_(MAJOR|MINOR) +[0-9]+")
 string(REGEX MATCH "MAJOR +([0-9]+)" _evh_m "${_evh_abi_lines}")

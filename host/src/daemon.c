@@ -464,6 +464,7 @@ int cli_run(int argc, char **argv)
     rl.e = e;
     rl.r = r;
     rl.st = st;
+    pp.src.rt = rt;
     pipeline_reload(&rl, NULL);
     run_retention(st, c);
     if (engine_start(e) != EVH_OK) {

@@ -450,8 +450,8 @@ static int32_t emit_common(evh_host *h, const char *event_type, const char *data
 {
     if (!h || !event_type || !data_json)
         return EVH_E_INVALID;
-    if (!h->rt)
-        return EVH_E_STATE; /* validate-only instances have no queue */
+    if (!h->rt || h->validating)
+        return EVH_E_STATE; /* validate-only loading and validate calls: no events */
     /* A source told to stop gets STOPPING even while the host drains, so a
      * run loop that only checks emit's answer still ends. */
     if (atomic_load(&h->stop)) {

@@ -24,6 +24,8 @@ struct evh_host {
     pthread_mutex_t lock;
     pthread_cond_t cond;  /* signalled on stop, for wait() */
     atomic_int stop;      /* this instance was asked to stop */
+    int validating;       /* made for one validate call (SDK 1.2): no
+                           * emit, so loading a workflow never queues events */
     /* step metrics of the run in flight (only between run begin/end) */
     int in_run;
     size_t n_metrics;

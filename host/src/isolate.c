@@ -925,6 +925,72 @@ static void proxy_fini(void *ctx)
     inst_free(in);
 }
 
+/* ---- validate (steps, SDK 1.2) ------------------------------------------- */
+
+/*
+ * A short-lived child of its own, as the probe: validate runs when a
+ * workflow loads, with no instance (so no child) of the step.  A crash is
+ * counted like any other; a child past the load timeout is killed.  When no
+ * child can be had (quarantined, spawn failed) nothing can be checked now:
+ * EVH_OK, and init reports it at the first run.
+ */
+static int32_t proxy_step_validate(const evh_host_api *api, evh_host *h, char **field,
+                                   char **errmsg)
+{
+    (void)api;
+    iso_plugin *ip = h ? find_plugin(h->manifest) : NULL;
+    char reason[sizeof ip->reason];
+    if (!ip || quarantined(ip, reason, sizeof reason))
+        return EVH_OK;
+    char *err = NULL;
+    iso_conn *c = spawn(ip, h, &err);
+    if (!c) {
+        log_warn("isolate", "plugin '%s': no process to validate a step config in: %s", ip->id,
+                 err ? err : "out of memory");
+        free(err);
+        return EVH_OK;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "library", ip->library);
+        cJSON_AddStringToObject(o, "manifest", ip->manifest_text);
+        if (ip->manifest_path)
+            cJSON_AddStringToObject(o, "manifest_path", ip->manifest_path);
+        cJSON_AddStringToObject(o, "config", h->config_text ? h->config_text : "{}");
+        cJSON_AddNumberToObject(o, "log_level", log_get_level());
+    }
+    int sent = o ? conn_send(c, ISO_VALIDATE, o, NULL, 0) : -1;
+    cJSON_Delete(o);
+    iso_frame f;
+    int w = sent == 0 ? conn_wait(c, ISO_VALIDATE_DONE, 0, deadline_in(ISO_LOAD_TIMEOUT_MS), &f)
+                      : WAIT_DEAD;
+    int32_t rc;
+    if (w == WAIT_OK) {
+        rc = (int32_t)iso_int(&f, "rc", EVH_E_PLUGIN);
+        const char *fd = iso_str(&f, "field"), *e = iso_str(&f, "error");
+        if (rc != EVH_OK) {
+            *field = fd ? strdup(fd) : NULL;
+            *errmsg = e ? strdup(e) : NULL;
+        }
+        iso_frame_free(&f);
+    } else if (w == WAIT_TIMEOUT) {
+        conn_kill(c);
+        *errmsg = dup_printf("validate did not return within %d ms: the plugin process was "
+                             "killed", ISO_LOAD_TIMEOUT_MS);
+        rc = EVH_E_TIMEOUT;
+    } else {
+        conn_reap(c, ISO_REAP_GRACE_MS);
+        char text[128], what[32], detail[256];
+        death_text(c, text, sizeof text, what, sizeof what);
+        snprintf(detail, sizeof detail, "%s during validate", text);
+        *errmsg = dup_printf("plugin '%s' %s", ip->id, detail);
+        crashed(ip, c, what, detail);
+        rc = EVH_E_PLUGIN;
+    }
+    conn_put(c);
+    return rc;
+}
+
 /* ---- steps --------------------------------------------------------------- */
 
 static cJSON *run_head(uint32_t id, const evh_step_input *in)
@@ -1245,6 +1311,9 @@ static void build_descriptor(iso_plugin *ip, const iso_frame *f)
         s->init = fact_bool(f, "has_init") ? proxy_init : NULL;
         s->run = fact_bool(f, "has_run") ? proxy_step_run : NULL;
         s->fini = fact_bool(f, "has_fini") ? proxy_fini : NULL;
+        /* read by the host only when the plugin's table (table_size) has
+         * it, as for an in-process plugin */
+        s->validate = fact_bool(f, "has_validate") ? proxy_step_validate : NULL;
         d->step = s;
     }
 }

@@ -21,7 +21,8 @@
  *   DESCRIBE {library}                   DESCRIPTOR {id, kind, abi_major,
  *                                          abi_minor, struct_size,
  *                                          table_size, has_init, has_run,
- *                                          has_fini, has_stop, has_http}
+ *                                          has_fini, has_stop, has_http,
+ *                                          has_validate}
  *                                          or {error}
  *   INIT {library, manifest, config}     INIT_DONE {rc, error?}
  *   RUN  step: {id, attempt, event,      RESULT {id, rc, error?, has_output,
@@ -34,6 +35,9 @@
  *         query, remote_addr} + NUL +      content_type?, headers?} + NUL +
  *         body                             body
  *   FINI {}                              FINI_DONE {} (then the child exits)
+ *   VALIDATE {library, manifest,         VALIDATE_DONE {rc, field?, error?}
+ *             config}                      (a short-lived child: the step's
+ *                                          validate, SDK 1.2; then EOF)
  *   REPLY {id, rc, value?}               - (the answer to a child request)
  *
  * Child -> host requests, answered by REPLY with the same id:
@@ -66,6 +70,7 @@ enum {
     ISO_HTTP = 5,
     ISO_FINI = 6,
     ISO_REPLY = 7,
+    ISO_VALIDATE = 8,
     /* child -> host */
     ISO_DESCRIPTOR = 16,
     ISO_INIT_DONE = 17,
@@ -76,6 +81,7 @@ enum {
     ISO_EMIT = 22,
     ISO_LOG = 23,
     ISO_DATA_DIR = 24,
+    ISO_VALIDATE_DONE = 25,
 };
 
 typedef struct iso_frame {

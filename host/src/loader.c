@@ -1024,3 +1024,47 @@ void loader_step_instance_free(plugin *p, struct evh_host *h, void *ctx)
         p->desc->step->fini(ctx);
     hostapi_instance_free(h);
 }
+
+int loader_step_validate(const plugin *p, runtime *rt, const char *config_json, char **field,
+                         char **err)
+{
+    *field = NULL;
+    *err = NULL;
+    const evh_step *st = p && p->desc ? p->desc->step : NULL;
+    /* a table built against SDK 1.0 or 1.1 ends before validate */
+    if (!st || p->kind != EVH_KIND_STEP || !EVH_STEP_HAS(st, validate) || !st->validate)
+        return EVH_OK;
+    char *config = NULL;
+    int rc = step_config(p, config_json, &config, err);
+    if (rc != EVH_OK)
+        return rc;
+    evh_host *h = hostapi_instance_new(p->m, rt, config);
+    free(config);
+    if (!h)
+        return set_err(err, EVH_E_NOMEM, "out of memory");
+    h->validating = 1;
+    char *where = NULL, *why = NULL;
+    int32_t vrc = st->validate(hostapi_table(), h, &where, &why);
+    hostapi_instance_free(h);
+    if (vrc == EVH_OK) { /* a message or a field with success: ours to free */
+        free(where);
+        free(why);
+        return EVH_OK;
+    }
+    if (why)
+        one_line(why);
+    if (where)
+        one_line(where);
+    rc = init_code(vrc);
+    if (why && why[0]) {
+        *err = why;
+    } else {
+        free(why);
+        set_err(err, rc, "%s (%s)", evh_status_message(vrc), evh_status_name(vrc));
+    }
+    if (where && where[0])
+        *field = where;
+    else
+        free(where);
+    return rc;
+}

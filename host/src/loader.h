@@ -90,4 +90,17 @@ int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
 /* fini the instance and free its handle; no run of it may be in flight. */
 void loader_step_instance_free(plugin *p, struct evh_host *h, void *ctx);
 
+/*
+ * The step plugin's own check of one workflow step's config (its validate
+ * callback, SDK 1.2), made when the workflow loads.  config_json is the
+ * `with:` block (templates unresolved), already checked against
+ * configSchema by the caller; validate sees it with defaults filled in,
+ * through a handle made for the call (data dirs under rt; emit refused).
+ * EVH_OK also when the plugin has no validate (built against SDK 1.0 or
+ * 1.1, or NULL).  Otherwise the plugin's code, *field (malloc'd, NULL for
+ * the whole config) and *err (malloc'd, one line) saying why.
+ */
+int loader_step_validate(const plugin *p, runtime *rt, const char *config_json, char **field,
+                         char **err);
+
 #endif

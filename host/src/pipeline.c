@@ -203,7 +203,7 @@ int pipeline_load(const pipeline_sources *src, const registry *reg, store *st,
     if (reg)
         registry_rdlock(reg);
     for (size_t i = 0; i < src->n_workflow_dirs; i++)
-        workflow_load_dir(ws, src->workflow_dirs[i], reg, d);
+        workflow_load_dir(ws, src->workflow_dirs[i], reg, src->rt, d);
     /* a workflow's on_error must name a loaded workflow */
     for (size_t i = 0; i < ws->count; i++) {
         const workflow *w = ws->items[i];

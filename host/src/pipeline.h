@@ -17,6 +17,7 @@
 #include "diag.h"
 #include "engine.h"
 #include "registry.h"
+#include "runtime.h"
 #include "store.h"
 #include "triggers.h"
 #include "workflow.h"
@@ -26,6 +27,9 @@ typedef struct pipeline_sources {
     size_t n_workflow_dirs;
     const char *const *trigger_files;
     size_t n_trigger_files;
+    /* What step plugins' validate callbacks run with when a workflow loads
+     * (their data directories); NULL: those checks are skipped. */
+    runtime *rt;
 } pipeline_sources;
 
 /*

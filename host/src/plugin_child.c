@@ -342,6 +342,7 @@ static cJSON *describe(void)
             cJSON_AddBoolToObject(o, "has_init", s->init != NULL);
             cJSON_AddBoolToObject(o, "has_run", s->run != NULL);
             cJSON_AddBoolToObject(o, "has_fini", s->fini != NULL);
+            cJSON_AddBoolToObject(o, "has_validate", EVH_STEP_HAS(s, validate) && s->validate);
         }
     }
     return o;
@@ -438,6 +439,68 @@ static void do_init(const iso_frame *f)
         pthread_mutex_unlock(&state_lock);
     }
     init_done(rc, errmsg);
+    free(errmsg);
+}
+
+/* ---- validate (SDK 1.2): a short-lived child, one call ------------------- */
+
+static void validate_done(int32_t rc, const char *field, const char *error)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddNumberToObject(o, "rc", rc);
+        if (field && field[0])
+            cJSON_AddStringToObject(o, "field", field);
+        if (error)
+            cJSON_AddStringToObject(o, "error", error);
+    }
+    send_and_free(ISO_VALIDATE_DONE, o, NULL, 0);
+}
+
+/* As do_init up to the call; the handle is made for this call only, and
+ * its emit is refused by the host (the handle there is a validating one). */
+static void do_validate(const iso_frame *f)
+{
+    log_level = (int)iso_int(f, "log_level", EVH_LOG_INFO);
+    char *err = NULL;
+    if (load_library(iso_str(f, "library"), &err) != 0) {
+        validate_done(EVH_E_LOAD, NULL, err ? err : "out of memory");
+        free(err);
+        return;
+    }
+    const char *text = iso_str(f, "manifest");
+    diag d;
+    diag_init(&d, NULL);
+    if (!text || manifest_parse(text, strlen(text), iso_str(f, "manifest_path"), &m, &d) !=
+                     EVH_OK) {
+        char *why = diag_join(&d);
+        validate_done(EVH_E_MANIFEST, NULL, why ? why : "plugin.json could not be read");
+        free(why);
+        diag_free(&d);
+        return;
+    }
+    diag_free(&d);
+    const char *bad = unusable();
+    if (bad || m->kind != EVH_KIND_STEP) {
+        validate_done(EVH_E_LOAD, NULL, bad ? bad : "not a workflow step");
+        return;
+    }
+    const evh_step *st = desc->step;
+    if (!EVH_STEP_HAS(st, validate) || !st->validate) { /* the library was replaced */
+        validate_done(EVH_OK, NULL, NULL);
+        return;
+    }
+    evh_host *handle = hostapi_instance_new(m, NULL, iso_str(f, "config"));
+    if (!handle) {
+        validate_done(EVH_E_NOMEM, NULL, "out of memory");
+        return;
+    }
+    handle->validating = 1;
+    char *field = NULL, *errmsg = NULL;
+    int32_t rc = st->validate(&table, handle, &field, &errmsg);
+    hostapi_instance_free(handle);
+    validate_done(rc, rc == EVH_OK ? NULL : field, rc == EVH_OK ? NULL : errmsg);
+    free(field);
     free(errmsg);
 }
 
@@ -801,6 +864,12 @@ int plugin_child_main(int argc, char **argv)
                 do_init(&c->f);
             else
                 init_done(EVH_E_STATE, "initialized already");
+            break;
+        case ISO_VALIDATE:
+            if (!ready && !m)
+                do_validate(&c->f);
+            else
+                validate_done(EVH_E_STATE, NULL, "initialized already");
             break;
         case ISO_RUN:
             if (m && m->kind == EVH_KIND_SOURCE)

@@ -18,6 +18,7 @@
 #include "jsonpath.h"
 #include "jsonutil.h"
 #include "evh_limits.h"
+#include "loader.h"
 #include "manifest.h"
 #include "schema.h"
 #include "template.h"
@@ -30,6 +31,7 @@
 typedef struct parse_ctx {
     const yamldoc *y;
     const registry *reg;
+    runtime *rt; /* for validate callbacks; NULL: none are called */
     diag *d;
     int errors;
 } parse_ctx;
@@ -157,6 +159,26 @@ static void check_step_config(parse_ctx *pc, const wf_step *st, const cJSON *wit
     cJSON_Delete(copy);
 }
 
+/* What the plugin itself checks (its validate callback, SDK 1.2): a root
+ * folder that does not exist, SQL that does not compile.  Called only on a
+ * config that passed the schema, so the plugin sees what init would. */
+static void validate_step(parse_ctx *pc, const wf_step *st, const cJSON *with_node,
+                          const plugin *p, const char *where)
+{
+    char *config = cJSON_PrintUnformatted(st->with);
+    char *field = NULL, *why = NULL;
+    int rc = config ? loader_step_validate(p, pc->rt, config, &field, &why) : EVH_E_NOMEM;
+    free(config);
+    if (rc != EVH_OK) {
+        const cJSON *at = field && cJSON_IsObject(with_node) ? json_path_get(with_node, field)
+                                                              : NULL;
+        problem_at(pc, at ? at : with_node, "%s.with%s%s: %s", where, field ? "." : "",
+                   field ? field : "", why ? why : evh_status_message(rc));
+    }
+    free(field);
+    free(why);
+}
+
 typedef struct step_lookup {
     const workflow *wf;
     size_t current;
@@ -236,8 +258,11 @@ static void parse_step(parse_ctx *pc, workflow *wf, size_t i, const cJSON *node)
         problem_at(pc, cJSON_GetObjectItemCaseSensitive(node, "on_error"),
                    "%s.on_error: must be \"stop\" or \"continue\", got \"%s\"", where, on_error);
     st->on_error_continue = on_error && !strcmp(on_error, "continue");
+    int before = pc->errors;
     if (p && p->m)
         check_step_config(pc, st, with ? with : node, p->m, where);
+    if (p && pc->rt && pc->errors == before)
+        validate_step(pc, st, with ? with : node, p, where);
 }
 
 static void check_templates(parse_ctx *pc, workflow *wf, const cJSON *steps_node)
@@ -311,7 +336,7 @@ static workflow *parse_workflow(parse_ctx *pc, const char *path)
     return wf;
 }
 
-workflow *workflow_load_file(const char *path, const registry *r, diag *d)
+workflow *workflow_load_file(const char *path, const registry *r, runtime *rt, diag *d)
 {
     char err[256];
     size_t len = 0;
@@ -324,7 +349,7 @@ workflow *workflow_load_file(const char *path, const registry *r, diag *d)
     yamldoc *y = yamldoc_parse(bytes, len, 0, d);
     workflow *wf = NULL;
     if (y && d->count == before) {
-        parse_ctx pc = {.y = y, .reg = r, .d = d};
+        parse_ctx pc = {.y = y, .reg = r, .rt = rt, .d = d};
         wf = parse_workflow(&pc, path);
         if (wf && pc.errors) {
             workflow_free(wf);
@@ -350,7 +375,8 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, diag *d)
+int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, runtime *rt,
+                      diag *d)
 {
     DIR *dh = opendir(dir);
     if (!dh) {
@@ -379,7 +405,7 @@ int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, diag
             continue;
         diag fd;
         diag_init(&fd, path);
-        workflow *wf = workflow_load_file(path, r, &fd);
+        workflow *wf = workflow_load_file(path, r, rt, &fd);
         if (wf && workflow_set_add(ws, wf) != EVH_OK) {
             const workflow *other = workflow_set_get(ws, wf->id);
             diag_add_at(&fd, 1, 1, "duplicate workflow id '%s' (also in %s)", wf->id,

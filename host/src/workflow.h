@@ -23,6 +23,7 @@
 
 #include "diag.h"
 #include "registry.h"
+#include "runtime.h"
 
 typedef struct wf_step {
     char *id;
@@ -54,14 +55,17 @@ typedef struct workflow_set {
  * Load every *.yaml / *.yml file of `dir` (sorted).  Each problem is added
  * to d as "file:line:column: reason" (unknown step plugin, duplicate step
  * id, template naming a later or unknown step, config breaking the step
- * plugin's configSchema, unknown keys, bad types).  A file with problems is
- * skipped; the others load.  Steps are checked against the plugins in r.
- * Returns the number of workflows added to ws.
+ * plugin's configSchema or refused by its validate callback, unknown keys,
+ * bad types).  A file with problems is skipped; the others load.  Steps
+ * are checked against the plugins in r.  rt is what validate callbacks run
+ * with (their data directories); NULL skips them (the schema is still
+ * checked).  Returns the number of workflows added to ws.
  */
-int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, diag *d);
+int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, runtime *rt,
+                      diag *d);
 
 /* Load one file (same checks); NULL with problems in d. */
-workflow *workflow_load_file(const char *path, const registry *r, diag *d);
+workflow *workflow_load_file(const char *path, const registry *r, runtime *rt, diag *d);
 
 void workflow_free(workflow *w);
 workflow_set *workflow_set_new(void);

@@ -176,7 +176,7 @@ static void test_list_event_sources(void **state)
     const cJSON *wam = item(r.json, "wrong-abi-major");
     assert_non_null(wam);
     assert_string_equal(str(wam, "state"), "failed");
-    assert_contains(str(wam, "error"), "requires SDK ABI 2.0; this host provides 1.1");
+    assert_contains(str(wam, "error"), "requires SDK ABI 2.0; this host provides " EVH_ABI_STRING);
 
     /* plugin.json unreadable: only id (the folder), state and error */
     const cJSON *broken = item(r.json, "broken-json");

@@ -278,6 +278,22 @@ static harness *start(const char *const *workflows, const char *triggers)
     return h;
 }
 
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* Every line of `want` (after the workflows' folder and a "/") is among
+ * the problems a reload of the workflows reports. */
+static void expect_load_problems(harness *h, const char *const *want)
+{
+    char *problems = at_reload_problems(h->t);
+    for (size_t i = 0; want[i]; i++) {
+        char *line = fmt("%s/%s\n", h->t->wfdir, want[i]);
+        if (!strstr(problems, line))
+            fail_msg("problems:\n%s\nlack:\n%s", problems, line);
+        free(line);
+    }
+    free(problems);
+}
+
 static void stop(harness *h)
 {
     at_stop(h->t);
@@ -606,20 +622,20 @@ static void test_http_request_secrets_from_environment(void **state)
     seen_free(&q);
     cJSON_Delete(x);
 
-    /* unset: the run fails naming the variable; nothing is sent */
-    x = run_event(h, "{\"n\":2,\"label\":\"env-unset\"}");
-    expect_error(x, "environment variable 'EVH_TEST_NOPE' is not set");
+    /* unset, or an event choosing which variable gets sent: refused when
+     * the workflow loads, naming the field; nothing is ever sent */
+    const char *line4 = strstr(wf[1], "     url:"); /* the column moves with the port */
+    char *unset = fmt("wf1.yaml:4:%d: steps[0].with.auth.bearer_env: environment variable "
+                      "'EVH_TEST_NOPE' is not set",
+                      (int)(strstr(line4, "EVH_TEST_NOPE") - line4) + 1);
+    const char *const refused[] = {unset,
+                                   "wf2.yaml:5:25: steps[0].with.auth.bearer_env: must name an "
+                                   "environment variable literally, not through a template",
+                                   NULL};
+    expect_load_problems(h, refused);
+    free(unset);
     assert_false(httpd_find(srv, "/unset", &q));
-    cJSON_Delete(x);
-
-    /* an event must not choose which variable gets sent */
-    x = run_event(h, "{\"n\":3,\"label\":\"env-picked-by-event\",\"var\":\"EVH_TEST_TOKEN\"}");
-    expect_error(x, "not through a template");
     assert_false(httpd_find(srv, "/picked", &q));
-    char *all = cJSON_PrintUnformatted(x);
-    assert_null(strstr(all, "from-the-environment"));
-    free(all);
-    cJSON_Delete(x);
 
     stop(h);
     unsetenv("EVH_TEST_TOKEN");
@@ -785,10 +801,19 @@ static void test_exec_nonzero_exit_and_bad_programs(void **state)
         "     with: {command: [/bin/ls, /nonexistent-evh-dir], fail_on_nonzero: false}}\n",
         "id: unknown\n"
         "steps:\n"
-        "  - {id: run, uses: exec, with: {command: [no-such-program-evh, x]}}\n",
+        "  - {id: run, uses: exec, with: {command: [\"{{ event.data.prog }}\", x]}}\n",
         "id: relative\n"
         "steps:\n"
+        "  - {id: run, uses: exec, with: {command: [\"{{ event.data.prog }}\", x]}}\n",
+        "id: unknown-literal\n"
+        "steps:\n"
+        "  - {id: run, uses: exec, with: {command: [no-such-program-evh, x]}}\n",
+        "id: relative-literal\n"
+        "steps:\n"
         "  - {id: run, uses: exec, with: {command: [bin/echo, x]}}\n",
+        "id: not-executable\n"
+        "steps:\n"
+        "  - {id: run, uses: exec, with: {command: [/etc/passwd]}}\n",
         NULL};
     static const char *const ids[] = {"fails", "tolerated", "unknown", "relative", NULL};
     char *triggers = route_by_label(ids);
@@ -805,13 +830,24 @@ static void test_exec_nonzero_exit_and_bad_programs(void **state)
     assert_non_null(strstr(sget(output_of(x), "stderr"), "nonexistent-evh-dir"));
     cJSON_Delete(x);
 
-    x = run_event(h, "{\"n\":3,\"label\":\"unknown\"}");
+    /* a program the event names is checked at its run */
+    x = run_event(h, "{\"n\":3,\"label\":\"unknown\",\"prog\":\"no-such-program-evh\"}");
     expect_error(x, "'no-such-program-evh' not found in PATH");
     cJSON_Delete(x);
 
-    x = run_event(h, "{\"n\":4,\"label\":\"relative\"}");
+    x = run_event(h, "{\"n\":4,\"label\":\"relative\",\"prog\":\"bin/echo\"}");
     expect_error(x, "must be an absolute path");
     cJSON_Delete(x);
+
+    /* one the workflow names, when the workflow loads, by the same code */
+    static const char *const refused[] = {
+        "wf4.yaml:3:44: steps[0].with.command[0]: 'no-such-program-evh' not found in PATH "
+        "(/usr/local/bin:/usr/bin:/bin)",
+        "wf5.yaml:3:44: steps[0].with.command[0]: 'bin/echo' must be an absolute path or a "
+        "program name looked up in PATH",
+        "wf6.yaml:3:44: steps[0].with.command[0]: cannot run '/etc/passwd': Permission denied",
+        NULL};
+    expect_load_problems(h, refused);
 
     stop(h);
     free(triggers);
@@ -919,9 +955,12 @@ static void test_exec_never_uses_a_shell(void **state)
     assert_string_equal(sget(output_of(x), "stdout"), want);
     free(want);
     cJSON_Delete(x);
-    x = run_event(h, "{\"n\":2,\"label\":\"inject-name\"}");
-    expect_error(x, "must be an absolute path"); /* the '/' in the "name" */
-    cJSON_Delete(x);
+    /* the '/' in the "name": refused when the workflow loads */
+    char *refused = fmt("wf1.yaml:3:44: steps[0].with.command[0]: 'echo; touch %s' must be an "
+                        "absolute path or a program name looked up in PATH",
+                        victim);
+    expect_load_problems(h, (const char *const[]){refused, NULL});
+    free(refused);
     struct stat st;
     assert_int_equal(stat(victim, &st), -1);
     assert_int_equal(errno, ENOENT);
@@ -1005,10 +1044,13 @@ static void test_exec_environment_and_signals(void **state)
     assert_int_equal(ignored & 0x7fffffffULL, 0);
     cJSON_Delete(x);
 
-    /* an event must not choose which of the daemon's variables to hand out */
-    x = run_event(h, "{\"n\":5,\"label\":\"pass-picked\",\"var\":\"EVH_TEST_SECRET\"}");
-    expect_error(x, "pass_env: must name environment variables literally");
-    cJSON_Delete(x);
+    /* an event must not choose which of the daemon's variables to hand out:
+     * refused when the workflow loads */
+    static const char *const refused[] = {
+        "wf4.yaml:4:48: steps[0].with.pass_env: must name environment variables literally, "
+        "not through templates",
+        NULL};
+    expect_load_problems(h, refused);
 
     stop(h);
     signal(SIGPIPE, old_pipe);

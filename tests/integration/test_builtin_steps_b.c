@@ -325,6 +325,14 @@ static void test_sqlite_insert_and_select(void **state)
 }
 
 static const char *const sql_refusals[] = {
+    "id: make-table\n"
+    "steps:\n"
+    "  - id: q\n"
+    "    uses: sqlite\n"
+    "    with:\n"
+    "      database: refuse.db\n"
+    "      setup: [\"CREATE TABLE IF NOT EXISTS t(x)\"]\n"
+    "      sql: SELECT 1\n",
     "id: two-statements\n"
     "steps:\n"
     "  - id: q\n"
@@ -368,7 +376,7 @@ static void test_sqlite_refusals(void **state)
     apitest *t = start(sql_refusals,
                        "triggers:\n"
                        "  - {id: a, source: ok-minimal, event_type: thing_happened, workflow: "
-                       "two-statements}\n"
+                       "make-table}\n"
                        "  - {id: b, source: ok-minimal, event_type: thing_happened, workflow: "
                        "comment-tail, conditions: {field: data.n, op: eq, value: 2}}\n"
                        "  - {id: c, source: ok-minimal, event_type: thing_happened, workflow: "
@@ -383,13 +391,8 @@ static void test_sqlite_refusals(void **state)
     emit(t, "{\"n\": 2, \"label\": \"x\"}", e2);
     at_wait_settled(t, 2);
 
-    /* two statements: refused when the step starts, before either runs */
-    cJSON *x = execution(t, e1, "two-statements");
-    assert_string_equal(sget(x, "status"), "failed");
-    FAILED_WITH(x, "q", "init failed", "sql: must be a single SQL statement", "DROP TABLE t");
-    cJSON_Delete(x);
     /* a trailing comment is not a statement */
-    x = execution(t, e2, "comment-tail");
+    cJSON *x = execution(t, e2, "comment-tail");
     assert_string_equal(sget(x, "status"), "succeeded");
     assert_int_equal(num(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(output(x, "q"),
                                                                              "rows"),
@@ -397,15 +400,30 @@ static void test_sqlite_refusals(void **state)
                          "n"),
                      0);
     cJSON_Delete(x);
-    x = execution(t, e2, "templated-sql");
-    FAILED_WITH(x, "q", "sql: templates are not allowed here", "params");
-    cJSON_Delete(x);
+    /* The table is made by make-table's first run: when the workflows
+     * loaded it was missing, which only init can judge, so params-mismatch
+     * loaded and was refused at its run. */
     x = execution(t, e2, "params-mismatch");
     FAILED_WITH(x, "q", "params.y: the statement has no parameter :y");
     cJSON_Delete(x);
-    x = execution(t, e2, "no-create");
-    FAILED_WITH(x, "q", "database:", "missing.db", "does not exist (create is false)");
-    cJSON_Delete(x);
+    /* Refused when the workflow loads (validate), so they never ran: two
+     * statements, a templated statement, a file that must exist; and, now
+     * that the table exists, the parameter mismatch. */
+    char *problems = at_reload_problems(t);
+    char *want = fmt("%s/wf1.yaml:8:12: steps[0].with.sql: must be a single SQL statement, but "
+                     "text follows the first one: ' DROP TABLE t'\n"
+                     "%s/wf3.yaml:7:12: steps[0].with.sql: templates are not allowed here; bind "
+                     "values with params (\"... WHERE id = :id\" with params: {id: \"{{ "
+                     "event.data.id }}\"})\n"
+                     "%s/wf4.yaml:8:25: steps[0].with.params.y: the statement has no parameter "
+                     ":y\n"
+                     "%s/wf5.yaml:5:22: steps[0].with.database: '%s/plugins/sqlite/missing.db' "
+                     "does not exist (create is false)\n",
+                     t->wfdir, t->wfdir, t->wfdir, t->wfdir, t->data);
+    if (!strstr(problems, want))
+        fail_msg("problems:\n%s\nlack:\n%s", problems, want);
+    free(want);
+    free(problems);
 
     /* the table setup made is there, untouched: no row, not dropped */
     char *db_path = fmt("%s/plugins/sqlite/refuse.db", t->data);
@@ -683,11 +701,16 @@ static void test_file_refuses_escapes(void **state)
     (void)state;
 }
 
+/* A root that does not exist, or is a file, is refused when the workflow
+ * loads, naming the field; one removed after the workflow loaded fails
+ * init at the first run, with the same words. */
 static void test_file_missing_root(void **state)
 {
     char *root = tu_tempdir("stepb-root");
     char *plain = fmt("%s/plain.txt", root);
+    char *later = fmt("%s/later", root);
     assert_int_equal(tu_write_file(plain, "x"), 0);
+    assert_int_equal(mkdir(later, 0700), 0);
     char *wf1 = fmt("id: missing-root\n"
                     "steps:\n"
                     "  - id: w\n"
@@ -701,21 +724,33 @@ static void test_file_missing_root(void **state)
                     "    uses: file\n"
                     "    with: {roots: [\"%s\"], path: a.txt, content: x}\n",
                     plain);
-    const char *const wfs[] = {wf1, wf2, NULL};
+    char *wf3 = fmt("id: removed-root\n"
+                    "steps:\n"
+                    "  - id: w\n"
+                    "    uses: file\n"
+                    "    with: {roots: [\"%s\"], path: a.txt, content: x}\n",
+                    later);
+    const char *const wfs[] = {wf1, wf2, wf3, NULL};
     apitest *t = start(wfs, "triggers:\n"
-                            "  - {id: a, source: ok-minimal, event_type: thing_happened, "
-                            "workflow: missing-root}\n"
-                            "  - {id: b, source: ok-minimal, event_type: thing_happened, "
-                            "workflow: file-root}\n");
+                            "  - {id: c, source: ok-minimal, event_type: thing_happened, "
+                            "workflow: removed-root}\n");
+    char *problems = at_reload_problems(t);
+    char *want = fmt("%s/wf0.yaml:5:%zu: steps[0].with.roots[1]: '/nonexistent-evh-root/x' does "
+                     "not exist\n"
+                     "%s/wf1.yaml:5:20: steps[0].with.roots[0]: '%s' is not a directory\n",
+                     t->wfdir, strlen(root) + 24, t->wfdir, plain);
+    if (!strstr(problems, want))
+        fail_msg("problems:\n%s\nlack:\n%s", problems, want);
+    free(want);
+    free(problems);
+
+    assert_int_equal(rmdir(later), 0);
     char ev[37];
     emit(t, "{\"n\": 1}", ev);
     at_wait_settled(t, 1);
-    cJSON *x = execution(t, ev, "missing-root");
+    cJSON *x = execution(t, ev, "removed-root");
     assert_string_equal(sget(x, "status"), "failed");
-    FAILED_WITH(x, "w", "init failed", "roots[1]", "/nonexistent-evh-root/x", "does not exist");
-    cJSON_Delete(x);
-    x = execution(t, ev, "file-root");
-    FAILED_WITH(x, "w", "init failed", "roots[0]", "plain.txt", "is not a directory");
+    FAILED_WITH(x, "w", "init failed", "roots[0]", "later", "does not exist");
     cJSON_Delete(x);
     /* nothing was written in the good root */
     char *a = fmt("%s/a.txt", root);
@@ -725,8 +760,10 @@ static void test_file_missing_root(void **state)
     tu_rmtree(root);
     free(root);
     free(plain);
+    free(later);
     free(wf1);
     free(wf2);
+    free(wf3);
     (void)state;
 }
 

@@ -749,7 +749,7 @@ static void test_filter_bad_conditions_refused_at_load(void **state)
         assert_int_equal(tu_write_file(path, cases[i].yaml), 0);
         diag d;
         diag_init(&d, NULL);
-        workflow *w = workflow_load_file(path, t->r, &d);
+        workflow *w = workflow_load_file(path, t->r, t->rt, &d);
         assert_null(w);
         char *all = diag_join(&d);
         for (size_t k = 0; k < 3 && cases[i].needles[k]; k++) {
@@ -767,7 +767,7 @@ static void test_filter_bad_conditions_refused_at_load(void **state)
     assert_int_equal(tu_write_file(path, gated[0]), 0);
     diag d;
     diag_init(&d, NULL);
-    workflow *w = workflow_load_file(path, t->r, &d);
+    workflow *w = workflow_load_file(path, t->r, t->rt, &d);
     assert_non_null(w);
     assert_int_equal(d.count, 0);
     workflow_free(w);
@@ -900,7 +900,7 @@ static void test_emit_undeclared_type_refused_at_load(void **state)
                      0);
     diag d;
     diag_init(&d, NULL);
-    assert_null(workflow_load_file(path, t->r, &d));
+    assert_null(workflow_load_file(path, t->r, t->rt, &d));
     char *all = diag_join(&d);
     assert_non_null(strstr(all, "with.type"));
     free(all);

@@ -99,7 +99,7 @@ static void env_start(env *e, const char *const *workflows, const char *triggers
     assert_int_equal(tu_write_file(e->trigfile, triggers), 0);
     const char *wd[] = {e->wfdir};
     const char *tf[] = {e->trigfile};
-    pipeline_sources src = {wd, 1, tf, 1};
+    pipeline_sources src = {wd, 1, tf, 1, e->rt};
     workflow_set *ws = NULL;
     trigger_set *ts = NULL;
     diag d;
@@ -656,8 +656,9 @@ static void test_daemon_sigkill_recovery(void **state)
     (void)state;
 }
 
-/* SIGHUP reloads workflows and triggers without a restart; a bad file is
- * reported and the rest stays in force. */
+/* SIGHUP reloads workflows and triggers without a restart; a bad file, and
+ * a config its step plugin's validate refuses, are reported and the rest
+ * stays in force. */
 static void test_daemon_sighup_reload(void **state)
 {
     char *root = tu_tempdir("sighup");
@@ -667,6 +668,7 @@ static void test_daemon_sighup_reload(void **state)
     assert_int_equal(mkdir(wfdir, 0755), 0);
     assert_int_equal(tu_copy_fixture("ok-minimal", plugins, NULL), 0);
     assert_int_equal(tu_copy_fixture("test-step", plugins, NULL), 0);
+    assert_int_equal(tu_copy_fixture("validating-step", plugins, NULL), 0);
     char *wf1 = tu_join(wfdir, "one.yaml");
     assert_int_equal(tu_write_file(wf1, "id: one\nsteps:\n  - {id: a, uses: test-step}\n"), 0);
     char *trig = tu_join(root, "triggers.yaml");
@@ -687,6 +689,10 @@ static void test_daemon_sighup_reload(void **state)
     assert_int_equal(tu_write_file(wf2, "id: two\nsteps:\n  - {id: b, uses: test-step}\n"), 0);
     char *wf3 = tu_join(wfdir, "three.yaml");
     assert_int_equal(tu_write_file(wf3, "id: three\nsteps: 5\n"), 0);
+    char *wf4 = tu_join(wfdir, "four.yaml");
+    assert_int_equal(tu_write_file(wf4, "id: four\nsteps:\n"
+                                        "  - {id: v, uses: validating-step, with: {check: refuse}}\n"),
+                     0);
     assert_int_equal(tu_write_file(trig, "triggers:\n"
                                          "  - {id: first, source: ok-minimal,\n"
                                          "     event_type: thing_happened, workflow: one}\n"
@@ -695,7 +701,9 @@ static void test_daemon_sighup_reload(void **state)
                      0);
     kill(pid, SIGHUP);
     int reloaded = tu_wait_for_text(log, "2 workflow(s) and 2 trigger(s) in force", 15000);
-    int reported = tu_wait_for_text(log, "three.yaml:2:", 5000);
+    int reported = tu_wait_for_text(log, "three.yaml:2:", 5000) &&
+                   tu_wait_for_text(log, "four.yaml:3:50: steps[0].with.check: 'refuse' is "
+                                         "refused on purpose", 5000);
     kill(pid, SIGTERM);
     int status = tu_wait(pid, 15000);
     char *text = tu_read_file(log);
@@ -724,6 +732,7 @@ static void test_daemon_sighup_reload(void **state)
     free(wf1);
     free(wf2);
     free(wf3);
+    free(wf4);
     free(wfdir);
     free(plugins);
     free(root);

@@ -141,7 +141,7 @@ apitest *at_start(const at_options *o)
 
     t->wf_dirs[0] = t->wfdir;
     t->trig_files[0] = t->trigfile;
-    t->src = (pipeline_sources){t->wf_dirs, 1, t->trig_files, 1};
+    t->src = (pipeline_sources){t->wf_dirs, 1, t->trig_files, 1, t->rt};
     t->rl = (pipeline_reloader){.e = t->e, .r = t->r, .src = &t->src, .st = NULL};
     pthread_mutex_init(&t->rl.lock, NULL);
     /* the reloader writes the trigger table through its own connection */
@@ -170,6 +170,32 @@ apitest *at_start(const at_options *o)
     assert_true(t->port > 0);
     loader_start_sources(t->r);
     return t;
+}
+
+char *at_reload_problems(apitest *t)
+{
+    diag d;
+    diag_init(&d, NULL);
+    assert_int_equal(pipeline_reload(&t->rl, &d), EVH_OK);
+    size_t len = 0, cap = 1;
+    char *out = calloc(1, cap);
+    for (size_t i = 0; out && i < d.count; i++) {
+        char *line = diag_format_item(&d, i);
+        size_t n = line ? strlen(line) : 0;
+        char *grown = realloc(out, cap + n + 1);
+        if (grown) {
+            out = grown;
+            memcpy(out + len, line, n);
+            len += n;
+            out[len++] = '\n';
+            out[len] = '\0';
+            cap += n + 1;
+        }
+        free(line);
+    }
+    diag_free(&d);
+    assert_non_null(out);
+    return out;
 }
 
 void at_stop(apitest *t)

@@ -57,6 +57,11 @@ typedef struct apitest {
 apitest *at_start(const at_options *o);
 void at_stop(apitest *t);
 
+/* Reload workflows and triggers as SIGHUP does and return every problem it
+ * reported, one "file:line:column: reason" line each ("" when none);
+ * malloc'd. */
+char *at_reload_problems(apitest *t);
+
 typedef struct at_response {
     long status;
     char *body;    /* NUL-terminated */

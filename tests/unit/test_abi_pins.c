@@ -99,12 +99,14 @@ PIN(evh_http_response, body, 16);
 PIN(evh_http_response, body_len, 24);
 PIN(evh_http_response, headers, 32);
 
-PIN_SIZE(evh_step, 32);
+PIN_SIZE(evh_step, 40); /* 32 in ABI 1.0 and 1.1 */
 PIN(evh_step, struct_size, 0);
 PIN(evh_step, reserved_, 4);
 PIN(evh_step, init, 8);
 PIN(evh_step, run, 16);
 PIN(evh_step, fini, 24);
+_Static_assert(END_OF(evh_step, fini) == 32, "the ABI 1.0/1.1 evh_step size moved");
+PIN(evh_step, validate, 32); /* ABI 1.2 */
 
 PIN_SIZE(evh_step_input, 80);
 PIN(evh_step_input, struct_size, 0);
@@ -213,12 +215,13 @@ static void test_layout(void **state)
         P(evh_http_response, body, 16),
         P(evh_http_response, body_len, 24),
         P(evh_http_response, headers, 32),
-        S(evh_step, 32),
+        S(evh_step, 40),
         P(evh_step, struct_size, 0),
         P(evh_step, reserved_, 4),
         P(evh_step, init, 8),
         P(evh_step, run, 16),
         P(evh_step, fini, 24),
+        P(evh_step, validate, 32),
         S(evh_step_input, 80),
         P(evh_step_input, struct_size, 0),
         P(evh_step_input, attempt, 4),
@@ -363,8 +366,8 @@ static void test_source_has(void **state)
 {
     (void)state;
     assert_int_equal(EVH_ABI_MAJOR, 1);
-    assert_int_equal(EVH_ABI_MINOR, 1);
-    assert_string_equal(EVH_ABI_STRING, "1.1");
+    assert_int_equal(EVH_ABI_MINOR, 2);
+    assert_string_equal(EVH_ABI_STRING, "1.2");
     evh_source s;
     memset(&s, 0, sizeof s);
     s.struct_size = sizeof s;
@@ -377,6 +380,39 @@ static void test_source_has(void **state)
     assert_false(EVH_SOURCE_HAS(&s, http));
     s.struct_size = (uint32_t)END_OF(evh_source, http) - 1;
     assert_false(EVH_SOURCE_HAS(&s, http));
+}
+
+/* EVH_STEP_HAS reads validate (ABI 1.2) only from a table long enough:
+ * one built against SDK 1.0 or 1.1 (32 bytes) lacks it. */
+static void test_step_has(void **state)
+{
+    (void)state;
+    evh_step s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    assert_true(EVH_STEP_HAS(&s, fini));
+    assert_true(EVH_STEP_HAS(&s, validate));
+    s.struct_size = (uint32_t)END_OF(evh_step, fini); /* ABI 1.0 and 1.1 */
+    assert_int_equal(s.struct_size, 32);
+    assert_true(EVH_STEP_HAS(&s, init));
+    assert_true(EVH_STEP_HAS(&s, fini));
+    assert_false(EVH_STEP_HAS(&s, validate));
+    s.struct_size = (uint32_t)END_OF(evh_step, validate) - 1;
+    assert_false(EVH_STEP_HAS(&s, validate));
+}
+
+/* evh_is_template says what the host resolves per run: any "{{". */
+static void test_is_template(void **state)
+{
+    (void)state;
+    assert_false(evh_is_template(NULL));
+    assert_false(evh_is_template(""));
+    assert_false(evh_is_template("/srv/in"));
+    assert_false(evh_is_template("{ not } {one"));
+    assert_false(evh_is_template("{"));
+    assert_true(evh_is_template("{{ event.data.path }}"));
+    assert_true(evh_is_template("/in/{{ event.data.name }}.pdf"));
+    assert_true(evh_is_template("x{{"));
 }
 
 static void test_status_codes(void **state)
@@ -431,6 +467,8 @@ int main(void)
         cmocka_unit_test(test_field_widths),
         cmocka_unit_test(test_host_table),
         cmocka_unit_test(test_source_has),
+        cmocka_unit_test(test_step_has),
+        cmocka_unit_test(test_is_template),
         cmocka_unit_test(test_step_output_has),
         cmocka_unit_test(test_status_codes),
     };

@@ -42,5 +42,6 @@ static void ns_fini(void *ctx)
     c->api->free(c);
 }
 
-static const evh_step ns_step = {sizeof(evh_step), 0, ns_init, ns_run, ns_fini};
+static const evh_step ns_step = {
+    .struct_size = sizeof(evh_step), .init = ns_init, .run = ns_run, .fini = ns_fini};
 EVH_DECLARE_STEP("noop-step", &ns_step)

@@ -52,10 +52,10 @@ extern "C" {
  * ------------------------------------------------------------------------- */
 
 #define EVH_ABI_MAJOR 1
-#define EVH_ABI_MINOR 1
+#define EVH_ABI_MINOR 2
 
 /* The same, as the text plugin.json uses in its "abi" field. */
-#define EVH_ABI_STRING "1.1"
+#define EVH_ABI_STRING "1.2"
 
 /*
  * What each minor appended (a plugin uses something of minor N only when its
@@ -71,6 +71,11 @@ extern "C" {
  *        (These last three were appended to 1.1 before 1.1 was released,
  *        so they did not need a minor of their own: a host of ABI 1.1
  *        has all of them.)
+ *   1.2  evh_step.validate with EVH_STEP_HAS and evh_is_template: a step
+ *        checks its config when the workflow loads (see "Checking a step's
+ *        config at load").  Advisory: a plugin that sets it needs no
+ *        "abi": "1.2" in plugin.json, since an older host just never calls
+ *        it and the same problems then fail init or the run, as before.
  *
  * Source code: initialize the descriptor tables with designated
  * initializers (.init = my_init, ...), as the examples below do.  A table
@@ -621,6 +626,64 @@ typedef struct evh_step_output {
     ((out)->struct_size >=                                                     \
      offsetof(evh_step_output, field) + sizeof((out)->field))
 
+/* ---------------------------------------------------------------------------
+ * Checking a step's config at load (ABI 1.2)
+ *
+ * The host checks a step's `with:` block against the configSchema of
+ * plugin.json when it loads the workflow.  What a schema cannot say (a
+ * folder that does not exist, SQL that does not compile against its
+ * database, a program that is not installed) the plugin checks in its
+ * optional validate callback, so that such a workflow is refused when it
+ * loads, naming the field, instead of failing its first run.
+ *
+ * When:  at every load of the workflow holding the step: at start, and at
+ *   each reload of workflows (SIGHUP, a plugin reloaded, a trigger changed
+ *   through the API), on the thread loading them.  Not before each run, and
+ *   with no instance: init is not called before it nor fini after it.  It
+ *   may run at the same time as init, run and fini of this plugin's
+ *   instances (a reload while workflows run), and the host waits for it
+ *   with no deadline (in process isolation, its process is killed after
+ *   10 s): keep to local, bounded checks (stat, access, a prepare against
+ *   a local file) and never use the network.
+ *
+ * The handle:  `host` is made for this one call and is invalid once
+ *   validate returns.  api->config_json and config_string/int/number/bool
+ *   read the step's config as init will see it (checked against
+ *   configSchema, defaults filled in); data_dir and log work; emit,
+ *   emit_id and metric return EVH_E_STATE.
+ *
+ * Templates:  a value the workflow writes with a template ("{{ event.data.
+ *   path }}", "/in/{{ event.data.name }}") is passed as that text,
+ *   unresolved: its value is known only per run, so skip every check of a
+ *   string for which evh_is_template() is true (the host checked nothing of
+ *   it either, not even its type against the schema).  Every other value
+ *   is exactly what each run receives.
+ *
+ * Returns EVH_OK when the config passes, and also when a check cannot be
+ *   made now (a database busy, a file unreadable for a reason that may pass):
+ *   init and run still report those.  Otherwise a negative code (usually
+ *   EVH_E_CONFIG or EVH_E_NOT_FOUND) with
+ *     *field   the config path of the offending value, as in config_string
+ *              ("roots[0]", "params.id"), or NULL / "" for the config as a
+ *              whole;
+ *     *errmsg  why, one line, lowercase, without the field ("'/srv/in'
+ *              does not exist");
+ *   both from api->alloc (or NULL); the host frees them.  Report the first
+ *   problem found.  The host prints "<file>:<line>:<column>: steps[<i>].
+ *   with.<field>: <errmsg>" at the field's line and skips that workflow
+ *   (the other workflows load).
+ * ------------------------------------------------------------------------- */
+
+/* 1 when `text` holds a template ("{{"): the host resolves it per run. */
+static inline int32_t evh_is_template(const char *text)
+{
+    for (; text && text[0]; text++) {
+        if (text[0] == '{' && text[1] == '{')
+            return 1;
+    }
+    return 0;
+}
+
 typedef struct evh_step {
     uint32_t struct_size; /* sizeof(evh_step) */
     uint32_t reserved_;   /* zero */
@@ -628,8 +691,27 @@ typedef struct evh_step {
                     char **errmsg);
     int32_t (*run)(void *ctx, const evh_step_input *in, evh_step_output *out);
     void (*fini)(void *ctx);
+
+    /* --- ABI 1.2 ------------------------------------------------------- */
+
+    /*
+     * validate: optional (NULL: none).  Checks the config of one workflow
+     * step when the workflow loads; see "Checking a step's config at load"
+     * above for when, what the handle offers, templates, and the answer.
+     * Share the code with init and run (call the same functions that read
+     * and check the config there) so that load and run never disagree.
+     */
+    int32_t (*validate)(const evh_host_api *api, evh_host *host,
+                        char **field, char **errmsg);
+
     /* --- appended in later minors go below this line ------------------- */
 } evh_step;
+
+/* True when a step table is long enough to contain `field` (a plugin built
+ * against an older header has a shorter table that lacks it). */
+#define EVH_STEP_HAS(step, field)                                              \
+    ((step)->struct_size >=                                                    \
+     offsetof(evh_step, field) + sizeof((step)->field))
 
 /* ---------------------------------------------------------------------------
  * The plugin descriptor and its entry function

@@ -23,5 +23,6 @@ static void km_fini(void *ctx)
     (void)ctx;
 }
 
-static const evh_step km_step = {sizeof(evh_step), 0, km_init, km_run, km_fini};
+static const evh_step km_step = {
+    .struct_size = sizeof(evh_step), .init = km_init, .run = km_run, .fini = km_fini};
 EVH_DECLARE_STEP("kind-mismatch", &km_step)

@@ -58,5 +58,6 @@ static void os_fini(void *ctx)
     c->api->free(c);
 }
 
-static const evh_step os_step = {sizeof(evh_step), 0, os_init, os_run, os_fini};
+static const evh_step os_step = {
+    .struct_size = sizeof(evh_step), .init = os_init, .run = os_run, .fini = os_fini};
 EVH_DECLARE_STEP("ok-step", &os_step)

@@ -88,5 +88,6 @@ static void ts_fini(void *p)
     c->api->free(c);
 }
 
-static const evh_step desc = {sizeof(evh_step), 0, ts_init, ts_run, ts_fini};
+static const evh_step desc = {
+    .struct_size = sizeof(evh_step), .init = ts_init, .run = ts_run, .fini = ts_fini};
 EVH_DECLARE_STEP("test-step", &desc)

@@ -70,6 +70,7 @@ static void delay_fini(void *ctx)
     s->api->free(s);
 }
 
-static const evh_step delay_step_desc = {sizeof(evh_step), 0, delay_init, delay_run, delay_fini};
+static const evh_step delay_step_desc = {
+    .struct_size = sizeof(evh_step), .init = delay_init, .run = delay_run, .fini = delay_fini};
 
 EVH_DECLARE_STEP("delay", &delay_step_desc)

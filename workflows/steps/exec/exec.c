@@ -373,7 +373,8 @@ static int resolve_program(spec *sp, char **err)
                         "name looked up in PATH",
                         name);
         if (access(name, X_OK) != 0)
-            return fail(err, "cannot run '%s': %s", name, errtext(errno, eb, sizeof eb));
+            return fail(err, "config: command[0]: cannot run '%s': %s", name,
+                        errtext(errno, eb, sizeof eb));
         sp->path = strdup(name);
         return sp->path ? 0 : fail(err, "out of memory");
     }
@@ -397,6 +398,20 @@ static int resolve_program(spec *sp, char **err)
             p++;
     }
     return fail(err, "config: command[0]: '%s' not found in PATH (%s)", name, path);
+}
+
+static int check_cwd(const cJSON *cwd, char **err)
+{
+    struct stat st;
+    char eb[128];
+    if (!cJSON_IsString(cwd) || !cwd->valuestring[0])
+        return fail(err, "config: cwd: must be a directory path");
+    if (stat(cwd->valuestring, &st) != 0)
+        return fail(err, "config: cwd: '%s': %s", cwd->valuestring,
+                    errtext(errno, eb, sizeof eb));
+    if (!S_ISDIR(st.st_mode))
+        return fail(err, "config: cwd: '%s' is not a directory", cwd->valuestring);
+    return 0;
 }
 
 static int read_spec(const exec_step *s, spec *sp, const cJSON *cfg, char **err)
@@ -425,15 +440,8 @@ static int read_spec(const exec_step *s, spec *sp, const cJSON *cfg, char **err)
         return -1;
     const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(cfg, "cwd");
     if (cwd) {
-        struct stat st;
-        char eb[128];
-        if (!cJSON_IsString(cwd) || !cwd->valuestring[0])
-            return fail(err, "config: cwd: must be a directory path");
-        if (stat(cwd->valuestring, &st) != 0)
-            return fail(err, "config: cwd: '%s': %s", cwd->valuestring,
-                        errtext(errno, eb, sizeof eb));
-        if (!S_ISDIR(st.st_mode))
-            return fail(err, "config: cwd: '%s' is not a directory", cwd->valuestring);
+        if (check_cwd(cwd, err) != 0)
+            return -1;
         sp->cwd = cwd->valuestring;
     }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(cfg, "stdin");
@@ -896,6 +904,85 @@ static int32_t exec_init(const evh_host_api *api, evh_host *host, void **ctx, ch
     return EVH_OK;
 }
 
-static const evh_step exec_step_desc = {sizeof(evh_step), 0, exec_init, exec_run, exec_fini};
+/* ---- at load (SDK 1.2) ------------------------------------------------------ */
+
+static int templated(const cJSON *v)
+{
+    return cJSON_IsString(v) && evh_is_template(v->valuestring);
+}
+
+/* What every run would check the same way, with run's own code: the
+ * program (found and executable, in the PATH the run gets) and cwd, unless
+ * a template decides them per run.  0, or -1 with *err. */
+static int check_static(const exec_step *s, const cJSON *cfg, char **err)
+{
+    const cJSON *cwd = cJSON_GetObjectItemCaseSensitive(cfg, "cwd");
+    if (cwd && !templated(cwd) && check_cwd(cwd, err) != 0)
+        return -1;
+    const cJSON *prog = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cfg, "command"), 0);
+    if (!cJSON_IsString(prog) || templated(prog))
+        return 0;
+    spec sp = {0};
+    int rc = read_env(s, &sp, cfg, err);
+    const char *path = env_get(&sp, "PATH");
+    /* a name looked up in a PATH the event chooses: known per run only */
+    if (rc == 0 && (prog->valuestring[0] == '/' || !path || !evh_is_template(path))) {
+        sp.argv = calloc(2, sizeof *sp.argv);
+        if (sp.argv && (sp.argv[0] = strdup(prog->valuestring)) != NULL)
+            sp.argc = 1;
+        rc = sp.argc ? resolve_program(&sp, err) : fail(err, "out of memory");
+    }
+    spec_free(&sp);
+    return rc;
+}
+
+/* The messages above read "config: <field>: <reason>"; validate hands the
+ * field apart.  msg is borrowed; the results are from api->alloc. */
+static void split_field(const evh_host_api *api, const char *msg, char **field, char **errmsg)
+{
+    const char *m = msg && !strncmp(msg, "config: ", 8) ? msg + 8 : msg;
+    if (!m) {
+        *errmsg = NULL;
+        return;
+    }
+    size_t n = strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
+    if (n > 0 && !strncmp(m + n, ": ", 2)) {
+        *field = api->mprintf("%.*s", (int)n, m);
+        m += n + 2;
+    }
+    *errmsg = api->strdup(m);
+}
+
+static int32_t exec_validate(const evh_host_api *api, evh_host *host, char **field,
+                             char **errmsg)
+{
+    void *ctx = NULL;
+    char *msg = NULL;
+    int32_t rc = exec_init(api, host, &ctx, &msg); /* pass_env written literally */
+    if (rc != EVH_OK) {
+        split_field(api, msg, field, errmsg);
+        api->free(msg);
+        return rc;
+    }
+    size_t len = 0;
+    const char *text = api->config_json(host, &len);
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    char *err = NULL;
+    if (cfg && check_static(ctx, cfg, &err) != 0) {
+        rc = EVH_E_CONFIG;
+        split_field(api, err ? err : "out of memory", field, errmsg);
+    }
+    free(err);
+    cJSON_Delete(cfg);
+    exec_fini(ctx);
+    api->free(msg);
+    return rc;
+}
+
+static const evh_step exec_step_desc = {.struct_size = sizeof(evh_step),
+                                        .init = exec_init,
+                                        .run = exec_run,
+                                        .fini = exec_fini,
+                                        .validate = exec_validate};
 
 EVH_DECLARE_STEP("exec", &exec_step_desc)

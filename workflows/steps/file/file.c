@@ -23,7 +23,8 @@
  *
  * Roots are fixed at init: each must be an existing directory (relative
  * ones are relative to the plugin's data directory), and a missing one
- * fails init naming it.
+ * fails init naming it.  validate (SDK 1.2) runs the same init when the
+ * workflow loads, so such a workflow is refused then.
  *
  * Output: {"action", "path" (the real path acted on), "bytes"} plus "from"
  * for copy and move and "existed" for delete.  Metric: bytes.
@@ -804,7 +805,48 @@ static void file_fini(void *ctx)
     free_step(ctx);
 }
 
-static const evh_step file_desc = {
-    .struct_size = sizeof(evh_step), .init = file_init, .run = file_run, .fini = file_fini};
+/* This plugin's config messages read "<field>: <reason>"; validate hands the
+ * two apart.  msg is from api->alloc; NULL stays NULL. */
+static void split_field(const evh_host_api *api, char *msg, char **field, char **errmsg)
+{
+    *errmsg = msg;
+    if (!msg)
+        return;
+    size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
+    if (n == 0 || strncmp(msg + n, ": ", 2) != 0)
+        return;
+    char *f = api->mprintf("%.*s", (int)n, msg);
+    char *why = api->strdup(msg + n + 2);
+    if (!f || !why) {
+        api->free(f);
+        api->free(why);
+        return;
+    }
+    api->free(msg);
+    *field = f;
+    *errmsg = why;
+}
+
+/* At load: exactly init's checks (the roots), then nothing is kept. */
+static int32_t file_validate(const evh_host_api *api, evh_host *host, char **field,
+                             char **errmsg)
+{
+    void *ctx = NULL;
+    char *msg = NULL;
+    int32_t rc = file_init(api, host, &ctx, &msg);
+    if (rc == EVH_OK) {
+        file_fini(ctx);
+        api->free(msg);
+        return EVH_OK;
+    }
+    split_field(api, msg, field, errmsg);
+    return rc;
+}
+
+static const evh_step file_desc = {.struct_size = sizeof(evh_step),
+                                   .init = file_init,
+                                   .run = file_run,
+                                   .fini = file_fini,
+                                   .validate = file_validate};
 
 EVH_DECLARE_STEP("file", &file_desc)

@@ -929,6 +929,69 @@ static int32_t http_init(const evh_host_api *api, evh_host *host, void **ctx, ch
     return EVH_OK;
 }
 
-static const evh_step http_step_desc = {sizeof(evh_step), 0, http_init, http_run, http_fini};
+/* ---- at load (SDK 1.2) ------------------------------------------------------ */
+
+/* The messages above read "[config: ]<field>: <reason>"; validate hands the
+ * field apart.  msg is borrowed; the results are from api->alloc. */
+static void split_field(const evh_host_api *api, const char *msg, char **field, char **errmsg)
+{
+    const char *m = msg && !strncmp(msg, "config: ", 8) ? msg + 8 : msg;
+    if (!m) {
+        *errmsg = NULL;
+        return;
+    }
+    size_t n = strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
+    if (n > 0 && !strncmp(m + n, ": ", 2)) {
+        *field = api->mprintf("%.*s", (int)n, m);
+        m += n + 2;
+    }
+    *errmsg = api->strdup(m);
+}
+
+/*
+ * What every run would check the same way, with run's own code: the URL
+ * (absolute, http or https) unless a template makes it per run, the header
+ * names, and auth (one kind, its environment variable set).  Never the
+ * network: whether the host answers is the run's business.
+ */
+static int32_t http_validate(const evh_host_api *api, evh_host *host, char **field,
+                             char **errmsg)
+{
+    void *ctx = NULL;
+    char *msg = NULL;
+    int32_t rc = http_init(api, host, &ctx, &msg); /* env names written literally */
+    if (rc != EVH_OK) {
+        split_field(api, msg, field, errmsg);
+        api->free(msg);
+        return rc;
+    }
+    size_t len = 0;
+    const char *text = api->config_json(host, &len);
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(cfg, "url");
+    request rq = {0};
+    char *err = NULL;
+    int has_ct = 0, has_auth = 0;
+    int bad = cfg && !(cJSON_IsString(url) && evh_is_template(url->valuestring)) &&
+              read_url(&rq, cfg, &err) != 0;
+    bad = bad || (cfg && read_headers(&rq, cfg, &has_ct, &has_auth, &err) != 0);
+    bad = bad || (cfg && read_auth(ctx, &rq, cfg, has_auth, &err) != 0);
+    if (bad) {
+        rc = EVH_E_CONFIG;
+        split_field(api, err ? err : "out of memory", field, errmsg);
+    }
+    free(err);
+    request_free(&rq);
+    cJSON_Delete(cfg);
+    http_fini(ctx);
+    api->free(msg);
+    return rc;
+}
+
+static const evh_step http_step_desc = {.struct_size = sizeof(evh_step),
+                                        .init = http_init,
+                                        .run = http_run,
+                                        .fini = http_fini,
+                                        .validate = http_validate};
 
 EVH_DECLARE_STEP("http-request", &http_step_desc)

@@ -60,6 +60,7 @@ static void log_fini(void *ctx)
     s->api->free(s);
 }
 
-static const evh_step log_step_desc = {sizeof(evh_step), 0, log_init, log_run, log_fini};
+static const evh_step log_step_desc = {
+    .struct_size = sizeof(evh_step), .init = log_init, .run = log_run, .fini = log_fini};
 
 EVH_DECLARE_STEP("log", &log_step_desc)

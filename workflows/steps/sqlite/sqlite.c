@@ -16,6 +16,15 @@
  *     (?, ?NNN, :name by position), an object one key per named parameter
  *     (:name, @name or $name) and no other key.
  *
+ * validate (SDK 1.2) makes the same checks when the workflow loads, with
+ * the same code, changing nothing: a file that does not exist yet (create:
+ * true) is stood in for by an empty in-memory database, the journal mode is
+ * left alone, and setup runs inside a transaction that is rolled back.  A
+ * lock it cannot get in time, a setup statement that cannot run inside a
+ * transaction (VACUUM), or a table that does not exist yet (another step's
+ * setup, or another workflow's, may create it first) leaves the verdict to
+ * init.
+ *
  * One connection and one prepared statement per instance, made at init.  The
  * SDK never overlaps runs of one instance, but several instances (one per
  * worker thread, and other workflows) may use the same file at once: the
@@ -32,6 +41,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -43,6 +53,8 @@ typedef struct sql_step {
     sqlite3 *db;
     sqlite3_stmt *stmt; /* `sql`, prepared once, reset after each run */
     int64_t max_rows;
+    int validating; /* made by validate: change nothing (see the top) */
+    int unsure;     /* validate could not tell: init will */
 } sql_step;
 
 /* Format a message into *err (from api->alloc, as the SDK requires) unless
@@ -101,6 +113,10 @@ static int32_t prepare_one(sql_step *s, const char *field, const char *text, sql
     const char *tail = NULL;
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2(s->db, text, -1, &stmt, &tail);
+    /* At load a table may still be missing that another step, workflow or
+     * program creates before this one runs: only init can tell. */
+    s->unsure |= s->validating && rc == SQLITE_ERROR &&
+                 !strncmp(sqlite3_errmsg(s->db), "no such table: ", 15);
     if (rc != SQLITE_OK) /* SQLITE_ERROR: bad SQL, an unknown table: the config's fault */
         return fail(s->api, err, rc == SQLITE_ERROR ? EVH_E_CONFIG : status_of(rc), "%s: %s", field,
                     sqlite3_errmsg(s->db));
@@ -346,6 +362,7 @@ static int32_t run_setup(sql_step *s, int idx, const char *text, char **err)
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
         ;
+    s->unsure |= s->validating && rc != SQLITE_DONE;
     if (rc != SQLITE_DONE)
         st = fail(s->api, err, status_of(rc), "%s: %s", field, sqlite3_errmsg(s->db));
     sqlite3_finalize(stmt);
@@ -377,11 +394,27 @@ static int32_t open_database(sql_step *s, const cJSON *cfg, char **err)
     if (n < 0 || (size_t)n >= sizeof path)
         return fail(api, err, EVH_E_CONFIG, "database: path too long");
     int create = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cfg, "create"));
-    if (!create && access(path, F_OK) != 0)
+    int exists = access(path, F_OK) == 0;
+    if (!create && !exists)
         return fail(api, err, EVH_E_NOT_FOUND, "database: '%s' does not exist (create is false)",
                     path);
+    const char *open_as = path;
+    if (s->validating && !exists) {
+        /* init would create it: its folder must be there */
+        char *slash = strrchr(path, '/');
+        struct stat st;
+        if (slash && slash != path) {
+            *slash = '\0';
+            int dir_ok = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+            *slash = '/';
+            if (!dir_ok)
+                return fail(api, err, EVH_E_NOT_FOUND,
+                            "database: cannot create '%s': its folder does not exist", path);
+        }
+        open_as = ":memory:";
+    }
     int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    int rc = sqlite3_open_v2(open_as, &s->db, flags, NULL);
     if (rc != SQLITE_OK)
         return fail(api, err, status_of(rc), "database: cannot open '%s': %s", path,
                     s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -389,7 +422,14 @@ static int32_t open_database(sql_step *s, const cJSON *cfg, char **err)
     /* Refuse SQL that could corrupt the file (writable_schema and the like). */
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     const cJSON *bt = cJSON_GetObjectItemCaseSensitive(cfg, "busy_timeout_ms");
-    sqlite3_busy_timeout(s->db, cJSON_IsNumber(bt) ? (int)bt->valuedouble : 5000);
+    int busy_ms = cJSON_IsNumber(bt) ? (int)bt->valuedouble : 5000;
+    /* loading workflows waits for validate: a lock held elsewhere only
+     * briefly, then init decides */
+    sqlite3_busy_timeout(s->db, s->validating && busy_ms > 1000 ? 1000 : busy_ms);
+    if (s->validating) /* the journal mode is init's to set */
+        return sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
+                   ? EVH_OK
+                   : fail(api, err, EVH_E_IO, "database: '%s': %s", path, sqlite3_errmsg(s->db));
     /* WAL: readers and one writer at a time, across instances. */
     sqlite3_stmt *wal = NULL;
     rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &wal, NULL);
@@ -409,7 +449,9 @@ static int32_t open_database(sql_step *s, const cJSON *cfg, char **err)
     return st;
 }
 
-static int32_t sql_init(const evh_host_api *api, evh_host *host, void **ctx, char **errmsg)
+/* init's work, shared with validate (validating: change nothing). */
+static int32_t sql_open(const evh_host_api *api, evh_host *host, int validating, sql_step **out,
+                        char **errmsg)
 {
     sql_step *s = api->alloc(sizeof *s);
     if (!s)
@@ -417,6 +459,7 @@ static int32_t sql_init(const evh_host_api *api, evh_host *host, void **ctx, cha
     memset(s, 0, sizeof *s);
     s->api = api;
     s->host = host;
+    s->validating = validating;
     /* init's config: the `with:` block, defaults filled, templates not yet
      * resolved. */
     size_t len = 0;
@@ -454,12 +497,21 @@ static int32_t sql_init(const evh_host_api *api, evh_host *host, void **ctx, cha
     const cJSON *mr = cJSON_GetObjectItemCaseSensitive(cfg, "max_rows");
     s->max_rows = cJSON_IsNumber(mr) && mr->valuedouble >= 0 ? (int64_t)mr->valuedouble : 1000;
     cJSON_Delete(cfg);
-    if (st != EVH_OK) {
+    if (st != EVH_OK && !s->unsure) {
         close_step(s);
         return st;
     }
-    *ctx = s;
-    return EVH_OK;
+    *out = s;
+    return st;
+}
+
+static int32_t sql_init(const evh_host_api *api, evh_host *host, void **ctx, char **errmsg)
+{
+    sql_step *s = NULL;
+    int32_t st = sql_open(api, host, 0, &s, errmsg);
+    if (st == EVH_OK)
+        *ctx = s;
+    return st;
 }
 
 static int32_t sql_run(void *ctx, const evh_step_input *in, evh_step_output *out)
@@ -553,7 +605,55 @@ static void sql_fini(void *ctx)
     close_step(ctx);
 }
 
-static const evh_step sql_desc = {
-    .struct_size = sizeof(evh_step), .init = sql_init, .run = sql_run, .fini = sql_fini};
+/* This plugin's config messages read "<field>: <reason>"; validate hands the
+ * two apart.  msg is from api->alloc; NULL stays NULL. */
+static void split_field(const evh_host_api *api, char *msg, char **field, char **errmsg)
+{
+    *errmsg = msg;
+    if (!msg)
+        return;
+    size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
+    if (n == 0 || strncmp(msg + n, ": ", 2) != 0)
+        return;
+    char *f = api->mprintf("%.*s", (int)n, msg);
+    char *why = api->strdup(msg + n + 2);
+    if (!f || !why) {
+        api->free(f);
+        api->free(why);
+        return;
+    }
+    api->free(msg);
+    *field = f;
+    *errmsg = why;
+}
+
+/* At load: init's checks against the real database, rolled back. */
+static int32_t sql_validate(const evh_host_api *api, evh_host *host, char **field, char **errmsg)
+{
+    sql_step *s = NULL;
+    char *msg = NULL;
+    int32_t st = sql_open(api, host, 1, &s, &msg);
+    if (s && s->unsure) { /* a setup statement that only init can run */
+        st = EVH_OK;
+    } else if (st == EVH_E_TIMEOUT) { /* locked elsewhere for now */
+        st = EVH_OK;
+    }
+    if (s) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        close_step(s);
+    }
+    if (st == EVH_OK) {
+        api->free(msg);
+        return EVH_OK;
+    }
+    split_field(api, msg, field, errmsg);
+    return st;
+}
+
+static const evh_step sql_desc = {.struct_size = sizeof(evh_step),
+                                  .init = sql_init,
+                                  .run = sql_run,
+                                  .fini = sql_fini,
+                                  .validate = sql_validate};
 
 EVH_DECLARE_STEP("sqlite", &sql_desc)

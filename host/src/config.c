@@ -54,7 +54,7 @@ static const char default_yaml[] =
     "                                 # change (inotify); SIGHUP or POST /api/plugins/reload\n"
     "                                 # rescan on demand either way\n"
     "  reload_debounce_ms: 500        # quiet time after the last change before a rescan\n"
-    "  init_timeout_ms: 10000         # an event source's init past this is abandoned (failed)\n"
+    "  init_timeout_ms: 10000         # a plugin's init (or a step's validate) past this is abandoned\n"
     "  stop_timeout_ms: 5000          # a source not stopped after this is abandoned\n"
     "  isolation: {}                  # per plugin, overriding plugin.json \"isolation\":\n"
     "                                 # {my-plugin: process} runs it in a child process\n"

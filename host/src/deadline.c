@@ -36,7 +36,7 @@ uint32_t deadline_stop_ms(void)
 
 /* ---- one call on a helper thread ------------------------------------------ */
 
-typedef enum call_kind { CALL_INIT, CALL_STOP } call_kind;
+typedef enum call_kind { CALL_INIT, CALL_STOP, CALL_STEP_INIT, CALL_STEP_VALIDATE } call_kind;
 
 /* Shared by the caller and the helper until one of them lets go: the
  * caller when the call finished in time, the helper when it was
@@ -45,9 +45,11 @@ typedef enum call_kind { CALL_INIT, CALL_STOP } call_kind;
 typedef struct dcall {
     call_kind kind;
     const evh_source *src;
+    const evh_step *step;
     evh_host *host;
     void *ctx;
     char *errmsg;
+    char *field; /* validate's */
     int32_t rc;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -66,10 +68,13 @@ static void dcall_free(dcall *c)
  * have on failure, since nobody else will. */
 static void finish_abandoned(dcall *c)
 {
-    if (c->kind == CALL_INIT) {
-        if (c->rc == EVH_OK)
-            c->src->fini(c->ctx);
+    if (c->kind == CALL_INIT && c->rc == EVH_OK)
+        c->src->fini(c->ctx);
+    if (c->kind == CALL_STEP_INIT && c->rc == EVH_OK)
+        c->step->fini(c->ctx);
+    if (c->kind != CALL_STOP) {
         free(c->errmsg);
+        free(c->field);
         hostapi_instance_free(c->host);
     }
     dcall_free(c);
@@ -81,6 +86,10 @@ static void *dcall_main(void *arg)
     int32_t rc = EVH_OK;
     if (c->kind == CALL_INIT)
         rc = c->src->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
+    else if (c->kind == CALL_STEP_INIT)
+        rc = c->step->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
+    else if (c->kind == CALL_STEP_VALIDATE)
+        rc = c->step->validate(hostapi_table(), c->host, &c->field, &c->errmsg);
     else
         c->src->stop(c->ctx);
     pthread_mutex_lock(&c->lock);
@@ -136,6 +145,63 @@ static int run_with_deadline(dcall *c, uint32_t ms)
     }
     pthread_mutex_unlock(&c->lock);
     return 0;
+}
+
+/* A step call under the init deadline: EVH_OK when it returned (its
+ * results are in c, the caller's to take and free), else the caller's
+ * answer (c is gone or the helper's). */
+static int32_t run_step_call(dcall *c, int *abandoned)
+{
+    int rc = run_with_deadline(c, deadline_init_ms());
+    if (rc == -2) {
+        dcall_free(c);
+        return EVH_E_NOMEM;
+    }
+    if (rc == -1) {
+        *abandoned = 1;
+        return EVH_E_TIMEOUT;
+    }
+    return EVH_OK;
+}
+
+int32_t deadline_step_init(const evh_step *s, evh_host *h, void **ctx, char **errmsg,
+                           int *abandoned)
+{
+    *abandoned = 0;
+    if (deadline_init_ms() == 0)
+        return s->init(hostapi_table(), h, ctx, errmsg);
+    dcall *c = calloc(1, sizeof *c);
+    if (!c)
+        return EVH_E_NOMEM;
+    *c = (dcall){.kind = CALL_STEP_INIT, .step = s, .host = h};
+    int32_t rc = run_step_call(c, abandoned);
+    if (rc != EVH_OK)
+        return rc;
+    rc = c->rc;
+    *ctx = c->ctx;
+    *errmsg = c->errmsg;
+    dcall_free(c);
+    return rc;
+}
+
+int32_t deadline_step_validate(const evh_step *s, evh_host *h, char **field, char **errmsg,
+                               int *abandoned)
+{
+    *abandoned = 0;
+    if (deadline_init_ms() == 0)
+        return s->validate(hostapi_table(), h, field, errmsg);
+    dcall *c = calloc(1, sizeof *c);
+    if (!c)
+        return EVH_E_NOMEM;
+    *c = (dcall){.kind = CALL_STEP_VALIDATE, .step = s, .host = h};
+    int32_t rc = run_step_call(c, abandoned);
+    if (rc != EVH_OK)
+        return rc;
+    rc = c->rc;
+    *field = c->field;
+    *errmsg = c->errmsg;
+    dcall_free(c);
+    return rc;
 }
 
 int32_t deadline_source_init(const evh_source *s, evh_host *h, void **ctx, char **errmsg,

@@ -1,7 +1,8 @@
 /*
- * deadline.h - deadlines on the calls into event sources that have none of
- * their own: init, and the stop request (stop callback, then run()
- * returning).  Step runs have theirs in the workflow (execute.c).
+ * deadline.h - deadlines on the calls into plugins that have none of their
+ * own: a source's init and stop request (stop callback, then run()
+ * returning), a step's init and validate.  Step runs have theirs in the
+ * workflow (execute.c).
  *
  * A call into a plugin cannot be interrupted safely in-process.  So a call
  * with a deadline runs on a helper thread, and when the deadline passes the
@@ -43,5 +44,16 @@ int32_t deadline_source_init(const evh_source *s, evh_host *h, void **ctx, char 
 /* s->stop(ctx) (which must not be NULL), waiting at most timeout_ms (0: no
  * deadline).  0 when it returned, -1 when it was abandoned. */
 int deadline_source_stop(const evh_source *s, void *ctx, uint32_t timeout_ms);
+
+/* s->init with the init deadline, as deadline_source_init. */
+int32_t deadline_step_init(const evh_step *s, evh_host *h, void **ctx, char **errmsg,
+                           int *abandoned);
+
+/* s->validate(hostapi_table(), h, field, errmsg) with the init deadline
+ * (workflow loading waits on it).  When abandoned (EVH_E_TIMEOUT,
+ * *abandoned = 1) the helper thread owns h and frees it, and whatever
+ * validate returns, if it ever does. */
+int32_t deadline_step_validate(const evh_step *s, evh_host *h, char **field, char **errmsg,
+                               int *abandoned);
 
 #endif

@@ -1000,7 +1000,13 @@ int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
         return set_err(err, EVH_E_NOMEM, "out of memory");
     void *ctx = NULL;
     char *errmsg = NULL;
-    int32_t irc = p->desc->step->init(hostapi_table(), h, &ctx, &errmsg);
+    int abandoned = 0;
+    int32_t irc = deadline_step_init(p->desc->step, h, &ctx, &errmsg, &abandoned);
+    if (abandoned) /* the helper thread owns h now */
+        return set_err(err, EVH_E_TIMEOUT,
+                       "step plugin '%s' init did not return within %u ms "
+                       "(plugins.init_timeout_ms); the call is abandoned",
+                       p->id, deadline_init_ms());
     if (errmsg)
         one_line(errmsg);
     if (irc != EVH_OK) {
@@ -1044,7 +1050,13 @@ int loader_step_validate(const plugin *p, runtime *rt, const char *config_json, 
         return set_err(err, EVH_E_NOMEM, "out of memory");
     h->validating = 1;
     char *where = NULL, *why = NULL;
-    int32_t vrc = st->validate(hostapi_table(), h, &where, &why);
+    int abandoned = 0;
+    int32_t vrc = deadline_step_validate(st, h, &where, &why, &abandoned);
+    if (abandoned) /* the helper thread owns h now */
+        return set_err(err, EVH_E_TIMEOUT,
+                       "step plugin '%s' validate did not return within %u ms "
+                       "(plugins.init_timeout_ms); the call is abandoned",
+                       p->id, deadline_init_ms());
     hostapi_instance_free(h);
     if (vrc == EVH_OK) { /* a message or a field with success: ours to free */
         free(where);

@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 #include <evhost/evhost.h>
 
+#include "deadline.h"
 #include "engine.h"
 #include "hostapi.h"
 #include "loader.h"
@@ -336,6 +337,9 @@ static const char *const errors_wf[] = {
     "id: slow\n"
     "steps:\n"
     "  - {id: nap, uses: test-step, with: {mode: sleep, sleep_ms: 1500}, timeout_ms: 100}\n",
+    "id: stuck-init\n"
+    "steps:\n"
+    "  - {id: hang, uses: test-step, with: {init_sleep_ms: 1500}}\n",
     NULL};
 
 static void test_on_error_and_timeout(void **state)
@@ -348,13 +352,21 @@ static void test_on_error_and_timeout(void **state)
               "  - {id: b, source: ok-minimal, event_type: thing_happened, workflow: halt,\n"
               "     conditions: {field: data.n, op: eq, value: 2}}\n"
               "  - {id: c, source: ok-minimal, event_type: thing_happened, workflow: slow,\n"
-              "     conditions: {field: data.n, op: eq, value: 3}}\n",
+              "     conditions: {field: data.n, op: eq, value: 3}}\n"
+              "  - {id: d, source: ok-minimal, event_type: thing_happened, workflow: stuck-init,\n"
+              "     conditions: {field: data.n, op: eq, value: 4}}\n",
               NULL);
-    char a[37], b[37], c[37];
+    /* a step whose init hangs: the init deadline fails the step, the
+     * worker goes on (the call finishes on its own thread, see env_free) */
+    uint32_t init_ms = deadline_init_ms();
+    deadline_set_init_ms(200);
+    char a[37], b[37], c[37], d[37];
     assert_int_equal(emit(e, "{\"n\":1}", a), EVH_OK);
     assert_int_equal(emit(e, "{\"n\":2}", b), EVH_OK);
     assert_int_equal(emit(e, "{\"n\":3}", c), EVH_OK);
-    wait_settled(e, 3);
+    assert_int_equal(emit(e, "{\"n\":4}", d), EVH_OK);
+    wait_settled(e, 4);
+    deadline_set_init_ms(init_ms);
 
     cJSON *x = execution_of(e, a); /* continue: the next step ran */
     assert_string_equal(sget(x, "status"), "succeeded");
@@ -374,6 +386,11 @@ static void test_on_error_and_timeout(void **state)
     x = execution_of(e, c); /* the deadline ends the step, not the worker */
     assert_string_equal(sget(x, "status"), "failed");
     assert_non_null(strstr(sget(x, "error"), "timed out"));
+    cJSON_Delete(x);
+
+    x = execution_of(e, d);
+    assert_string_equal(sget(x, "status"), "failed");
+    assert_non_null(strstr(sget(x, "error"), "init did not return within 200 ms"));
     cJSON_Delete(x);
     env_free(e);
     (void)state;

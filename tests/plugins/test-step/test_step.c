@@ -3,6 +3,7 @@
  *   fail   always fails
  *   flaky  fails while attempt <= fail_times, then echoes
  *   sleep  sleeps sleep_ms (not interruptible: a hung plugin), then echoes
+ * init_sleep_ms: init sleeps that long first (a plugin whose init hangs).
  * Every run appends "<execution_id> <step_id> <attempt>\n" to record_file
  * when set, so tests can count how often a step really ran.
  * emit_type: also emits an event of that type (chain depth tests). */
@@ -19,6 +20,11 @@ typedef struct ctx {
 
 static int32_t ts_init(const evh_host_api *api, evh_host *host, void **out, char **errmsg)
 {
+    int64_t init_sleep = api->config_int(host, "init_sleep_ms", 0);
+    if (init_sleep > 0) {
+        struct timespec t = {(time_t)(init_sleep / 1000), (long)(init_sleep % 1000) * 1000000L};
+        nanosleep(&t, NULL);
+    }
     ctx *c = api->alloc(sizeof *c);
     if (!c)
         return EVH_E_NOMEM;

@@ -630,6 +630,11 @@ static void check_step_runs(chaos *x, sqlite3 *db, int final)
         run_line *r = &lines[n];
         if (sscanf(line, "%39s %15s %u %ld", r->exec, r->step, &r->attempt, &r->pid) != 4)
             fail_msg("step record: bad line '%.*s'", (int)(end - line), line);
+        int ours = 0;
+        for (int life = 0; life < x->lives; life++)
+            ours |= x->pids[life] == (pid_t)r->pid;
+        if (!ours) /* steps run in the daemon itself here, never elsewhere */
+            fail_msg("step record: a run in process %ld, not one of the daemons", r->pid);
         r->order = n++;
         line = end + 1;
     }

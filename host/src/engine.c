@@ -487,6 +487,11 @@ static void *worker_main(void *arg)
         if (n == EVH_E_STOPPING)
             break;
         if (n <= 0) {
+            /* Idle: write what is batched.  A worker that finished its last
+             * event while another was still queued did not flush; when a
+             * second worker took that one, the first one's statuses stayed
+             * pending (and uncounted) until its next event, possibly never. */
+            status_flush(wk);
             idle_reset(e, xw, &wk->generation);
             continue;
         }

@@ -377,13 +377,13 @@ static void record_skipped_after(exec_worker *w, const exec_request *req, size_t
 
 /* Resuming after a restart: the step that had stopped this execution (its
  * success recorded, and the later steps skipped) into w->stopped_by; 0 when
- * there is none and the execution goes on. */
-static int stopped_before(exec_worker *w, const exec_request *req, const cJSON *prior)
+ * there is none and the execution goes on.  runs: the execution's step runs
+ * as stored. */
+static int stopped_before(exec_worker *w, const cJSON *runs, const cJSON *prior)
 {
-    cJSON *x = store_execution_get(w->st, req->execution_id);
     const cJSON *run;
     int found = 0;
-    cJSON_ArrayForEach(run, cJSON_GetObjectItemCaseSensitive(x, "steps"))
+    cJSON_ArrayForEach(run, runs)
     {
         const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "status"));
         const char *note = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "error"));
@@ -402,8 +402,39 @@ static int stopped_before(exec_worker *w, const exec_request *req, const cJSON *
         }
         w->stopped_by[0] = '\0';
     }
-    cJSON_Delete(x);
     return found;
+}
+
+/*
+ * Resuming after a restart: the attempt step_id goes on with, from the
+ * execution's stored runs.  The retry policy counts for the execution, not
+ * for one process: an attempt left 'running' (the process died in it) is
+ * run again under its own number, the at-least-once re-run pipeline.md
+ * promises; after a 'failed' one comes the next.  Starting over at 1 ran a
+ * step killed in its last retry up to twice its retry.max + 1 attempts.
+ * *last_error: the error of the last failed attempt (borrowed from runs).
+ * Past retry_max + 1 the step had used up its attempts before the restart.
+ */
+static uint32_t resume_attempt(const cJSON *runs, const char *step_id, const char **last_error)
+{
+    uint32_t last = 0;
+    const char *status = NULL;
+    const cJSON *run;
+    *last_error = NULL;
+    cJSON_ArrayForEach(run, runs)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "step_id"));
+        const cJSON *attempt = cJSON_GetObjectItemCaseSensitive(run, "attempt");
+        if (!id || strcmp(id, step_id) || !cJSON_IsNumber(attempt) || attempt->valueint <= 0 ||
+            (uint32_t)attempt->valueint <= last)
+            continue;
+        last = (uint32_t)attempt->valueint;
+        status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "status"));
+        *last_error = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "error"));
+    }
+    if (last == 0)
+        return 1;
+    return status && !strcmp(status, "running") ? last : last + 1;
 }
 
 const char *exec_stopped_by(const exec_worker *w)
@@ -502,12 +533,13 @@ static void backoff(exec_worker *w, uint32_t ms)
     }
 }
 
-/* Run one step with its retries.  On success its output is added to
- * ctx.steps, and *stop says whether it stopped the workflow; *metrics (the
- * caller frees) gets what the last attempt reported.  Returns EVH_OK or the
- * last error. */
+/* Run one step with its retries, from attempt `first` (1, or where a
+ * resumed execution left it).  On success its output is added to ctx.steps,
+ * and *stop says whether it stopped the workflow; *metrics (the caller
+ * frees) gets what the last attempt reported.  Returns EVH_OK or the last
+ * error. */
 static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *ctx,
-                    char **error, int *stop, char **metrics)
+                    uint32_t first, char **error, int *stop, char **metrics)
 {
     const wf_step *step = &req->wf->steps[idx];
     diag d;
@@ -520,7 +552,7 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
         free(why);
         diag_free(&d);
         int64_t t = now_us();
-        record(w, req, idx, 1, "failed", NULL, *error, NULL, t, t);
+        record(w, req, idx, first, "failed", NULL, *error, NULL, t, t);
         return EVH_E_CONFIG;
     }
     diag_free(&d);
@@ -536,7 +568,9 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
     char *steps_json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ctx, "steps"));
     int rc = EVH_E_NOMEM;
     uint32_t backoff_ms = step->retry_backoff_ms;
-    for (uint32_t attempt = 1; config_json && event_json && steps_json &&
+    for (uint32_t a = 1; a < first; a++) /* the doubling goes on where it was */
+        backoff_ms = backoff_ms > UINT32_MAX / 2 ? UINT32_MAX : backoff_ms * 2;
+    for (uint32_t attempt = first; config_json && event_json && steps_json &&
                                attempt <= step->retry_max + 1;
          attempt++) {
         attempt_result r = run_attempt(w, req, idx, event_json, steps_json, config_json, attempt);
@@ -596,9 +630,12 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
     int rc = EVH_OK;
     const cJSON *prior = cJSON_GetObjectItemCaseSensitive(ctx, "steps");
     w->stopped_by[0] = '\0';
+    /* resumed (or a replay): what the execution's steps did before */
+    cJSON *stored = req->prior_outputs ? store_execution_get(w->st, req->execution_id) : NULL;
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(stored, "steps");
     /* resumed after a restart that came just after a step stopped it */
     int stopped = !req->from_step && req->prior_outputs && req->prior_outputs->child &&
-                  stopped_before(w, req, prior);
+                  stopped_before(w, runs, prior);
     int ran = 0;
     for (size_t i = first_step(req); !stopped && i < req->wf->n_steps; i++) {
         const wf_step *step = &req->wf->steps[i];
@@ -615,11 +652,22 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
         cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(ctx, "steps"),
                                                 step->id);
         char *step_error = NULL, *step_metrics = NULL;
-        int step_stop = 0;
-        lifecycle_plugin_start(&lj, i);
-        int step_rc = run_step(w, req, i, ctx, &step_error, &step_stop, &step_metrics);
-        lifecycle_plugin_end(&lj, i, step_rc, step_error, step_metrics);
-        free(step_metrics);
+        int step_stop = 0, step_rc;
+        const char *last_error = NULL;
+        uint32_t first = runs ? resume_attempt(runs, step->id, &last_error) : 1;
+        if (first > step->retry_max + 1) {
+            /* its last attempt failed just before the restart */
+            step_rc = EVH_E_PLUGIN;
+            if (asprintf(&step_error, "step '%s' (%s) failed on attempt %u of %u: %s", step->id,
+                         step->uses, first - 1, step->retry_max + 1,
+                         last_error ? last_error : "unknown error") < 0)
+                step_error = NULL;
+        } else {
+            lifecycle_plugin_start(&lj, i);
+            step_rc = run_step(w, req, i, ctx, first, &step_error, &step_stop, &step_metrics);
+            lifecycle_plugin_end(&lj, i, step_rc, step_error, step_metrics);
+            free(step_metrics);
+        }
         if (step_rc != EVH_OK) {
             log_warn("engine", "execution %s of '%s': %s%s", req->execution_id, req->wf->id,
                      step_error ? step_error : "step failed",
@@ -644,6 +692,7 @@ int exec_run(exec_worker *w, const exec_request *req, char **error)
     running_depth_plus_one = 0;
     set_status(w, req->execution_id, rc == EVH_OK ? "succeeded" : "failed", *error);
     lifecycle_job_end(&lj, rc, *error);
+    cJSON_Delete(stored);
     cJSON_Delete(ctx);
     return rc;
 }

@@ -673,6 +673,101 @@ static void test_daemon_sigkill_recovery(void **state)
     (void)state;
 }
 
+/* A kill between two attempts of a retried step: the restarted daemon goes
+ * on with the next attempt instead of starting the retries over (which ran
+ * the step up to twice its retry.max + 1 attempts). */
+static void test_daemon_sigkill_resumes_retries(void **state)
+{
+    char *root = tu_tempdir("resume-retries");
+    char *plugins = tu_join(root, "plugins");
+    char *wfdir = tu_join(root, "workflows");
+    assert_int_equal(mkdir(plugins, 0755), 0);
+    assert_int_equal(mkdir(wfdir, 0755), 0);
+    assert_int_equal(tu_copy_fixture("ok-minimal", plugins, NULL), 0);
+    assert_int_equal(tu_copy_fixture("test-step", plugins, NULL), 0);
+    char *record = tu_join(root, "runs.txt");
+    char *wf = NULL;
+    /* fails attempts 1 and 2, succeeds on 3, the last retry.max allows; the
+     * backoff before attempt 3 (4 s after 2 s doubled) is the kill's window */
+    assert_true(asprintf(&wf,
+                         "id: flaky\n"
+                         "steps:\n"
+                         "  - {id: f, uses: test-step, retry: {max: 2, backoff_ms: 2000},\n"
+                         "     with: {mode: flaky, fail_times: 2, record_file: \"%s\"}}\n",
+                         record) > 0);
+    char *wfpath = tu_join(wfdir, "flaky.yaml");
+    assert_int_equal(tu_write_file(wfpath, wf), 0);
+    char *trig = tu_join(root, "triggers.yaml");
+    assert_int_equal(tu_write_file(trig, "triggers:\n"
+                                         "  - {id: all, source: ok-minimal,\n"
+                                         "     event_type: thing_happened, workflow: flaky}\n"),
+                     0);
+    char *first = write_host_yaml(root, "first.yaml",
+                                  "[{type: thing_happened, data: '{\"n\":1}'}]");
+    char *second = write_host_yaml(root, "second.yaml", "[]");
+    char *log1 = tu_join(root, "run1.log");
+    char *argv1[] = {EVH_BINARY, "run", "--config", first, NULL};
+    pid_t pid = tu_spawn(argv1, log1);
+    assert_true(pid > 0);
+    assert_true(tu_wait_for_text(record, " f 2\n", 20000));
+    kill(pid, SIGKILL); /* within the 4 s backoff before attempt 3 */
+    assert_int_equal(tu_wait(pid, 5000), 128 + SIGKILL);
+
+    char *log2 = tu_join(root, "run2.log");
+    char *argv2[] = {EVH_BINARY, "run", "--config", second, NULL};
+    pid = tu_spawn(argv2, log2);
+    assert_true(pid > 0);
+    char *db = tu_join(root, "evhost.db");
+    store *st = NULL;
+    store_options so = {.path = db};
+    char *err = NULL;
+    assert_int_equal(store_open(&so, &st, &err), EVH_OK);
+    long long end = tu_now_ms() + 20000;
+    int done = 0;
+    while (tu_now_ms() < end && !done) {
+        store_filter f = {.status = "succeeded", .limit = 10};
+        cJSON *rows = store_executions_list(st, &f, NULL);
+        done = rows ? cJSON_GetArraySize(rows) : 0;
+        cJSON_Delete(rows);
+        usleep(50000);
+    }
+    kill(pid, SIGTERM);
+    assert_int_equal(tu_wait(pid, 15000), 0);
+    assert_int_equal(done, 1);
+    /* three runs in all: 1 and 2 before the kill, 3 after it */
+    char *runs = tu_read_file(record);
+    assert_non_null(runs);
+    int lines = 0;
+    unsigned last = 0;
+    for (const char *l = runs; *l; l = strchr(l, '\n') + 1) {
+        char exec[64], step[16];
+        unsigned attempt = 0;
+        assert_int_equal(sscanf(l, "%63s %15s %u", exec, step, &attempt), 3);
+        assert_int_equal(attempt, last + 1);
+        last = attempt;
+        lines++;
+    }
+    if (lines != 3)
+        print_error("%s", runs);
+    assert_int_equal(lines, 3);
+    free(runs);
+    store_close(st);
+    tu_rmtree(root);
+    free(db);
+    free(log1);
+    free(log2);
+    free(first);
+    free(second);
+    free(trig);
+    free(wfpath);
+    free(wf);
+    free(record);
+    free(wfdir);
+    free(plugins);
+    free(root);
+    (void)state;
+}
+
 /* SIGHUP reloads workflows and triggers without a restart; a bad file, and
  * a config its step plugin's validate refuses, are reported and the rest
  * stays in force. */
@@ -767,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_backpressure_loses_nothing),
         cmocka_unit_test(test_chain_depth_cut),
         cmocka_unit_test(test_daemon_sigkill_recovery),
+        cmocka_unit_test(test_daemon_sigkill_resumes_retries),
         cmocka_unit_test(test_daemon_sighup_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -677,7 +677,11 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
         server_free(s);
         return NULL;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* MHD_USE_ITC: without it, stopping wakes the workers through the listening
+     * socket, which a worker at max_connections no longer polls: http_stop then
+     * hung for ever (test_security test_limits) */
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned threads = o->threads ? o->threads : EVH_HTTP_THREADS;

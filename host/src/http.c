@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,9 +50,9 @@ struct http_request {
  * never belong to another connection while we hold it. */
 typedef struct conn_watch {
     int fd;
-    int waiting;             /* 1: the request headers are still arriving */
-    int cut;                 /* 1: shut down at the deadline */
-    int64_t deadline_ns;     /* monotonic_ns() by which the headers must be in */
+    int waiting;         /* 1: the request headers are still arriving */
+    int cut;             /* 1: shut down at the deadline */
+    int64_t deadline_ns; /* monotonic_ns() by which the headers must be in */
     struct conn_watch *prev, *next;
 } conn_watch;
 

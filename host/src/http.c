@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +24,7 @@
 
 #include <evhost/evhost.h>
 
+#include "event.h"
 #include "evh_limits.h"
 #include "log.h"
 
@@ -56,6 +58,18 @@ struct http_deferred {
     http_resume_fn resume;
     void *arg;
 };
+
+/* One open connection, for the header deadline (see on_connection).  fd
+ * is our own dup() of the socket: shutting it down reaches the socket even
+ * when libmicrohttpd has already closed its descriptor, and the number can
+ * never belong to another connection while we hold it. */
+typedef struct conn_watch {
+    int fd;
+    int waiting;         /* 1: the request headers are still arriving */
+    int cut;             /* 1: shut down at the deadline */
+    int64_t deadline_ns; /* monotonic_ns() by which the headers must be in */
+    struct conn_watch *prev, *next;
+} conn_watch;
 
 typedef struct key_digest {
     char *name;
@@ -94,6 +108,14 @@ struct http_server {
     size_t n_keys;
     int port;
     atomic_int deferred; /* deferred requests not yet answered (http_stop waits) */
+    /* the header deadline: every connection, and the thread that cuts the
+     * ones past it */
+    int64_t header_timeout_ns;
+    pthread_mutex_t watch_lock;
+    pthread_cond_t watch_cond;
+    conn_watch *watched;
+    pthread_t watchdog;
+    int watchdog_started, watch_stopping;
 };
 
 /* ---- request accessors -------------------------------------------------- */
@@ -549,6 +571,133 @@ static void dispatch(http_server *s, http_request *r, http_response *res)
         http_respond_error(res, 500, "internal", NULL, "the handler gave no answer");
 }
 
+/* ---- the header deadline ------------------------------------------------ */
+
+/*
+ * libmicrohttpd's connection timeout is an idle timeout: every byte received
+ * starts it over, so a client sending its headers one byte per second (slow
+ * loris) held a connection for ever, and server.max_connections of them
+ * locked everyone else out.  So a connection must also deliver each
+ * request's complete headers within server.connection_timeout_s of its
+ * start (or of the end of its previous request); a watchdog thread shuts
+ * down the ones that do not, and libmicrohttpd then closes them as it would
+ * a client that went away.  The body is not covered: its size is capped by
+ * server.max_body_bytes and a stalled body by the idle timeout.
+ */
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_watch *w = ci ? calloc(1, sizeof *w) : NULL;
+        if (w)
+            w->fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+        if (w && w->fd < 0) {
+            free(w); /* out of descriptors: the idle timeout still applies */
+            w = NULL;
+        }
+        *socket_context = w;
+        if (!w)
+            return;
+        pthread_mutex_lock(&s->watch_lock);
+        w->waiting = 1;
+        w->deadline_ns = monotonic_ns() + s->header_timeout_ns;
+        w->next = s->watched;
+        if (s->watched)
+            s->watched->prev = w;
+        s->watched = w;
+        pthread_mutex_unlock(&s->watch_lock);
+        return;
+    }
+    conn_watch *w = *socket_context;
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->watch_lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->watched = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&s->watch_lock);
+    close(w->fd);
+    free(w);
+    *socket_context = NULL;
+}
+
+static conn_watch *watch_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The headers of the current request are complete. */
+static void watch_headers_done(http_server *s, struct MHD_Connection *c)
+{
+    conn_watch *w = watch_of(c);
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->watch_lock);
+    w->waiting = 0;
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+/* A request ended: a keep-alive connection's next one gets the full time. */
+static void watch_next_request(http_server *s, struct MHD_Connection *c)
+{
+    conn_watch *w = watch_of(c);
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->watch_lock);
+    w->waiting = 1;
+    w->deadline_ns = monotonic_ns() + s->header_timeout_ns;
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+static void *watchdog_main(void *arg)
+{
+    http_server *s = arg;
+    pthread_mutex_lock(&s->watch_lock);
+    while (!s->watch_stopping) {
+        int64_t now = monotonic_ns();
+        for (conn_watch *w = s->watched; w; w = w->next) {
+            if (w->waiting && !w->cut && now >= w->deadline_ns) {
+                w->cut = 1;
+                shutdown(w->fd, SHUT_RDWR);
+                log_debug("http", "closed a connection that sent no complete request headers "
+                                  "within server.connection_timeout_s");
+            }
+        }
+        /* a quarter of a second is precise enough for a timeout in seconds */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->watch_cond, &s->watch_lock, &until);
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+    return NULL;
+}
+
+static void watchdog_stop(http_server *s)
+{
+    if (!s->watchdog_started)
+        return;
+    pthread_mutex_lock(&s->watch_lock);
+    s->watch_stopping = 1;
+    pthread_cond_signal(&s->watch_cond);
+    pthread_mutex_unlock(&s->watch_lock);
+    pthread_join(s->watchdog, NULL);
+    s->watchdog_started = 0;
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
 
 static enum MHD_Result deferred_step(http_server *s, http_request *r, struct MHD_Connection *c);
@@ -561,6 +710,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     http_request *r = *con_cls;
     (void)version;
     if (!r) {
+        watch_headers_done(s, c);
         r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
@@ -710,9 +860,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     http_request *r = *con_cls;
-    (void)cls;
-    (void)c;
     (void)toe;
+    watch_next_request(cls, c);
     if (!r)
         return;
     if (r->deferred) {
@@ -743,6 +892,17 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
 static void server_free(http_server *s)
 {
     pthread_mutex_destroy(&s->streams_lock);
+    watchdog_stop(s);
+    /* libmicrohttpd reports every connection closed when it stops; this is
+     * for a start that failed half-way */
+    while (s->watched) {
+        conn_watch *w = s->watched;
+        s->watched = w->next;
+        close(w->fd);
+        free(w);
+    }
+    pthread_cond_destroy(&s->watch_cond);
+    pthread_mutex_destroy(&s->watch_lock);
     for (size_t i = 0; i < s->n_keys; i++)
         free(s->keys[i].name);
     free(s->keys);
@@ -762,6 +922,10 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
     s->on_authenticated = o->on_authenticated;
     s->ctx = ctx;
     s->max_body = o->max_body ? o->max_body : EVH_HTTP_DEFAULT_MAX_BODY;
+    unsigned timeout_s = (unsigned)(o->timeout_s > 0 ? o->timeout_s : 30);
+    s->header_timeout_ns = (int64_t)timeout_s * 1000000000LL;
+    pthread_mutex_init(&s->watch_lock, NULL);
+    pthread_cond_init(&s->watch_cond, NULL);
     s->keys = o->n_keys ? calloc(o->n_keys, sizeof *s->keys) : NULL;
     for (size_t i = 0; i < o->n_keys && s->keys; i++) {
         s->keys[i].name = strdup(o->keys[i].name);
@@ -782,9 +946,12 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
     }
     /* suspend and resume: a stream waiting for its next event, or an
      * answer waiting for another thread (http_defer), holds no thread of
-     * the pool */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                     MHD_ALLOW_SUSPEND_RESUME;
+     * the pool.  MHD_USE_ITC (also implied by MHD_ALLOW_SUSPEND_RESUME):
+     * without it, stopping wakes the workers through the listening socket,
+     * which a worker at max_connections no longer polls: http_stop then
+     * hung for ever (test_security test_limits) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned threads = o->threads ? o->threads : EVH_HTTP_THREADS;
@@ -792,9 +959,9 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
         flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(o->max_connections > 0 ? o->max_connections : 256),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(o->timeout_s > 0 ? o->timeout_s : 30),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)EVH_HTTP_HEADER_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)EVH_HTTP_HEADER_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->d) {
@@ -806,6 +973,15 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : o->port;
+    int e = pthread_create(&s->watchdog, NULL, watchdog_main, s);
+    if (e != 0) {
+        if (asprintf(err, "cannot start the HTTP header watchdog: %s", strerror(e)) < 0)
+            *err = NULL;
+        MHD_stop_daemon(s->d);
+        server_free(s);
+        return NULL;
+    }
+    s->watchdog_started = 1;
     return s;
 }
 
@@ -857,6 +1033,7 @@ void http_stop(http_server *s)
     if (atomic_load(&s->deferred) > 0)
         log_warn("http", "%d deferred request(s) still waiting at stop",
                  atomic_load(&s->deferred));
+    watchdog_stop(s);
     MHD_stop_daemon(s->d);
     server_free(s);
 }

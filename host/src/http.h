@@ -7,7 +7,9 @@
  * (several at once), read the request through the accessors below, and fill
  * an http_response.  The server enforces, before any handler runs:
  *   - the body limit (413, checked against Content-Length and while reading),
- *     the header size limit (431), the connection limit and idle timeout;
+ *     the header size limit (431), the connection limit, the idle timeout,
+ *     and a deadline of the same length for each request's complete headers
+ *     (slow loris);
  *   - API keys: when keys are configured, every route not marked public
  *     needs "Authorization: Bearer <key>" (or "X-API-Key: <key>"), compared
  *     in constant time; otherwise 401;

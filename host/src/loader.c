@@ -983,6 +983,14 @@ int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
         return EVH_E_INVALID;
     *host_out = NULL;
     *ctx_out = NULL;
+    if (p->kind == EVH_KIND_STEP && p->state == PLUGIN_QUARANTINED && p->iso) {
+        /* quarantined while running: the reason lives in isolate.c (p->error
+         * is for load failures, which other threads read without a lock) */
+        isolate_status st;
+        isolate_plugin_status(p, &st);
+        return set_err(err, EVH_E_STATE, "step plugin '%s' is not usable: %s", p->id,
+                       st.reason[0] ? st.reason : "quarantined");
+    }
     if (p->kind != EVH_KIND_STEP || p->state != PLUGIN_READY || !p->desc)
         return set_err(err, EVH_E_STATE, "step plugin '%s' is not usable: %s", p->id,
                        (p->state == PLUGIN_FAILED || p->state == PLUGIN_QUARANTINED) &&

@@ -10,10 +10,10 @@
  * on at once: the same group commit that stores events.
  *
  * What stays true (docs/pipeline.md, "Exactly one execution per trigger and
- * event"): a step's success is committed before the next step of that
- * execution starts (execute.c waits for it with recorder_wait), so after a
- * crash only the step that was running, or had just finished and was not
- * yet recorded, runs again.  Counters handed with a write (the engine's
+ * event"): a step's result is committed before the next step of that
+ * execution, or the step's next retry, starts (execute.c waits for it with
+ * recorder_wait), so after a crash only the attempt that was running, or
+ * had just finished and was not yet recorded, runs again.  Counters handed with a write (the engine's
  * executions_ok, dispatched ...) move only once it is committed, so whoever
  * waits on them reads the records in the database.
  *

@@ -27,6 +27,10 @@
 #define WRITER_BATCH 1024
 #define MAX_MATCHES 256
 #define RECOVERY_PAGE 1000
+/* The checkpointer copies the WAL back this often (a checkpoint with
+ * nothing new to copy costs nothing; 50 ms of writes is a few hundred
+ * pages under load). */
+#define CHECKPOINT_PERIOD_MS 50
 
 /* Workflows and triggers in force; replaced whole on reload and freed when
  * the last worker that borrowed them lets go. */
@@ -67,6 +71,13 @@ struct engine {
     char *db_path;
     store *wstore; /* the writer thread's connection */
     recorder *rec; /* the workers' execution records (recorder.h) */
+    /* the checkpointer: the writers' checkpoints, off their commit path */
+    store *cstore;
+    pthread_t checkpointer;
+    int checkpointer_started;
+    pthread_mutex_t cp_lock;
+    pthread_cond_t cp_cond;
+    int cp_stop;
     bus *dispatch;
     pthread_t writer;
     int writer_started;
@@ -173,13 +184,17 @@ engine *engine_new(runtime *rt, registry *reg, const engine_options *o, char **e
     pthread_mutex_init(&e->rstore_lock, NULL);
     pthread_mutex_init(&e->rq_lock, NULL);
     pthread_cond_init(&e->rq_cond, NULL);
+    pthread_mutex_init(&e->cp_lock, NULL);
+    pthread_cond_init(&e->cp_cond, NULL);
     e->snap = snap_new(NULL, NULL, 1);
     store_options so = {.path = e->db_path, .synchronous_full = o->synchronous_full};
     if (!e->db_path || !e->snap || store_open(&so, &e->wstore, err) != EVH_OK)
         goto fail;
     e->rec = recorder_new(&so, e->opt.dispatch_queue, err);
-    if (!e->rec)
+    if (!e->rec || store_open(&so, &e->cstore, err) != EVH_OK)
         goto fail;
+    store_defer_checkpoints(e->wstore);
+    store_defer_checkpoints(recorder_store(e->rec));
     e->dispatch = bus_new(e->opt.dispatch_queue);
     e->workers = calloc(e->opt.workers, sizeof *e->workers);
     if (!e->dispatch || !e->workers)
@@ -196,6 +211,31 @@ engine *engine_new(runtime *rt, registry *reg, const engine_options *o, char **e
     return e;
 fail:
     engine_free(e);
+    return NULL;
+}
+
+/* The event writer's and the recorder's checkpoints (store_defer_checkpoints):
+ * a PASSIVE checkpoint every CHECKPOINT_PERIOD_MS, and a last one at stop. */
+static void *checkpointer_main(void *arg)
+{
+    engine *e = arg;
+    pthread_mutex_lock(&e->cp_lock);
+    while (!e->cp_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += CHECKPOINT_PERIOD_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->cp_cond, &e->cp_lock, &until);
+        pthread_mutex_unlock(&e->cp_lock);
+        if (store_checkpoint(e->cstore, NULL) != EVH_OK)
+            log_warn("engine", "checkpoint failed: %s", store_errmsg(e->cstore));
+        pthread_mutex_lock(&e->cp_lock);
+    }
+    pthread_mutex_unlock(&e->cp_lock);
+    store_checkpoint(e->cstore, NULL);
     return NULL;
 }
 
@@ -922,6 +962,9 @@ int engine_start(engine *e)
     system_events_attach(e->rt, e->reg);
     if (recorder_start(e->rec) != EVH_OK)
         return EVH_E_NOMEM;
+    if (pthread_create(&e->checkpointer, NULL, checkpointer_main, e) != 0)
+        return EVH_E_NOMEM;
+    e->checkpointer_started = 1;
     for (unsigned i = 0; i < e->n_workers; i++) {
         if (pthread_create(&e->workers[i].thread, NULL, worker_main, &e->workers[i]) != 0)
             return EVH_E_NOMEM;
@@ -960,6 +1003,14 @@ void engine_stop(engine *e, int deadline_ms)
     e->n_started = 0;
     replay_stop(e, deadline);
     recorder_stop(e->rec); /* after the workers: it commits what they handed in */
+    if (e->checkpointer_started) {
+        pthread_mutex_lock(&e->cp_lock);
+        e->cp_stop = 1;
+        pthread_cond_signal(&e->cp_cond);
+        pthread_mutex_unlock(&e->cp_lock);
+        pthread_join(e->checkpointer, NULL);
+        e->checkpointer_started = 0;
+    }
 }
 
 void engine_free(engine *e)
@@ -974,6 +1025,7 @@ void engine_free(engine *e)
     }
     bus_free(e->dispatch);
     recorder_free(e->rec);
+    store_close(e->cstore);
     store_close(e->wstore);
     while (e->rq_head) {
         replay_job *j = e->rq_head;
@@ -984,6 +1036,8 @@ void engine_free(engine *e)
     store_close(e->rthread_store);
     pthread_cond_destroy(&e->rq_cond);
     pthread_mutex_destroy(&e->rq_lock);
+    pthread_cond_destroy(&e->cp_cond);
+    pthread_mutex_destroy(&e->cp_lock);
     pthread_mutex_destroy(&e->rstore_lock);
     if (e->snap)
         snap_unref_locked(e->snap);

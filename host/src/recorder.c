@@ -451,6 +451,11 @@ int recorder_wait(recorder *r, uint64_t ticket)
     return rc;
 }
 
+store *recorder_store(recorder *r)
+{
+    return r->st;
+}
+
 uint64_t recorder_last_ticket(recorder *r)
 {
     pthread_mutex_lock(&r->lock);

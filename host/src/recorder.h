@@ -61,4 +61,8 @@ int recorder_wait(recorder *r, uint64_t ticket);
 /* The ticket of the last write handed in (for a wait covering all). */
 uint64_t recorder_last_ticket(recorder *r);
 
+/* Its connection, to hand its checkpoints to another thread
+ * (store_defer_checkpoints) before recorder_start. */
+store *recorder_store(recorder *r);
+
 #endif

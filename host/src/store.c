@@ -559,6 +559,22 @@ int store_batch_end(store *s, int rc)
     return tx_end(s, rc);
 }
 
+void store_defer_checkpoints(store *s)
+{
+    if (s)
+        sqlite3_wal_autocheckpoint(s->db, 0);
+}
+
+int store_checkpoint(store *s, int *wal_frames)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (wal_frames)
+        *wal_frames = log;
+    /* BUSY: another checkpoint runs; it does the work */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? EVH_OK : fail(s, rc, "checkpointing");
+}
+
 static int one_of(const char *v, const char *const *list)
 {
     for (; v && *list; list++) {

@@ -70,6 +70,17 @@ const char *store_errmsg(store *s);
 int store_batch_begin(store *s);
 int store_batch_end(store *s, int rc);
 
+/* Checkpoints off the commit path: a connection that writes much calls
+ * store_defer_checkpoints once, and another thread calls store_checkpoint
+ * on its own connection from time to time (engine.c).  By default SQLite
+ * checkpoints inside the commit that pushes the WAL past 1000 pages, so
+ * that commit waits for copying pages and syncing the file: a stall of
+ * milliseconds in the event writer or the recorder (docs/BENCHMARKS.md). */
+void store_defer_checkpoints(store *s);
+/* A PASSIVE checkpoint (never waits for readers or writers); *wal_frames
+ * (may be NULL) = frames in the WAL before it.  EVH_OK or EVH_E_IO. */
+int store_checkpoint(store *s, int *wal_frames);
+
 /* ---- events: the durable queue ------------------------------------------ */
 
 /*

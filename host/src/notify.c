@@ -2,8 +2,10 @@
  * notify.c - the outbox's delivery thread (see notify.h).  The only user of
  * libcurl in the host.
  *
- * One thread does everything after notifier_submit: it stores what was
- * queued (one transaction per batch), reads due deliveries from the table
+ * Two threads do everything after notifier_submit.  The storing thread
+ * stores what was queued (one transaction per batch, on its own
+ * connection) and wakes the delivery thread, which reads due deliveries
+ * from the table
  * (store_deliveries_due, which keeps each job's order per subscriber; the
  * rows it has on the wire it knows itself and skips, so reading writes
  * nothing), runs them as concurrent transfers on one curl multi handle
@@ -87,6 +89,12 @@ struct notifier {
     CURLM *multi;
     pthread_t thread;
     int started;
+    /* the storing thread: takes the queue into the outbox (its own
+     * connection, so that storing never waits behind deliveries) */
+    pthread_t store_thread;
+    int store_started;
+    store *wst;
+    pthread_cond_t q_work; /* the storing thread: something was queued, or stop */
     atomic_int stop;
     atomic_int kick; /* look at the table now */
     int joined;      /* the thread is gone (under q_lock) */
@@ -309,6 +317,11 @@ notifier *notifier_new(const notify_options *o, char **err)
         n->opt.backoff_cap_ms = NOTIFY_DEFAULT_BACKOFF_CAP_MS;
     pthread_mutex_init(&n->q_lock, NULL);
     pthread_cond_init(&n->q_room, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed waits on monotonic_ns */
+    pthread_cond_init(&n->q_work, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&n->subs_lock, NULL);
     n->rng = (uint64_t)monotonic_ns() ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)n;
     if (!n->rng)
@@ -333,7 +346,8 @@ notifier *notifier_new(const notify_options *o, char **err)
     curl_multi_setopt(n->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n->opt.concurrency);
     curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, (long)n->opt.concurrency * 2);
     store_options so = {.path = n->db_path, .synchronous_full = o->synchronous_full};
-    if (store_open(&so, &n->st, err) != EVH_OK || sync_config(n, o, err) != EVH_OK) {
+    if (store_open(&so, &n->st, err) != EVH_OK || store_open(&so, &n->wst, err) != EVH_OK ||
+        sync_config(n, o, err) != EVH_OK) {
         notifier_free(n);
         return NULL;
     }
@@ -353,11 +367,15 @@ notifier *notifier_new(const notify_options *o, char **err)
 }
 
 static void *notify_main(void *arg);
+static void *store_main(void *arg);
 
 int notifier_start(notifier *n)
 {
     if (!n || n->started)
         return EVH_E_INVALID;
+    if (pthread_create(&n->store_thread, NULL, store_main, n) != 0)
+        return EVH_E_NOMEM;
+    n->store_started = 1;
     if (pthread_create(&n->thread, NULL, notify_main, n) != 0)
         return EVH_E_NOMEM;
     n->started = 1;
@@ -372,7 +390,12 @@ void notifier_stop(notifier *n, int deadline_ms)
     pthread_mutex_lock(&n->q_lock);
     atomic_store(&n->stop, 1);
     pthread_cond_broadcast(&n->q_room);
+    pthread_cond_signal(&n->q_work);
     pthread_mutex_unlock(&n->q_lock);
+    if (n->store_started) {
+        pthread_join(n->store_thread, NULL);
+        n->store_started = 0;
+    }
     if (n->started) {
         curl_multi_wakeup(n->multi);
         pthread_join(n->thread, NULL);
@@ -414,9 +437,11 @@ void notifier_free(notifier *n)
     if (n->multi)
         curl_multi_cleanup(n->multi);
     store_close(n->st);
+    store_close(n->wst);
     free_subs(n->subs, n->n_subs);
     pthread_mutex_destroy(&n->subs_lock);
     pthread_cond_destroy(&n->q_room);
+    pthread_cond_destroy(&n->q_work);
     pthread_mutex_destroy(&n->q_lock);
     free(n->db_path);
     free(n);
@@ -457,10 +482,10 @@ int notifier_submit(notifier *n, lc_event e, const char *job_id, const char *mes
         n->q_head = m;
     n->q_tail = m;
     n->q_len++;
+    if (was_empty || n->q_len == STORE_EARLY)
+        pthread_cond_signal(&n->q_work);
     pthread_mutex_unlock(&n->q_lock);
     atomic_fetch_add(&n->submitted, 1);
-    if (was_empty)
-        curl_multi_wakeup(n->multi);
     return EVH_OK;
 }
 
@@ -502,7 +527,7 @@ void notifier_get_stats(notifier *n, notifier_stats *out)
 
 /* Store a batch of queued events, a row per matching enabled subscription,
  * in one transaction; *rows = how many were written. */
-static int store_batch(notifier *n, msg *head, size_t count, size_t *rows_out)
+static int store_batch(notifier *n, store *st, msg *head, size_t count, size_t *rows_out)
 {
     *rows_out = 0;
     pthread_mutex_lock(&n->subs_lock);
@@ -532,14 +557,14 @@ static int store_batch(notifier *n, msg *head, size_t count, size_t *rows_out)
         }
     }
     pthread_mutex_unlock(&n->subs_lock);
-    int rc = ok ? store_deliveries_insert(n->st, d, k) : EVH_E_NOMEM;
+    int rc = ok ? store_deliveries_insert(st, d, k) : EVH_E_NOMEM;
     for (size_t i = 0; ids && i < k; i++)
         free(ids[i]);
     free(ids);
     free(d);
     if (rc != EVH_OK) {
         log_error("notify", "storing %zu lifecycle event(s) failed: %s; trying again", count,
-                  rc == EVH_E_NOMEM ? "out of memory" : store_errmsg(n->st));
+                  rc == EVH_E_NOMEM ? "out of memory" : store_errmsg(st));
         return rc;
     }
     atomic_fetch_add(&n->stored, k);
@@ -576,7 +601,7 @@ static size_t drain_queue(notifier *n, int *failed)
         if (!head)
             return total;
         size_t rows = 0;
-        if (store_batch(n, head, count, &rows) != EVH_OK) {
+        if (store_batch(n, n->wst, head, count, &rows) != EVH_OK) {
             pthread_mutex_lock(&n->q_lock);
             tail->next = n->q_head;
             n->q_head = head;
@@ -1018,20 +1043,6 @@ static void recount(notifier *n)
 }
 
 /* Is it time to store what is queued?  *wait_ms: else how long until it is. */
-static int queue_ripe(notifier *n, int stopping, int64_t now_ns, int *wait_ms)
-{
-    pthread_mutex_lock(&n->q_lock);
-    size_t len = n->q_len;
-    int64_t oldest = n->q_head ? n->q_head->queued_ns : 0;
-    pthread_mutex_unlock(&n->q_lock);
-    if (!len)
-        return 0;
-    if (stopping || len >= STORE_EARLY || now_ns - oldest >= STORE_WAIT_NS)
-        return 1;
-    *wait_ms = (int)((oldest + STORE_WAIT_NS - now_ns) / 1000000) + 1;
-    return 0;
-}
-
 static void *notify_main(void *arg)
 {
     notifier *n = arg;
@@ -1049,14 +1060,8 @@ static void *notify_main(void *arg)
                 log_info("notify", "%zu old delivered or dead deliveries removed", pruned);
             last_prune_ns = now_ns;
         }
-        int timeout_ms = MAX_SLEEP_MS, store_failed = 0;
-        if (queue_ripe(n, stopping, now_ns, &timeout_ms) && drain_queue(n, &store_failed)) {
-            need_claim = 1;
-            dirty = 1;
-        }
-        if (store_failed && timeout_ms > 100)
-            timeout_ms = 100; /* the database refused: try again soon */
-        if (atomic_exchange(&n->kick, 0)) {
+        int timeout_ms = MAX_SLEEP_MS;
+        if (atomic_exchange(&n->kick, 0)) { /* stored rows (store_main), a retry, a reload */
             need_claim = 1;
             dirty = 1;
         }
@@ -1066,14 +1071,11 @@ static void *notify_main(void *arg)
                           now_ns - n->done_since_ns >= DONE_WAIT_NS))
             flush_done(n);
         if (stopping) {
-            pthread_mutex_lock(&n->q_lock);
-            int queued = n->q_len != 0;
-            pthread_mutex_unlock(&n->q_lock);
-            if ((!queued && n->n_flying == 0) || now_ns >= n->stop_deadline_ns) {
+            /* the storing thread has stored the queue (notifier_stop joins it
+             * first); what is stored and not on the wire goes out after the
+             * next start */
+            if (n->n_flying == 0 || now_ns >= n->stop_deadline_ns) {
                 give_back_flying(n);
-                if (queued)
-                    log_error("notify", "stopping: lifecycle events could not be stored before "
-                                        "the deadline; they are lost");
                 break;
             }
         } else if (need_claim && n->n_flying < n->opt.concurrency) {
@@ -1131,9 +1133,51 @@ static void *notify_main(void *arg)
         if (timeout_ms > 0)
             curl_multi_poll(n->multi, NULL, 0, timeout_ms, NULL);
     }
-    int ignored;
-    drain_queue(n, &ignored); /* what came in meanwhile */
     flush_done(n);
     recount(n);
+    return NULL;
+}
+
+/* The storing thread: the queue into the outbox, STORE_EARLY events or
+ * STORE_WAIT_NS at a time (a few milliseconds buy transactions of many
+ * rows, so the outbox takes the database's write lock seldom), then a
+ * wake-up for the delivery thread.  At stop it stores what is left, trying
+ * until the stop deadline if the database refuses. */
+static void *store_main(void *arg)
+{
+    notifier *n = arg;
+    pthread_mutex_lock(&n->q_lock);
+    for (;;) {
+        int stopping = atomic_load(&n->stop);
+        if (!n->q_len) {
+            if (stopping)
+                break;
+            pthread_cond_wait(&n->q_work, &n->q_lock);
+            continue;
+        }
+        int64_t ripe_ns = n->q_head->queued_ns + STORE_WAIT_NS;
+        if (!stopping && n->q_len < STORE_EARLY && monotonic_ns() < ripe_ns) {
+            struct timespec until = {(time_t)(ripe_ns / 1000000000LL),
+                                     (long)(ripe_ns % 1000000000LL)};
+            pthread_cond_timedwait(&n->q_work, &n->q_lock, &until);
+            continue;
+        }
+        pthread_mutex_unlock(&n->q_lock);
+        int failed = 0;
+        if (drain_queue(n, &failed))
+            notifier_wake(n);
+        if (failed && stopping && monotonic_ns() >= n->stop_deadline_ns) {
+            pthread_mutex_lock(&n->q_lock);
+            log_error("notify", "stopping: %zu lifecycle event(s) could not be stored before "
+                                "the deadline; they are lost", n->q_len);
+            break;
+        }
+        if (failed) { /* the database refused: try again soon */
+            struct timespec pause = {0, 100 * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+        pthread_mutex_lock(&n->q_lock);
+    }
+    pthread_mutex_unlock(&n->q_lock);
     return NULL;
 }

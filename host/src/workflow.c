@@ -311,15 +311,9 @@ static workflow *parse_workflow(parse_ctx *pc, const char *path)
     return wf;
 }
 
-workflow *workflow_load_file(const char *path, const registry *r, diag *d)
+workflow *workflow_parse(const char *bytes, size_t len, const char *path, const registry *r,
+                         diag *d)
 {
-    char err[256];
-    size_t len = 0;
-    char *bytes = file_read_all(path, WORKFLOW_MAX_BYTES, &len, err, sizeof err);
-    if (!bytes) {
-        diag_add(d, "", "%s", err);
-        return NULL;
-    }
     size_t before = d->count;
     yamldoc *y = yamldoc_parse(bytes, len, 0, d);
     workflow *wf = NULL;
@@ -334,6 +328,19 @@ workflow *workflow_load_file(const char *path, const registry *r, diag *d)
     if (wf)
         version_of(bytes, len, wf->version);
     yamldoc_free(y);
+    return wf;
+}
+
+workflow *workflow_load_file(const char *path, const registry *r, diag *d)
+{
+    char err[256];
+    size_t len = 0;
+    char *bytes = file_read_all(path, WORKFLOW_MAX_BYTES, &len, err, sizeof err);
+    if (!bytes) {
+        diag_add(d, "", "%s", err);
+        return NULL;
+    }
+    workflow *wf = workflow_parse(bytes, len, path, r, d);
     free(bytes);
     return wf;
 }

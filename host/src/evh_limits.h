@@ -39,6 +39,12 @@
 #define TRIGGER_MAX_DEPTH 16
 #define TRIGGER_MAX_CLAUSES 256
 
+/* A regex (schema "pattern", the "matches" operator) that unrolls to more
+ * elements than this is refused before regcomp (regexcost.h): nested
+ * repetition counts multiply, and glibc builds every copy.  Ample for real
+ * patterns ("[0-9]{4}-[0-9]{2}" is 8, ".{1,1000}" 1000). */
+#define EVH_REGEX_MAX_EXPANSION 10000
+
 /* A string that templates render into (template.c) longer than this fails
  * the step: one event must not turn a small config into a huge one. */
 #define TEMPLATE_MAX_OUTPUT_BYTES (1024 * 1024)

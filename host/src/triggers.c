@@ -22,6 +22,7 @@
 #include "jsonpath.h"
 #include "jsonutil.h"
 #include "evh_limits.h"
+#include "regexcost.h"
 
 /* ---- the compiled conditions -------------------------------------------- */
 
@@ -476,6 +477,13 @@ static void compile_regex(vctx *c, cond_node *n, const char *path, const char *r
         problem(c, path, "value",
                 "regex '%s' uses '\\%c', which POSIX extended regex does not support (use %s)", re,
                 esc, esc == 'd' ? "[0-9]" : "[^0-9]");
+        return;
+    }
+    if (regex_expansion(re) > EVH_REGEX_MAX_EXPANSION) {
+        problem(c, path, "value",
+                "regex '%.64s' is too large: it unrolls to more than %d elements (counts of "
+                "nested repetitions multiply)",
+                re, EVH_REGEX_MAX_EXPANSION);
         return;
     }
     int rc = regcomp(&n->re, re, REG_EXTENDED | REG_NOSUB);

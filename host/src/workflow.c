@@ -166,7 +166,8 @@ static int step_known(void *ud, const char *step_id)
 {
     const step_lookup *sl = ud;
     for (size_t i = 0; i < sl->wf->n_steps; i++) {
-        if (!strcmp(sl->wf->steps[i].id, step_id))
+        /* a step that is no mapping has no id (its problem is reported) */
+        if (sl->wf->steps[i].id && !strcmp(sl->wf->steps[i].id, step_id))
             return i < sl->current ? 1 : -1;
     }
     return 0;

@@ -40,10 +40,14 @@
 #define TRIGGER_MAX_CLAUSES 256
 
 /* A regex (schema "pattern", the "matches" operator) that unrolls to more
- * elements than this is refused before regcomp (regexcost.h): nested
- * repetition counts multiply, and glibc builds every copy.  Ample for real
- * patterns ("[0-9]{4}-[0-9]{2}" is 8, ".{1,1000}" 1000). */
-#define EVH_REGEX_MAX_EXPANSION 10000
+ * elements than this, or nests repetitions deeper, is refused before
+ * regcomp (regexcost.h): glibc builds a copy per repetition count, and its
+ * epsilon closures grow exponentially with nested optional repetitions.
+ * Within both, the worst patterns found compile in 0.05 s and 32 MB; real
+ * ones are far inside ("[0-9]{4}-[0-9]{2}" is 8 elements, depth 1;
+ * "^([a-z0-9]+\.)*[a-z]+$" depth 2; ".{1,1000}" 1000 elements). */
+#define EVH_REGEX_MAX_EXPANSION 1000
+#define EVH_REGEX_MAX_REPEAT_DEPTH 2
 
 /* A string that templates render into (template.c) longer than this fails
  * the step: one event must not turn a small config into a huge one. */

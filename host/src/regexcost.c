@@ -62,31 +62,39 @@ static unsigned long bound(const char *p, const char **end)
     return (n > m ? n : m) ? (n > m ? n : m) : 1;
 }
 
-unsigned long regex_expansion(const char *re)
+regex_cost regex_measure(const char *re)
 {
-    /* per open group: the total so far and the size of its last atom */
+    /* per open group: the elements so far and those of its last atom; the
+     * deepest nesting of repetitions in it and that of its last atom */
     unsigned long total[MAX_GROUPS + 1] = {0}, last[MAX_GROUPS + 1] = {0};
+    int deepest[MAX_GROUPS + 1] = {0}, last_depth[MAX_GROUPS + 1] = {0};
     int depth = 0;
     for (const char *p = re; *p;) {
         const char *end = p + 1;
         unsigned long times = 0;
         if (*p == '(') {
             if (depth == MAX_GROUPS)
-                return CAP;
+                return (regex_cost){CAP, MAX_GROUPS};
             depth++;
             total[depth] = last[depth] = 0;
+            deepest[depth] = last_depth[depth] = 0;
             p++;
             continue;
         }
         if (*p == ')' && depth > 0) {
-            unsigned long group = total[depth--];
+            unsigned long group = total[depth];
+            int group_depth = deepest[depth--];
             total[depth] = add(total[depth], group);
             last[depth] = group;
+            last_depth[depth] = group_depth;
+            if (group_depth > deepest[depth])
+                deepest[depth] = group_depth;
             p++;
             continue;
         }
         if (*p == '|') {
             last[depth] = 0;
+            last_depth[depth] = 0;
             p++;
             continue;
         }
@@ -97,10 +105,13 @@ unsigned long regex_expansion(const char *re)
         else if (*p == '{')
             times = bound(p, &end);
         if (times) {
-            /* the repeated atom now stands for `times` copies of itself */
+            /* the repeated atom now stands for `times` copies of itself,
+             * one repetition deeper (also when stacked: "a+?") */
             unsigned long grown = mul(last[depth], times);
             total[depth] = add(total[depth], grown - last[depth]);
             last[depth] = grown;
+            if (++last_depth[depth] > deepest[depth])
+                deepest[depth] = last_depth[depth];
         } else {
             if (*p == '\\' && p[1])
                 end = p + 2;
@@ -108,12 +119,22 @@ unsigned long regex_expansion(const char *re)
                 end = *bracket_end(p) ? bracket_end(p) + 1 : bracket_end(p);
             total[depth] = add(total[depth], 1);
             last[depth] = 1;
+            last_depth[depth] = 0;
         }
         p = end;
     }
     while (depth > 0) { /* unbalanced: regcomp refuses it; count what is open */
-        unsigned long group = total[depth--];
+        unsigned long group = total[depth];
+        int group_depth = deepest[depth--];
         total[depth] = add(total[depth], group);
+        if (group_depth > deepest[depth])
+            deepest[depth] = group_depth;
     }
-    return total[0];
+    return (regex_cost){total[0], deepest[0]};
+}
+
+int regex_cost_ok(const char *re)
+{
+    regex_cost c = regex_measure(re);
+    return c.elements <= EVH_REGEX_MAX_EXPANSION && c.repeat_depth <= EVH_REGEX_MAX_REPEAT_DEPTH;
 }

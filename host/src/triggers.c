@@ -479,11 +479,11 @@ static void compile_regex(vctx *c, cond_node *n, const char *path, const char *r
                 esc, esc == 'd' ? "[0-9]" : "[^0-9]");
         return;
     }
-    if (regex_expansion(re) > EVH_REGEX_MAX_EXPANSION) {
+    if (!regex_cost_ok(re)) {
         problem(c, path, "value",
-                "regex '%.64s' is too large: it unrolls to more than %d elements (counts of "
-                "nested repetitions multiply)",
-                re, EVH_REGEX_MAX_EXPANSION);
+                "regex '%.64s' is too costly to compile: at most %d elements once repetition "
+                "counts are unrolled, and repetitions nested at most %d deep",
+                re, EVH_REGEX_MAX_EXPANSION, EVH_REGEX_MAX_REPEAT_DEPTH);
         return;
     }
     int rc = regcomp(&n->re, re, REG_EXTENDED | REG_NOSUB);

@@ -1,12 +1,14 @@
 /*
- * test_regexcost.c - regexes that unroll too far are refused before regcomp
- * (regexcost.h).  Found while fuzzing trigger conditions and schemas: the
- * 21-byte "((a{255}){255}){255}" took glibc's regcomp over 2 GB and half a
- * minute, from a plugin.json pattern or a trigger created through the API.
- * The estimate is checked on that pattern; schema_compile and
- * conditions_compile are checked on one just over the limit, which glibc
- * would compile quickly, so a regression fails here instead of exhausting
- * the machine.  The inputs are in tests/fuzz/corpus/{schema,conditions}/.
+ * test_regexcost.c - regexes too costly for glibc's regcomp are refused
+ * before it is called (regexcost.h).  Found while fuzzing schemas and
+ * conditions: "((a{255}){255}){255}" (21 bytes) took regcomp over 2 GB and
+ * half a minute, and fuzz_schema found "a????????????????+++++" (stacked
+ * repetitions), which did not compile within 20 s; both can come from a
+ * plugin.json pattern or a trigger created through the API.  The estimate
+ * is checked on those patterns; schema_compile and conditions_compile on
+ * ones just over the limits that glibc compiles quickly, so a regression
+ * fails here instead of exhausting the machine.  The inputs are in
+ * tests/fuzz/corpus/{schema,conditions}/.
  */
 /* cmocka needs these first, in this order */
 // clang-format off
@@ -31,50 +33,59 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define OVER ((unsigned long)EVH_REGEX_MAX_EXPANSION + 1)
 
-static void test_expansion_table(void **state)
+static void test_measure_table(void **state)
 {
     (void)state;
     static const struct {
         const char *re;
-        unsigned long want;
+        unsigned long elements;
+        int depth;
+        int ok;
     } cases[] = {
-        {"", 0},
-        {"abc", 3},
-        {"^report-[0-9]{4}\\.csv$", 17},
-        {"\\.[pP][dD][fF]$", 5},
-        {"a{3}", 3},
-        {"a{2,5}", 5},
-        {"a{2,}", 3},
-        {"a+b*c?", 4},
-        {"(ab){3}", 6},
-        {"(a|bc){2}", 6},
-        {"[]a{}]{4}", 4}, /* ']' and '{' inside a bracket are members */
-        {"[[:alpha:]]{10}", 10},
-        {"x{", 2}, /* no bound: a literal, regcomp decides */
-        {".{1,1000}", 1000},
-        {"(a{100}){100}", 10000},
-        {"(a{100}){101}", OVER},
-        {"((a{255}){255}){255}", OVER}, /* the fuzzing find */
-        {"a{99999999999999999999}", OVER},
-        {"(((", 0},
+        {"", 0, 0, 1},
+        {"abc", 3, 0, 1},
+        {"^report-[0-9]{4}\\.csv$", 17, 1, 1},
+        {"\\.[pP][dD][fF]$", 5, 0, 1},
+        {"^[a-z0-9]+(-[a-z0-9]+)*$", 7, 2, 1},
+        {"a{3}", 3, 1, 1},
+        {"a{2,5}", 5, 1, 1},
+        {"a{2,}", 3, 1, 1},
+        {"a+b*c?", 4, 1, 1},
+        {"(ab){3}", 6, 1, 1},
+        {"(a|bc){2}", 6, 1, 1},
+        {"[]a{}]{4}", 4, 1, 1}, /* ']' and '{' inside a bracket are members */
+        {"[[:alpha:]]{10}", 10, 1, 1},
+        {"x{", 2, 0, 1}, /* no bound: a literal, regcomp decides */
+        {".{1,1000}", 1000, 1, 1},
+        {"(a{10}){100}", 1000, 2, 1},
+        {"(a{10}){101}", OVER, 2, 0},
+        {"a?+", 2, 2, 1},
+        {"((a?)+)*", 2, 3, 0},
+        {"((a{255}){255}){255}", OVER, 3, 0},  /* the first find */
+        {"a????????????????+++++", 32, 21, 0}, /* fuzz_schema's find */
+        {"a{99999999999999999999}", OVER, 1, 0},
+        {"(((", 0, 0, 1},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        unsigned long got = regex_expansion(cases[i].re);
-        if (got != cases[i].want)
-            print_error("'%s': got %lu, want %lu\n", cases[i].re, got, cases[i].want);
-        assert_int_equal(got, cases[i].want);
+        regex_cost c = regex_measure(cases[i].re);
+        if (c.elements != cases[i].elements || c.repeat_depth != cases[i].depth)
+            print_error("'%s': got %lu elements, depth %d\n", cases[i].re, c.elements,
+                        c.repeat_depth);
+        assert_int_equal(c.elements, cases[i].elements);
+        assert_int_equal(c.repeat_depth, cases[i].depth);
+        assert_int_equal(regex_cost_ok(cases[i].re), cases[i].ok);
     }
-    /* nesting deeper than the estimate follows counts as too large */
+    /* groups nested deeper than the estimate follows are refused */
     char deep[200];
     memset(deep, '(', 100);
     memcpy(deep + 100, "a", 2);
-    assert_int_equal(regex_expansion(deep), OVER);
+    assert_false(regex_cost_ok(deep));
 }
 
 static void test_schema_refuses_large_pattern(void **state)
 {
     (void)state;
-    cJSON *j = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"^(a{100}){101}$\"}");
+    cJSON *j = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"^(a{10}){101}$\"}");
     assert_non_null(j);
     diag d;
     diag_init(&d, NULL);
@@ -82,12 +93,12 @@ static void test_schema_refuses_large_pattern(void **state)
     assert_null(s);
     assert_int_equal(d.count, 1);
     assert_string_equal(d.items[0].path, "configSchema.pattern");
-    assert_non_null(strstr(d.items[0].reason, "is too large: it unrolls to more than 10000"));
+    assert_non_null(strstr(d.items[0].reason, "is too costly to compile: at most 1000 elements"));
     diag_free(&d);
     cJSON_Delete(j);
 
     /* the limit itself is allowed */
-    j = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"(a{100}){100}\"}");
+    j = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"(a{10}){100}\"}");
     diag_init(&d, NULL);
     s = schema_compile(j, "configSchema", &d);
     assert_non_null(s);
@@ -100,8 +111,7 @@ static void test_schema_refuses_large_pattern(void **state)
 static void test_conditions_refuse_large_regex(void **state)
 {
     (void)state;
-    cJSON *j =
-        cJSON_Parse("{\"field\":\"data.name\",\"op\":\"matches\",\"value\":\"(a{100}){101}\"}");
+    cJSON *j = cJSON_Parse("{\"field\":\"data.name\",\"op\":\"matches\",\"value\":\"((a?)+)*\"}");
     assert_non_null(j);
     diag d;
     diag_init(&d, NULL);
@@ -109,7 +119,7 @@ static void test_conditions_refuse_large_regex(void **state)
     assert_null(c);
     assert_int_equal(d.count, 1);
     assert_string_equal(d.items[0].path, "conditions.value");
-    assert_non_null(strstr(d.items[0].reason, "regex '(a{100}){101}' is too large"));
+    assert_non_null(strstr(d.items[0].reason, "regex '((a?)+)*' is too costly to compile"));
     diag_free(&d);
     cJSON_Delete(j);
 }
@@ -117,7 +127,7 @@ static void test_conditions_refuse_large_regex(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_expansion_table),
+        cmocka_unit_test(test_measure_table),
         cmocka_unit_test(test_schema_refuses_large_pattern),
         cmocka_unit_test(test_conditions_refuse_large_regex),
     };

@@ -82,7 +82,9 @@ regex_cost regex_measure(const char *re)
             continue;
         }
         if (*p == ')' && depth > 0) {
-            unsigned long group = total[depth];
+            /* the group is a node of its own, so even "()" costs: glibc
+             * overflowed its stack copying "((){255}){255}" */
+            unsigned long group = add(total[depth], 1);
             int group_depth = deepest[depth--];
             total[depth] = add(total[depth], group);
             last[depth] = group;
@@ -93,6 +95,7 @@ regex_cost regex_measure(const char *re)
             continue;
         }
         if (*p == '|') {
+            total[depth] = add(total[depth], 1); /* the alternation node */
             last[depth] = 0;
             last_depth[depth] = 0;
             p++;
@@ -124,7 +127,7 @@ regex_cost regex_measure(const char *re)
         p = end;
     }
     while (depth > 0) { /* unbalanced: regcomp refuses it; count what is open */
-        unsigned long group = total[depth];
+        unsigned long group = add(total[depth], 1);
         int group_depth = deepest[depth--];
         total[depth] = add(total[depth], group);
         if (group_depth > deepest[depth])

@@ -19,7 +19,8 @@
 /* What compiling a regex costs, estimated. */
 typedef struct regex_cost {
     /* Elements it unrolls to: every atom (a character, an escape, a bracket
-     * expression) counts 1, a group the sum of what it holds, and a
+     * expression), a group and an alternation count 1, a group also what
+     * it holds, and a
      * repetition multiplies what it repeats ({m,n} by n, {m,} by m + 1, +
      * by 2).  Saturates just above EVH_REGEX_MAX_EXPANSION. */
     unsigned long elements;

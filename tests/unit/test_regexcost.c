@@ -3,7 +3,8 @@
  * before it is called (regexcost.h).  Found while fuzzing schemas and
  * conditions: "((a{255}){255}){255}" (21 bytes) took regcomp over 2 GB and
  * half a minute, and fuzz_schema found "a????????????????+++++" (stacked
- * repetitions), which did not compile within 20 s; both can come from a
+ * repetitions), which did not compile within 20 s, and fuzz_conditions
+ * "((){255}){255}", which overflowed regcomp's stack; all can come from a
  * plugin.json pattern or a trigger created through the API.  The estimate
  * is checked on those patterns; schema_compile and conditions_compile on
  * ones just over the limits that glibc compiles quickly, so a regression
@@ -46,25 +47,27 @@ static void test_measure_table(void **state)
         {"abc", 3, 0, 1},
         {"^report-[0-9]{4}\\.csv$", 17, 1, 1},
         {"\\.[pP][dD][fF]$", 5, 0, 1},
-        {"^[a-z0-9]+(-[a-z0-9]+)*$", 7, 2, 1},
+        {"^[a-z0-9]+(-[a-z0-9]+)*$", 8, 2, 1},
         {"a{3}", 3, 1, 1},
         {"a{2,5}", 5, 1, 1},
         {"a{2,}", 3, 1, 1},
         {"a+b*c?", 4, 1, 1},
-        {"(ab){3}", 6, 1, 1},
-        {"(a|bc){2}", 6, 1, 1},
+        {"(ab){3}", 9, 1, 1},
+        {"(a|bc){2}", 10, 1, 1},
         {"[]a{}]{4}", 4, 1, 1}, /* ']' and '{' inside a bracket are members */
         {"[[:alpha:]]{10}", 10, 1, 1},
         {"x{", 2, 0, 1}, /* no bound: a literal, regcomp decides */
         {".{1,1000}", 1000, 1, 1},
-        {"(a{10}){100}", 1000, 2, 1},
+        {"(a{9}){100}", 1000, 2, 1},
         {"(a{10}){101}", OVER, 2, 0},
         {"a?+", 2, 2, 1},
-        {"((a?)+)*", 2, 3, 0},
+        {"((a?)+)*", 5, 3, 0},
         {"((a{255}){255}){255}", OVER, 3, 0},  /* the first find */
         {"a????????????????+++++", 32, 21, 0}, /* fuzz_schema's find */
         {"a{99999999999999999999}", OVER, 1, 0},
-        {"(((", 0, 0, 1},
+        {"(((", 3, 0, 1},
+        {"((){30}){30}", 930, 2, 1},
+        {"((){255}){255}", OVER, 2, 0}, /* fuzz_conditions': a stack overflow */
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         regex_cost c = regex_measure(cases[i].re);
@@ -98,7 +101,7 @@ static void test_schema_refuses_large_pattern(void **state)
     cJSON_Delete(j);
 
     /* the limit itself is allowed */
-    j = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"(a{10}){100}\"}");
+    j = cJSON_Parse("{\"type\":\"string\",\"pattern\":\"(a{9}){100}\"}");
     diag_init(&d, NULL);
     s = schema_compile(j, "configSchema", &d);
     assert_non_null(s);

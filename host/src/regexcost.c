@@ -1,5 +1,5 @@
 /*
- * regexcost.c - the size a regex unrolls to (see regexcost.h).
+ * regexcost.c - what compiling a regex costs, estimated (see regexcost.h).
  */
 #include "regexcost.h"
 

@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config
       libcjson-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
       libmicrohttpd-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
+    # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes (build/test-fuzz)
     pkgs+=(libcmocka-dev clang libclang-rt-dev sqlite3 curl chromium fonts-dejavu-core cppcheck)
 fi
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The README's second command (and what .ci/run runs): install what the
 # tests need, run the static analysis (scripts/analyze.sh, cppcheck), then
-# build and run every test in four configurations:
+# build and run every test in four configurations, then the fuzzers:
 #   build/test-gcc    gcc, -Werror, the whole ctest suite
 #   build/test-asan   gcc with AddressSanitizer + UndefinedBehaviorSanitizer
 #   build/test-clang  clang, -Werror, the whole ctest suite
 #   build/test-tsan   clang with ThreadSanitizer, the whole ctest suite
+#   build/test-fuzz   clang with libFuzzer, ASan and UBSan: every target in
+#                     tests/fuzz for 20 s (tests/fuzz/run.sh; about 2.5 min)
 # Set EVH_TEST_QUICK=1 to run only the analysis and the first configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,5 +62,18 @@ if [[ "${EVH_TEST_QUICK:-0}" != "1" ]]; then
         run_config build/test-asan -DCMAKE_C_COMPILER=gcc -DEVH_SANITIZE=ON
     run_config build/test-clang -DCMAKE_C_COMPILER=clang
     run_tsan
+    # libFuzzer's runtime comes with libclang-rt-dev (install-deps.sh --test);
+    # only when it truly is not there is this configuration skipped.
+    if echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' |
+        clang -x c -fsanitize=fuzzer,address,undefined -o /dev/null - 2>/dev/null; then
+        echo "=== build/test-fuzz: clang, EVH_FUZZ=ON"
+        cmake -S . -B build/test-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+            -DEVH_FUZZ=ON >/dev/null
+        cmake --build build/test-fuzz -j"$jobs" --target evh_fuzzers
+        tests/fuzz/run.sh 20 build/test-fuzz
+    else
+        echo "=== build/test-fuzz: SKIPPED: clang cannot link -fsanitize=fuzzer" \
+             "(libclang_rt.fuzzer is missing: install libclang-rt-dev)"
+    fi
 fi
 echo "all test configurations passed"

@@ -79,31 +79,59 @@ static int media_type_is(const char *header, const char *type)
                                                        header[n] == ' ');
 }
 
-cJSON *api_body_object(const http_request *req, http_response *res, int accept_cloudevents)
+cJSON *api_body_parse(const char *ctype, const char *body, size_t len, int accept_cloudevents,
+                      api_refusal *why)
 {
-    const char *ctype = http_header(req, "Content-Type");
+    why->message = NULL;
     if (!media_type_is(ctype, "application/json") &&
         !(accept_cloudevents && media_type_is(ctype, "application/cloudevents+json"))) {
-        http_respond_error(res, 415, "unsupported_media_type", NULL,
-                           "send the body as application/json%s (got %s)",
-                           accept_cloudevents ? " or application/cloudevents+json" : "",
-                           ctype ? ctype : "no Content-Type");
+        why->status = 415;
+        why->code = "unsupported_media_type";
+        if (asprintf(&why->message, "send the body as application/json%s (got %s)",
+                     accept_cloudevents ? " or application/cloudevents+json" : "",
+                     ctype ? ctype : "no Content-Type") < 0)
+            why->message = NULL;
         return NULL;
     }
-    size_t len = 0;
-    const char *body = http_body(req, &len);
     char err[160];
     cJSON *doc = json_parse_limited(body, len, (size_t)-1, EVH_JSON_MAX_DEPTH, err, sizeof err);
     if (!doc) {
-        http_respond_error(res, 400, "malformed_json", NULL, "the body is not valid JSON: %s",
-                           err);
+        why->status = 400;
+        why->code = "malformed_json";
+        if (asprintf(&why->message, "the body is not valid JSON: %s", err) < 0)
+            why->message = NULL;
         return NULL;
     }
     if (!cJSON_IsObject(doc)) {
-        http_respond_error(res, 400, "invalid", NULL, "the body must be a JSON object, got %s",
-                           json_type_name(doc));
+        why->status = 400;
+        why->code = "invalid";
+        if (asprintf(&why->message, "the body must be a JSON object, got %s",
+                     json_type_name(doc)) < 0)
+            why->message = NULL;
         cJSON_Delete(doc);
         return NULL;
+    }
+    return doc;
+}
+
+void api_respond_refusal(http_response *res, const api_refusal *why)
+{
+    if (why->message)
+        http_respond_error(res, why->status, why->code, NULL, "%s", why->message);
+    else
+        http_respond_error(res, 500, "internal", NULL, "out of memory");
+}
+
+cJSON *api_body_object(const http_request *req, http_response *res, int accept_cloudevents)
+{
+    size_t len = 0;
+    const char *body = http_body(req, &len);
+    api_refusal why;
+    cJSON *doc = api_body_parse(http_header(req, "Content-Type"), body, len, accept_cloudevents,
+                                &why);
+    if (!doc) {
+        api_respond_refusal(res, &why);
+        free(why.message);
     }
     return doc;
 }

@@ -70,6 +70,20 @@ void api_store_release(api_ctx *a, store *st);
  */
 cJSON *api_body_object(const http_request *req, http_response *res, int accept_cloudevents);
 
+/* Why a body was refused before its content was looked at. */
+typedef struct api_refusal {
+    int status;       /* 415 or 400 */
+    const char *code; /* "unsupported_media_type", "malformed_json", "invalid" */
+    char *message;    /* malloc'd (the caller frees it); NULL when out of memory */
+} api_refusal;
+
+/* api_body_object without the server: ctype is the Content-Type header (may
+ * be NULL), body is borrowed.  NULL with *why filled when refused. */
+cJSON *api_body_parse(const char *ctype, const char *body, size_t len, int accept_cloudevents,
+                      api_refusal *why);
+/* Answer why's status, code and message (500 when the message is NULL). */
+void api_respond_refusal(http_response *res, const api_refusal *why);
+
 /* A query argument as a page size: 0 when absent; -1 after answering 400. */
 long api_query_limit(const http_request *req, http_response *res);
 

@@ -22,6 +22,7 @@
 #include "jsonutil.h"
 #include "evh_limits.h"
 #include "triggers.h"
+#include "regexcost.h"
 
 /* Largest integer a double holds exactly; "integer" and the count keywords
  * stop there so that a value never changes meaning through rounding. */
@@ -677,6 +678,13 @@ static void kw_pattern(const kwctx *k)
                  "pattern '%s' uses '\\%c', which POSIX extended regex does not support "
                  "(use %s)",
                  re, esc, esc == 'd' ? "[0-9]" : "[^0-9]");
+        return;
+    }
+    if (!regex_cost_ok(re)) {
+        diag_add(k->d, k->path,
+                 "pattern '%.64s' is too costly to compile: at most %d elements once repetition "
+                 "counts are unrolled, and repetitions nested at most %d deep",
+                 re, EVH_REGEX_MAX_EXPANSION, EVH_REGEX_MAX_REPEAT_DEPTH);
         return;
     }
     int rc = regcomp(&k->s->re, re, REG_EXTENDED | REG_NOSUB);

@@ -22,6 +22,7 @@
 #include "jsonpath.h"
 #include "jsonutil.h"
 #include "evh_limits.h"
+#include "regexcost.h"
 
 /* ---- the compiled conditions -------------------------------------------- */
 
@@ -476,6 +477,13 @@ static void compile_regex(vctx *c, cond_node *n, const char *path, const char *r
         problem(c, path, "value",
                 "regex '%s' uses '\\%c', which POSIX extended regex does not support (use %s)", re,
                 esc, esc == 'd' ? "[0-9]" : "[^0-9]");
+        return;
+    }
+    if (!regex_cost_ok(re)) {
+        problem(c, path, "value",
+                "regex '%.64s' is too costly to compile: at most %d elements once repetition "
+                "counts are unrolled, and repetitions nested at most %d deep",
+                re, EVH_REGEX_MAX_EXPANSION, EVH_REGEX_MAX_REPEAT_DEPTH);
         return;
     }
     int rc = regcomp(&n->re, re, REG_EXTENDED | REG_NOSUB);

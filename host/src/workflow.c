@@ -188,7 +188,8 @@ static int step_known(void *ud, const char *step_id)
 {
     const step_lookup *sl = ud;
     for (size_t i = 0; i < sl->wf->n_steps; i++) {
-        if (!strcmp(sl->wf->steps[i].id, step_id))
+        /* a step that is no mapping has no id (its problem is reported) */
+        if (sl->wf->steps[i].id && !strcmp(sl->wf->steps[i].id, step_id))
             return i < sl->current ? 1 : -1;
     }
     return 0;
@@ -336,15 +337,9 @@ static workflow *parse_workflow(parse_ctx *pc, const char *path)
     return wf;
 }
 
-workflow *workflow_load_file(const char *path, const registry *r, runtime *rt, diag *d)
+workflow *workflow_parse(const char *bytes, size_t len, const char *path, const registry *r,
+                         runtime *rt, diag *d)
 {
-    char err[256];
-    size_t len = 0;
-    char *bytes = file_read_all(path, WORKFLOW_MAX_BYTES, &len, err, sizeof err);
-    if (!bytes) {
-        diag_add(d, "", "%s", err);
-        return NULL;
-    }
     size_t before = d->count;
     yamldoc *y = yamldoc_parse(bytes, len, 0, d);
     workflow *wf = NULL;
@@ -359,6 +354,19 @@ workflow *workflow_load_file(const char *path, const registry *r, runtime *rt, d
     if (wf)
         version_of(bytes, len, wf->version);
     yamldoc_free(y);
+    return wf;
+}
+
+workflow *workflow_load_file(const char *path, const registry *r, runtime *rt, diag *d)
+{
+    char err[256];
+    size_t len = 0;
+    char *bytes = file_read_all(path, WORKFLOW_MAX_BYTES, &len, err, sizeof err);
+    if (!bytes) {
+        diag_add(d, "", "%s", err);
+        return NULL;
+    }
+    workflow *wf = workflow_parse(bytes, len, path, r, rt, d);
     free(bytes);
     return wf;
 }

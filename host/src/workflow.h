@@ -67,6 +67,12 @@ int workflow_load_dir(workflow_set *ws, const char *dir, const registry *r, runt
 /* Load one file (same checks); NULL with problems in d. */
 workflow *workflow_load_file(const char *path, const registry *r, runtime *rt, diag *d);
 
+/* The same for len bytes of YAML text (borrowed for the call); path names
+ * the file in the model and is copied; rt as for workflow_load_dir.  The
+ * fuzzer's entry (tests/fuzz). */
+workflow *workflow_parse(const char *bytes, size_t len, const char *path, const registry *r,
+                         runtime *rt, diag *d);
+
 void workflow_free(workflow *w);
 workflow_set *workflow_set_new(void);
 void workflow_set_free(workflow_set *ws);

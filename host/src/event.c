@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <evhost/evhost.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 static char *dup_n(const char *s, size_t n)
@@ -160,6 +161,42 @@ int uuid_v7(char out[EVH_UUID_LEN + 1])
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(ms >> (40 - 8 * i)); /* 48-bit big-endian ms */
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x70); /* version 7 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
+    uuid_format(b, out);
+    return EVH_OK;
+}
+
+int uuid_for_execution(const char *event_id, const char *trigger_key,
+                       char out[EVH_UUID_LEN + 1])
+{
+    unsigned char h[EVP_MAX_MD_SIZE];
+    unsigned int h_len = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(md, event_id, strlen(event_id) + 1) == 1 && /* with its NUL */
+             EVP_DigestUpdate(md, trigger_key, strlen(trigger_key)) == 1 &&
+             EVP_DigestFinal_ex(md, h, &h_len) == 1 && h_len >= 16;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        out[0] = '\0';
+        return EVH_E_IO;
+    }
+    unsigned char b[16];
+    memcpy(b, h, sizeof b);
+    /* the event's time first (a v7 event id's first 48 bits), so the ids
+     * of executions made together stay neighbours in the indexes */
+    size_t len = strlen(event_id);
+    if (len == EVH_UUID_LEN && event_id[14] == '7') {
+        for (int i = 0, k = 0; i < 6; i++, k += 2) {
+            if (k == 8)
+                k++; /* the '-' after the first 8 digits */
+            unsigned v = 0;
+            if (sscanf(event_id + k, "%2x", &v) != 1)
+                break;
+            b[i] = (unsigned char)v;
+        }
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x80); /* version 8: made by us */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
     uuid_format(b, out);
     return EVH_OK;

@@ -77,6 +77,15 @@ int uuid_v4(char out[EVH_UUID_LEN + 1]);
  * or EVH_E_IO when the random generator fails. */
 int uuid_v7(char out[EVH_UUID_LEN + 1]);
 
+/* The id of the execution of trigger (key) trigger_key for event event_id:
+ * a version 8 UUID made from the two (SHA-256), led by the event's time when
+ * its id is version 7.  The same pair always gives the same id, so an
+ * execution whose row a crash lost gets its id back when recovery runs it
+ * again: the id a step sees (evh_step_input.execution_id, the idempotency
+ * key docs/pipeline.md recommends) survives a crash.  EVH_OK or EVH_E_IO. */
+int uuid_for_execution(const char *event_id, const char *trigger_key,
+                       char out[EVH_UUID_LEN + 1]);
+
 /* Current UTC time as RFC 3339 with milliseconds into out[25]; returns the
  * time in microseconds since the epoch. */
 int64_t rfc3339_now(char out[EVH_TIMESTAMP_LEN + 1]);

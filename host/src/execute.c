@@ -62,10 +62,11 @@ exec_worker *exec_worker_new(runtime *rt, store *st, recorder *rec)
 
 int exec_record_create(exec_worker *w, store_execution *x, int is_new)
 {
+    /* the same id whether or not a crash lost the first attempt's row */
+    if (!x->replay_of && uuid_for_execution(x->event_id, x->trigger_id, x->id) != EVH_OK)
+        return EVH_E_IO;
     if (!w->rec || !is_new)
         return store_execution_create(w->st, x);
-    if (uuid_v7(x->id) != EVH_OK)
-        return EVH_E_IO;
     uint64_t t = recorder_execution_create(w->rec, x);
     if (!t)
         return EVH_E_NOMEM;

@@ -29,11 +29,12 @@ typedef struct exec_worker exec_worker;
  * recovered execution. */
 exec_worker *exec_worker_new(runtime *rt, store *st, recorder *rec);
 
-/* Record a new execution (queued), as store_execution_create does.  is_new
- * says no row can exist for its (trigger, event) yet (an event of this
- * process, not one recovery found): its write then goes through the
- * recorder, and x->id is made here.  Otherwise it is written at once, and
- * EVH_E_DUPLICATE with the existing id in x->id says it exists. */
+/* Record a new execution (queued), as store_execution_create does, with
+ * the id uuid_for_execution gives its (trigger, event) in x->id.  is_new
+ * says no row can exist for them yet (an event of this process, not one
+ * recovery found): its write then goes through the recorder.  Otherwise it
+ * is written at once, and EVH_E_DUPLICATE with the existing id in x->id
+ * says it exists. */
 int exec_record_create(exec_worker *w, store_execution *x, int is_new);
 
 /* Increment *count once this worker's records so far are in the database. */

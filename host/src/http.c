@@ -1023,9 +1023,7 @@ void http_stop(http_server *s)
     /* Stop accepting, then let deferred requests get their answers: a
      * suspended connection must not be closed under a waker.  Their
      * wakers (the event writer) keep running until after this returns. */
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    MHD_socket fd = MHD_quiesce_daemon(s->d); /* ours to close, after the stop */
     for (int i = 0; i < 3000 && atomic_load(&s->deferred) > 0; i++) {
         struct timespec ms = {0, 10 * 1000000L};
         nanosleep(&ms, NULL);
@@ -1035,5 +1033,9 @@ void http_stop(http_server *s)
                  atomic_load(&s->deferred));
     watchdog_stop(s);
     MHD_stop_daemon(s->d);
+    /* only now: the server's threads watch it until they stop (ThreadSanitizer
+     * saw close() race their epoll_ctl) */
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
     server_free(s);
 }

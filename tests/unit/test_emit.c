@@ -882,6 +882,27 @@ static void test_event_ids_and_clocks(void **state)
         assert_uuid_v7(later);
         assert_true(strcmp(first, later) < 0);
     }
+    /* an execution's id: the same for the same (event, trigger), another for
+     * another trigger or event, version 8, led by a v7 event id's time */
+    char x1[EVH_UUID_LEN + 1], x2[EVH_UUID_LEN + 1], x3[EVH_UUID_LEN + 1];
+    char x4[EVH_UUID_LEN + 1];
+    assert_int_equal(uuid_for_execution(first, "trig-a", x1), EVH_OK);
+    assert_int_equal(uuid_for_execution(first, "trig-a", x2), EVH_OK);
+    assert_int_equal(uuid_for_execution(first, "trig-b", x3), EVH_OK);
+    assert_int_equal(uuid_for_execution(later, "trig-a", x4), EVH_OK);
+    assert_string_equal(x1, x2);
+    assert_string_not_equal(x1, x3);
+    assert_string_not_equal(x1, x4);
+    assert_uuid(x1, '8');
+    assert_uuid(x4, '8');
+    assert_memory_equal(x1, first, 13); /* "xxxxxxxx-xxxx": the 48-bit time */
+    assert_memory_equal(x4, later, 13);
+    /* an older random (v4) event id still gives a stable id */
+    assert_int_equal(uuid_for_execution(ids[0], "trig-a", x1), EVH_OK);
+    assert_int_equal(uuid_for_execution(ids[0], "trig-a", x2), EVH_OK);
+    assert_string_equal(x1, x2);
+    assert_uuid(x1, '8');
+
     char ts[EVH_TIMESTAMP_LEN + 1];
     int64_t us = rfc3339_now(ts);
     assert_rfc3339_ms(ts);

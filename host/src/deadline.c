@@ -164,44 +164,42 @@ static int32_t run_step_call(dcall *c, int *abandoned)
     return EVH_OK;
 }
 
-int32_t deadline_step_init(const evh_step *s, evh_host *h, void **ctx, char **errmsg,
-                           int *abandoned)
+/* s->init (CALL_STEP_INIT: *ctx) or s->validate (CALL_STEP_VALIDATE:
+ * *field) under the init deadline; *errmsg either way. */
+static int32_t step_call(call_kind kind, const evh_step *s, evh_host *h, void **ctx,
+                         char **field, char **errmsg, int *abandoned)
 {
     *abandoned = 0;
     if (deadline_init_ms() == 0)
-        return s->init(hostapi_table(), h, ctx, errmsg);
+        return kind == CALL_STEP_INIT ? s->init(hostapi_table(), h, ctx, errmsg)
+                                      : s->validate(hostapi_table(), h, field, errmsg);
     dcall *c = calloc(1, sizeof *c);
     if (!c)
         return EVH_E_NOMEM;
-    *c = (dcall){.kind = CALL_STEP_INIT, .step = s, .host = h};
+    *c = (dcall){.kind = kind, .step = s, .host = h};
     int32_t rc = run_step_call(c, abandoned);
     if (rc != EVH_OK)
         return rc;
     rc = c->rc;
-    *ctx = c->ctx;
+    if (kind == CALL_STEP_INIT)
+        *ctx = c->ctx;
+    else
+        *field = c->field;
     *errmsg = c->errmsg;
     dcall_free(c);
     return rc;
 }
 
+int32_t deadline_step_init(const evh_step *s, evh_host *h, void **ctx, char **errmsg,
+                           int *abandoned)
+{
+    return step_call(CALL_STEP_INIT, s, h, ctx, NULL, errmsg, abandoned);
+}
+
 int32_t deadline_step_validate(const evh_step *s, evh_host *h, char **field, char **errmsg,
                                int *abandoned)
 {
-    *abandoned = 0;
-    if (deadline_init_ms() == 0)
-        return s->validate(hostapi_table(), h, field, errmsg);
-    dcall *c = calloc(1, sizeof *c);
-    if (!c)
-        return EVH_E_NOMEM;
-    *c = (dcall){.kind = CALL_STEP_VALIDATE, .step = s, .host = h};
-    int32_t rc = run_step_call(c, abandoned);
-    if (rc != EVH_OK)
-        return rc;
-    rc = c->rc;
-    *field = c->field;
-    *errmsg = c->errmsg;
-    dcall_free(c);
-    return rc;
+    return step_call(CALL_STEP_VALIDATE, s, h, NULL, field, errmsg, abandoned);
 }
 
 int32_t deadline_source_init(const evh_source *s, evh_host *h, void **ctx, char **errmsg,

@@ -973,6 +973,15 @@ static int step_config(const plugin *p, const char *config_json, char **out, cha
     return rc;
 }
 
+/* A step's init or validate (what) past the init deadline (deadline.h). */
+static int step_call_abandoned(const plugin *p, const char *what, char **err)
+{
+    return set_err(err, EVH_E_TIMEOUT,
+                   "step plugin '%s' %s did not return within %u ms (plugins.init_timeout_ms); "
+                   "the call is abandoned",
+                   p->id, what, deadline_init_ms());
+}
+
 int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
                              struct evh_host **host_out, void **ctx_out,
                              char **err)
@@ -1011,10 +1020,7 @@ int loader_step_instance_new(plugin *p, runtime *rt, const char *config_json,
     int abandoned = 0;
     int32_t irc = deadline_step_init(p->desc->step, h, &ctx, &errmsg, &abandoned);
     if (abandoned) /* the helper thread owns h now */
-        return set_err(err, EVH_E_TIMEOUT,
-                       "step plugin '%s' init did not return within %u ms "
-                       "(plugins.init_timeout_ms); the call is abandoned",
-                       p->id, deadline_init_ms());
+        return step_call_abandoned(p, "init", err);
     if (errmsg)
         one_line(errmsg);
     if (irc != EVH_OK) {
@@ -1061,10 +1067,7 @@ int loader_step_validate(const plugin *p, runtime *rt, const char *config_json, 
     int abandoned = 0;
     int32_t vrc = deadline_step_validate(st, h, &where, &why, &abandoned);
     if (abandoned) /* the helper thread owns h now */
-        return set_err(err, EVH_E_TIMEOUT,
-                       "step plugin '%s' validate did not return within %u ms "
-                       "(plugins.init_timeout_ms); the call is abandoned",
-                       p->id, deadline_init_ms());
+        return step_call_abandoned(p, "validate", err);
     hostapi_instance_free(h);
     if (vrc == EVH_OK) { /* a message or a field with success: ours to free */
         free(where);

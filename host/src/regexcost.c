@@ -44,14 +44,15 @@ static const char *bracket_end(const char *p)
     return p;
 }
 
-/* The count of "{m}", "{m,}" or "{m,n}" at p, and its end in *end; 0 when
- * p holds no bound (glibc then reads '{' as a literal or refuses it). */
+/* The count of "{m}", "{m,}", "{m,n}" or "{,n}" (glibc reads it as {0,n}:
+ * the fuzzer's `((){255}){,255}`) at p, and its end in *end; 0 when p holds
+ * no bound (glibc then reads '{' as a literal or refuses it). */
 static unsigned long bound(const char *p, const char **end)
 {
-    if (*p != '{' || !isdigit((unsigned char)p[1]))
+    if (*p != '{' || !(isdigit((unsigned char)p[1]) || p[1] == ','))
         return 0;
-    char *q;
-    unsigned long m = strtoul(p + 1, &q, 10), n = m;
+    char *q = (char *)p + 1;
+    unsigned long m = isdigit((unsigned char)*q) ? strtoul(q, &q, 10) : 0, n = m;
     if (*q == ',') {
         q++;
         n = isdigit((unsigned char)*q) ? strtoul(q, &q, 10) : m + 1;

@@ -68,6 +68,8 @@ static void test_measure_table(void **state)
         {"(((", 3, 0, 1},
         {"((){30}){30}", 930, 2, 1},
         {"((){255}){255}", OVER, 2, 0}, /* fuzz_conditions': a stack overflow */
+        {"((){255}){,255}", OVER, 2, 0}, /* its later find: "{,n}" is {0,n} */
+        {"a{,5}", 5, 1, 1},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         regex_cost c = regex_measure(cases[i].re);

@@ -147,10 +147,10 @@ static int run_with_deadline(dcall *c, uint32_t ms)
     return 0;
 }
 
-/* A step call under the init deadline: EVH_OK when it returned (its
- * results are in c, the caller's to take and free), else the caller's
- * answer (c is gone or the helper's). */
-static int32_t run_step_call(dcall *c, int *abandoned)
+/* A call under the init deadline (a source's or a step's init, a step's
+ * validate): EVH_OK when it returned (its results are in c, the caller's
+ * to take and free), else the caller's answer (c is gone or the helper's). */
+static int32_t run_init_call(dcall *c, int *abandoned)
 {
     int rc = run_with_deadline(c, deadline_init_ms());
     if (rc == -2) {
@@ -177,7 +177,7 @@ static int32_t step_call(call_kind kind, const evh_step *s, evh_host *h, void **
     if (!c)
         return EVH_E_NOMEM;
     *c = (dcall){.kind = kind, .step = s, .host = h};
-    int32_t rc = run_step_call(c, abandoned);
+    int32_t rc = run_init_call(c, abandoned);
     if (rc != EVH_OK)
         return rc;
     rc = c->rc;
@@ -213,15 +213,9 @@ int32_t deadline_source_init(const evh_source *s, evh_host *h, void **ctx, char 
     if (!c)
         return EVH_E_NOMEM;
     *c = (dcall){.kind = CALL_INIT, .src = s, .host = h};
-    int rc = run_with_deadline(c, ms);
-    if (rc == -2) {
-        dcall_free(c);
-        return EVH_E_NOMEM;
-    }
-    if (rc == -1) {
-        *abandoned = 1;
-        return EVH_E_TIMEOUT;
-    }
+    int32_t rc = run_init_call(c, abandoned);
+    if (rc != EVH_OK)
+        return rc;
     int32_t result = c->rc;
     *ctx = c->ctx;
     *errmsg = c->errmsg;

@@ -355,18 +355,82 @@ static void fold_batch(op *batch, size_t n)
     free(m.slots);
 }
 
+/* The event status changes gathered by apply_batch, written as one call. */
+typedef struct ev_run {
+    const char **ids;
+    size_t n;
+    const char *status;
+} ev_run;
+
+static void flush_ev_run(store *st, ev_run *e)
+{
+    if (e->n && store_events_set_status(st, e->ids, e->n, e->status) != EVH_OK)
+        log_error("engine", "updating event statuses failed: %s", store_errmsg(st));
+    e->n = 0;
+}
+
+/* The batch's writes with the rows of each table together, so that the
+ * store writes many per statement (store_executions_insert,
+ * store_step_runs_put): executions first (a step run refers to its
+ * execution), then step runs, then the status changes in their order, a
+ * run of event status changes to the same status in one call.  No two
+ * writes of one row are reordered: folding left one per row, and status
+ * changes keep their order. */
+static void apply_batch(store *st, op *batch, size_t n)
+{
+    store_execution **xs = malloc(n * sizeof *xs);
+    const store_step_run **runs = malloc(n * sizeof *runs);
+    size_t n_ids = 0;
+    for (op *o = batch; o; o = o->next)
+        n_ids += o->kind == OP_EV_STATUS ? o->u.ev.n : 0;
+    ev_run ev = {malloc((n_ids ? n_ids : 1) * sizeof *ev.ids), 0, NULL};
+    if (!xs || !runs || !ev.ids) { /* one by one: slower, the same result */
+        for (op *o = batch; o; o = o->next) {
+            if (!o->folded)
+                apply(st, o);
+        }
+        goto out;
+    }
+    size_t nx = 0, nr = 0;
+    for (op *o = batch; o; o = o->next) {
+        if (!o->folded && o->kind == OP_EX_CREATE)
+            xs[nx++] = &o->u.x;
+        else if (!o->folded && o->kind == OP_STEP)
+            runs[nr++] = &o->u.run;
+    }
+    if (nx && store_executions_insert(st, xs, nx) != EVH_OK)
+        log_error("engine", "creating an execution failed: %s", store_errmsg(st));
+    if (nr && store_step_runs_put(st, runs, nr) != EVH_OK)
+        log_error("engine", "recording a step run failed: %s", store_errmsg(st));
+    for (op *o = batch; o; o = o->next) {
+        if (o->folded || o->kind == OP_EX_CREATE || o->kind == OP_STEP)
+            continue;
+        if (o->kind != OP_EV_STATUS) {
+            apply(st, o);
+            continue;
+        }
+        if (ev.n && strcmp(ev.status, o->u.ev.status) != 0)
+            flush_ev_run(st, &ev);
+        ev.status = o->u.ev.status;
+        for (size_t i = 0; i < o->u.ev.n; i++)
+            ev.ids[ev.n++] = o->u.ev.ids[i];
+    }
+    flush_ev_run(st, &ev);
+out:
+    free(xs);
+    free(runs);
+    free(ev.ids);
+}
+
 /* One transaction for the whole batch, tried again on a failed commit (the
  * lock held too long by another process, a full disk that frees up). */
-static int write_batch(recorder *r, op *batch)
+static int write_batch(recorder *r, op *batch, size_t n)
 {
     int rc = EVH_E_IO;
     for (int attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
         rc = store_batch_begin(r->st);
         if (rc == EVH_OK) {
-            for (op *o = batch; o; o = o->next) {
-                if (!o->folded)
-                    apply(r->st, o);
-            }
+            apply_batch(r->st, batch, n);
             rc = store_batch_end(r->st, EVH_OK);
         }
         if (rc == EVH_OK)
@@ -404,7 +468,7 @@ static void *recorder_main(void *arg)
         pthread_mutex_unlock(&r->lock);
 
         fold_batch(batch, n);
-        int rc = write_batch(r, batch);
+        int rc = write_batch(r, batch, n);
         if (rc != EVH_OK)
             log_error("engine", "%zu execution record(s) are lost; their events stay pending "
                                 "or their executions unfinished, and run again at the next start",

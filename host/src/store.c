@@ -269,7 +269,7 @@ _Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
     X(ST_EX_INSERT,                                                                                \
       "INSERT INTO workflow_executions(id, workflow_id, workflow_version, trigger_id, "            \
       "event_id, status, created_at, replay_of, started_at, finished_at, error) "                  \
-      "VALUES(?1, ?2, ?3, ?4, ?5, COALESCE(?8, 'queued'), ?6, ?7, ?9, ?10, ?11)")                  \
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                  \
     X(ST_EX_FIND, "SELECT id FROM workflow_executions "                                            \
                   "WHERE trigger_id = ?1 AND event_id = ?2 AND replay_of IS ?3")                   \
     X(ST_EX_STATUS, "UPDATE workflow_executions SET status = ?2, error = ?3, "                     \
@@ -328,6 +328,42 @@ enum stmt_id { STATEMENTS(ST_ENUM_) ST_COUNT };
 static const char *const STMT_SQL[ST_COUNT] = {STATEMENTS(ST_SQL_)};
 #undef ST_SQL_
 
+/* ---- multi-row writes ----------------------------------------------------------
+ *
+ * The batch writers (the event writer, the recorder) write MULTI_ROWS rows
+ * per statement: SQLite then finds each index's insertion point once per
+ * statement's worth of rows instead of seeking from the root for every row,
+ * and steps one statement instead of MULTI_ROWS (bench/bench_store.c
+ * measures the difference).  What does not fill a statement goes through the
+ * one-row statements.  Row order, and so rowid order, is the caller's. */
+#define MULTI_ROWS 32
+
+typedef enum { MR_EVENTS, MR_EXECUTIONS, MR_STEP_RUNS, MR_EV_STATUS, MR_COUNT } multi_kind;
+
+static const struct multi_sql {
+    const char *head, *row, *sep, *tail;
+    int params; /* per row */
+} MULTI_SQL[MR_COUNT] = {
+    [MR_EVENTS] = {"INSERT INTO events(id, source, event_type, data, user_id, additional_data, "
+                   "timestamp, timestamp_us, chain_depth, status) VALUES",
+                   "(?,?,?,?,?,?,?,?,?,?)", ",", "", 10},
+    [MR_EXECUTIONS] = {"INSERT INTO workflow_executions(id, workflow_id, workflow_version, "
+                       "trigger_id, event_id, status, created_at, replay_of, started_at, "
+                       "finished_at, error) VALUES",
+                       "(?,?,?,?,?,?,?,?,?,?,?)", ",", "", 11},
+    [MR_STEP_RUNS] = {"INSERT INTO step_runs(execution_id, step_id, plugin, attempt, status, "
+                      "started_at, finished_at, duration_ms, output, error, metrics) VALUES",
+                      "(?,?,?,?,?,?,?,?,?,?,?)", ",",
+                      " ON CONFLICT(execution_id, step_id, attempt) DO UPDATE SET "
+                      "plugin = excluded.plugin, status = excluded.status, "
+                      "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                      "duration_ms = excluded.duration_ms, output = excluded.output, "
+                      "error = excluded.error, metrics = excluded.metrics",
+                      11},
+    /* parameter 1 is the status; then MULTI_ROWS ids */
+    [MR_EV_STATUS] = {"UPDATE events SET status = ? WHERE id IN (", "?", ",", ")", 1},
+};
+
 /* List filters, one bit each; a list query is cached per combination. */
 enum {
     F_SOURCE = 1 << 0,
@@ -349,6 +385,7 @@ struct store {
     sqlite3_stmt *stmts[ST_COUNT];
     sqlite3_stmt *ev_list[F_VARIANTS];
     sqlite3_stmt *ex_list[F_VARIANTS];
+    sqlite3_stmt *multi[MR_COUNT]; /* see "multi-row writes" */
     int outer_tx; /* inside store_batch_begin: tx_begin/tx_end join that one */
     char errmsg[512];
 };
@@ -438,6 +475,28 @@ static sqlite3_stmt *stmt(store *s, enum stmt_id which)
     return s->stmts[which];
 }
 
+/* The cached MULTI_ROWS-row statement of kind k; NULL (errmsg set) on error. */
+static sqlite3_stmt *multi_stmt(store *s, multi_kind k)
+{
+    if (s->multi[k])
+        return s->multi[k];
+    const struct multi_sql *m = &MULTI_SQL[k];
+    size_t len = strlen(m->head) + MULTI_ROWS * (strlen(m->row) + strlen(m->sep)) +
+                 strlen(m->tail) + 1;
+    char *sql = malloc(len);
+    if (!sql) {
+        set_err(s, "out of memory");
+        return NULL;
+    }
+    char *p = stpcpy(sql, m->head);
+    for (int i = 0; i < MULTI_ROWS; i++)
+        p = stpcpy(stpcpy(p, i ? m->sep : ""), m->row);
+    strcpy(p, m->tail);
+    s->multi[k] = prepare(s, sql);
+    free(sql);
+    return s->multi[k];
+}
+
 /* Ready a used statement for the next caller; values were bound
  * SQLITE_STATIC, so the bindings must go before the caller's strings do. */
 static void done(sqlite3_stmt *st)
@@ -455,13 +514,11 @@ static void done(sqlite3_stmt *st)
  *   '-' NULL (no argument)
  * Values are bound SQLITE_STATIC: they must outlive the step (done()).
  */
-static int bind(sqlite3_stmt *st, const char *types, ...)
+static int vbind_at(sqlite3_stmt *st, int first, const char *types, va_list ap)
 {
-    va_list ap;
-    va_start(ap, types);
     int rc = SQLITE_OK;
     for (int i = 0; types[i] && rc == SQLITE_OK; i++) {
-        int idx = i + 1;
+        int idx = first + i;
         switch (types[i]) {
         case 't': {
             const char *v = va_arg(ap, const char *);
@@ -488,6 +545,24 @@ static int bind(sqlite3_stmt *st, const char *types, ...)
             rc = SQLITE_MISUSE;
         }
     }
+    return rc;
+}
+
+static int bind(sqlite3_stmt *st, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int rc = vbind_at(st, 1, types, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* bind() from parameter first on: one row of a multi-row statement. */
+static int bind_at(sqlite3_stmt *st, int first, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int rc = vbind_at(st, first, types, ap);
     va_end(ap);
     return rc;
 }
@@ -1074,6 +1149,7 @@ void store_close(store *s)
     finalize_all(s->stmts, ST_COUNT);
     finalize_all(s->ev_list, F_VARIANTS);
     finalize_all(s->ex_list, F_VARIANTS);
+    finalize_all(s->multi, MR_COUNT);
     sqlite3_close(s->db); /* every statement is finalized: this cannot be busy */
     free(s->path);
     free(s);
@@ -1110,6 +1186,44 @@ static int insert_event(store *s, sqlite3_stmt *st, evh_event *ev)
     return out;
 }
 
+/* MULTI_ROWS events without an idempotency key (so none can be skipped as
+ * seen before) in one statement; each gets its seq. */
+static int insert_events_multi(store *s, evh_event *const *evs)
+{
+    sqlite3_stmt *st = multi_stmt(s, MR_EVENTS);
+    if (!st)
+        return EVH_E_IO;
+    int rc = SQLITE_OK;
+    for (int i = 0; i < MULTI_ROWS && rc == SQLITE_OK; i++) {
+        const evh_event *ev = evs[i];
+        rc = bind_at(st, 1 + i * MULTI_SQL[MR_EVENTS].params, "tttntttiit", ev->id, ev->source,
+                     ev->event_type, ev->data_json, ev->data_len, ev->user_id,
+                     ev->additional_json, ev->timestamp, (int64_t)ev->timestamp_us,
+                     (int64_t)ev->chain_depth, ev->unmatched ? "unmatched" : "pending");
+    }
+    int out = rc == SQLITE_OK ? step_done(s, st, "storing events") : fail(s, rc, "binding");
+    if (out == EVH_OK && sqlite3_changes(s->db) != MULTI_ROWS) {
+        set_err(s, "storing events: %d of %d rows written", sqlite3_changes(s->db), MULTI_ROWS);
+        out = EVH_E_IO;
+    }
+    /* the rows went in in order, under the write lock, with AUTOINCREMENT:
+     * their seqs are the MULTI_ROWS ending at the last one */
+    int64_t last = sqlite3_last_insert_rowid(s->db);
+    for (int i = 0; out == EVH_OK && i < MULTI_ROWS; i++)
+        evs[i]->seq = last - (MULTI_ROWS - 1) + i;
+    done(st);
+    return out;
+}
+
+/* How many of evs[0..n) from the first on have no idempotency key. */
+static size_t keyless_run(evh_event *const *evs, size_t n)
+{
+    size_t k = 0;
+    while (k < n && k < MULTI_ROWS && !evs[k]->idempotency_key)
+        k++;
+    return k;
+}
+
 int store_events_insert(store *s, evh_event *const *evs, size_t n)
 {
     if (!s || (n && !evs))
@@ -1126,8 +1240,14 @@ int store_events_insert(store *s, evh_event *const *evs, size_t n)
     int rc = st ? tx_begin(s) : EVH_E_IO;
     if (rc != EVH_OK)
         return rc;
-    for (size_t i = 0; i < n && rc == EVH_OK; i++)
-        rc = insert_event(s, st, evs[i]);
+    for (size_t i = 0; i < n && rc == EVH_OK;) {
+        if (keyless_run(evs + i, n - i) == MULTI_ROWS) {
+            rc = insert_events_multi(s, evs + i);
+            i += MULTI_ROWS;
+        } else {
+            rc = insert_event(s, st, evs[i++]);
+        }
+    }
     rc = tx_end(s, rc);
     if (rc != EVH_OK) {
         for (size_t i = 0; i < n; i++)
@@ -1175,12 +1295,29 @@ int store_events_set_status(store *s, const char *const *ids, size_t n, const ch
     }
     if (n == 0)
         return EVH_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (!ids[i])
+            return EVH_E_INVALID;
+    }
     int rc = tx_begin(s);
     if (rc != EVH_OK)
         return rc;
-    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+    size_t i = 0;
+    for (; n - i >= MULTI_ROWS && rc == EVH_OK; i += MULTI_ROWS) {
+        sqlite3_stmt *st = multi_stmt(s, MR_EV_STATUS);
+        if (!st) {
+            rc = EVH_E_IO;
+            break;
+        }
+        int brc = sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+        for (int k = 0; k < MULTI_ROWS && brc == SQLITE_OK; k++)
+            brc = sqlite3_bind_text(st, 2 + k, ids[i + k], -1, SQLITE_STATIC);
+        rc = brc == SQLITE_OK ? step_done(s, st, "updating events") : fail(s, brc, "binding");
+        done(st);
+    }
+    for (; i < n && rc == EVH_OK; i++) {
         int changed;
-        rc = ids[i] ? update_event_status(s, ids[i], status, &changed) : EVH_E_INVALID;
+        rc = update_event_status(s, ids[i], status, &changed);
     }
     return tx_end(s, rc);
 }
@@ -1642,28 +1779,47 @@ static int existing_execution(store *s, store_execution *e)
     return out;
 }
 
-int store_execution_create(store *s, store_execution *e)
+/* The times of an execution row, formatted. */
+typedef struct ex_times {
+    char created[EVH_TIMESTAMP_LEN + 1], started[EVH_TIMESTAMP_LEN + 1],
+        finished[EVH_TIMESTAMP_LEN + 1];
+} ex_times;
+
+/* Ready e for insertion (its id made when empty) and bind it from
+ * parameter first on, in MULTI_SQL[MR_EXECUTIONS]'s column order (ST_EX_INSERT
+ * numbers its parameters to the same effect).  t must live until the step. */
+static int bind_execution(store *s, sqlite3_stmt *st, int first, store_execution *e, ex_times *t)
 {
-    if (!s || !e || !e->workflow_id || !e->trigger_id || !e->event_id)
-        return EVH_E_INVALID;
     if (!e->id[0] && uuid_v7(e->id) != EVH_OK) {
         set_err(s, "random generator failed");
-        return EVH_E_IO;
+        return SQLITE_ERROR;
     }
-    char now[EVH_TIMESTAMP_LEN + 1];
     if (e->at_us)
-        format_us(e->at_us, now);
+        format_us(e->at_us, t->created);
     else
-        rfc3339_now(now);
+        rfc3339_now(t->created);
+    format_us(e->started_us, t->started);
+    format_us(e->finished_us, t->finished);
+    return bind_at(st, first, "ttttttttttt", e->id, e->workflow_id, e->workflow_version,
+                   e->trigger_id, e->event_id, e->status ? e->status : "queued", t->created,
+                   e->replay_of, e->started_us ? t->started : NULL,
+                   e->finished_us ? t->finished : NULL, e->error);
+}
+
+static int execution_valid(const store_execution *e)
+{
+    return e && e->workflow_id && e->trigger_id && e->event_id;
+}
+
+int store_execution_create(store *s, store_execution *e)
+{
+    if (!s || !execution_valid(e))
+        return EVH_E_INVALID;
     sqlite3_stmt *st = stmt(s, ST_EX_INSERT);
     if (!st)
         return EVH_E_IO;
-    char started[EVH_TIMESTAMP_LEN + 1], finished[EVH_TIMESTAMP_LEN + 1];
-    format_us(e->started_us, started);
-    format_us(e->finished_us, finished);
-    int rc = bind(st, "ttttttttttt", e->id, e->workflow_id, e->workflow_version, e->trigger_id,
-                  e->event_id, now, e->replay_of, e->status, e->started_us ? started : NULL,
-                  e->finished_us ? finished : NULL, e->error);
+    ex_times t;
+    int rc = bind_execution(s, st, 1, e, &t);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "creating an execution");
@@ -1671,6 +1827,46 @@ int store_execution_create(store *s, store_execution *e)
     if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
         out = existing_execution(s, e);
     return out;
+}
+
+int store_executions_insert(store *s, store_execution *const *xs, size_t n)
+{
+    if (!s || (n && !xs))
+        return EVH_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (!execution_valid(xs[i]))
+            return EVH_E_INVALID;
+    }
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    int first_rc = EVH_OK;
+    size_t i = 0;
+    ex_times t[MULTI_ROWS];
+    for (; n - i >= MULTI_ROWS; i += MULTI_ROWS) {
+        sqlite3_stmt *st = multi_stmt(s, MR_EXECUTIONS);
+        int brc = st ? SQLITE_OK : SQLITE_ERROR;
+        for (int k = 0; k < MULTI_ROWS && brc == SQLITE_OK; k++)
+            brc = bind_execution(s, st, 1 + k * MULTI_SQL[MR_EXECUTIONS].params, xs[i + k], &t[k]);
+        rc = brc == SQLITE_OK ? step_done(s, st, "creating executions") : EVH_E_IO;
+        done(st);
+        if (rc == EVH_OK)
+            continue;
+        /* the statement wrote nothing: row by row, each failure its own */
+        for (int k = 0; k < MULTI_ROWS; k++) {
+            rc = store_execution_create(s, xs[i + k]);
+            if (rc != EVH_OK && first_rc == EVH_OK)
+                first_rc = rc;
+        }
+    }
+    for (; i < n; i++) {
+        rc = store_execution_create(s, xs[i]);
+        if (rc != EVH_OK && first_rc == EVH_OK)
+            first_rc = rc;
+    }
+    /* the rows that went in are kept: each failure is the caller's to report */
+    rc = tx_end(s, EVH_OK);
+    return rc != EVH_OK ? rc : first_rc;
 }
 
 /* Finish an UPDATE or DELETE of one row named by id (bind_rc: the binding's
@@ -1759,37 +1955,60 @@ int store_executions_unfinished(store *s, cJSON **out)
 
 /* ---- step runs ----------------------------------------------------------------- */
 
-int store_step_run_put(store *s, const store_step_run *r)
+static int step_run_valid(store *s, const store_step_run *r)
 {
-    if (!s || !r || !r->execution_id || !r->step_id || !r->plugin)
-        return EVH_E_INVALID;
+    if (!r || !r->execution_id || !r->step_id || !r->plugin)
+        return 0;
     if (!one_of(r->status, STEP_STATUSES)) {
         set_err(s, "invalid step run status '%s'", r->status ? r->status : "(null)");
-        return EVH_E_INVALID;
+        return 0;
     }
+    return 1;
+}
+
+/* The times of a step run row, formatted. */
+typedef struct run_times {
     char started[EVH_TIMESTAMP_LEN + 1], finished[EVH_TIMESTAMP_LEN + 1];
-    format_us(r->started_us, started);
-    format_us(r->finished_us, finished);
+} run_times;
+
+/* Bind r from parameter first on, in ST_STEP_PUT's order; t must live until
+ * the step. */
+static int bind_step_run(sqlite3_stmt *st, int first, const store_step_run *r, run_times *t)
+{
+    format_us(r->started_us, t->started);
+    format_us(r->finished_us, t->finished);
+    int rc = bind_at(st, first, "tttit", r->execution_id, r->step_id, r->plugin,
+                     (int64_t)r->attempt, r->status);
+    /* parameters 6.. bound one by one: each may be NULL */
+    if (rc == SQLITE_OK)
+        rc = r->started_us ? sqlite3_bind_text(st, first + 5, t->started, -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, first + 5);
+    if (rc == SQLITE_OK)
+        rc = r->finished_us ? sqlite3_bind_text(st, first + 6, t->finished, -1, SQLITE_STATIC)
+                            : sqlite3_bind_null(st, first + 6);
+    if (rc == SQLITE_OK)
+        rc = r->started_us && r->finished_us
+                 ? sqlite3_bind_double(st, first + 7,
+                                       (double)(r->finished_us - r->started_us) / 1000.0)
+                 : sqlite3_bind_null(st, first + 7);
+    const char *rest[] = {r->output_json, r->error, r->metrics_json};
+    for (int i = 0; i < 3 && rc == SQLITE_OK; i++)
+        rc = rest[i] ? sqlite3_bind_text(st, first + 8 + i, rest[i], -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, first + 8 + i);
+    return rc;
+}
+
+int store_step_run_put(store *s, const store_step_run *r)
+{
+    if (!s)
+        return EVH_E_INVALID;
+    if (!step_run_valid(s, r))
+        return EVH_E_INVALID;
     sqlite3_stmt *st = stmt(s, ST_STEP_PUT);
     if (!st)
         return EVH_E_IO;
-    int rc =
-        bind(st, "tttit", r->execution_id, r->step_id, r->plugin, (int64_t)r->attempt, r->status);
-    /* parameters 6.. bound one by one: each may be NULL */
-    if (rc == SQLITE_OK)
-        rc = r->started_us ? sqlite3_bind_text(st, 6, started, -1, SQLITE_STATIC)
-                           : sqlite3_bind_null(st, 6);
-    if (rc == SQLITE_OK)
-        rc = r->finished_us ? sqlite3_bind_text(st, 7, finished, -1, SQLITE_STATIC)
-                            : sqlite3_bind_null(st, 7);
-    if (rc == SQLITE_OK)
-        rc = r->started_us && r->finished_us
-                 ? sqlite3_bind_double(st, 8, (double)(r->finished_us - r->started_us) / 1000.0)
-                 : sqlite3_bind_null(st, 8);
-    const char *rest[] = {r->output_json, r->error, r->metrics_json};
-    for (int i = 0; i < 3 && rc == SQLITE_OK; i++)
-        rc = rest[i] ? sqlite3_bind_text(st, 9 + i, rest[i], -1, SQLITE_STATIC)
-                     : sqlite3_bind_null(st, 9 + i);
+    run_times t;
+    int rc = bind_step_run(st, 1, r, &t);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     int out = rc == SQLITE_DONE ? EVH_OK : fail(s, rc, "storing a step run");
@@ -1799,6 +2018,44 @@ int store_step_run_put(store *s, const store_step_run *r)
     }
     done(st);
     return out;
+}
+
+int store_step_runs_put(store *s, const store_step_run *const *runs, size_t n)
+{
+    if (!s || (n && !runs))
+        return EVH_E_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        if (!step_run_valid(s, runs[i]))
+            return EVH_E_INVALID;
+    }
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    int first_rc = EVH_OK;
+    size_t i = 0;
+    run_times t[MULTI_ROWS];
+    for (; n - i >= MULTI_ROWS; i += MULTI_ROWS) {
+        sqlite3_stmt *st = multi_stmt(s, MR_STEP_RUNS);
+        int brc = st ? SQLITE_OK : SQLITE_ERROR;
+        for (int k = 0; k < MULTI_ROWS && brc == SQLITE_OK; k++)
+            brc = bind_step_run(st, 1 + k * MULTI_SQL[MR_STEP_RUNS].params, runs[i + k], &t[k]);
+        rc = brc == SQLITE_OK ? step_done(s, st, "storing step runs") : EVH_E_IO;
+        done(st);
+        if (rc == EVH_OK)
+            continue;
+        for (int k = 0; k < MULTI_ROWS; k++) { /* nothing written: row by row */
+            rc = store_step_run_put(s, runs[i + k]);
+            if (rc != EVH_OK && first_rc == EVH_OK)
+                first_rc = rc;
+        }
+    }
+    for (; i < n; i++) {
+        rc = store_step_run_put(s, runs[i]);
+        if (rc != EVH_OK && first_rc == EVH_OK)
+            first_rc = rc;
+    }
+    rc = tx_end(s, EVH_OK);
+    return rc != EVH_OK ? rc : first_rc;
 }
 
 int store_execution_create_with_runs(store *s, store_execution *e, const store_step_run *runs,

@@ -176,6 +176,14 @@ typedef struct store_execution {
 int store_execution_create(store *s, store_execution *e);
 
 /*
+ * The recorder's batch: n new executions as store_execution_create would
+ * insert them, many rows per statement, in one transaction (or the
+ * caller's batch).  A row that cannot go in (a duplicate) does not keep the
+ * others out; the first failure is returned.
+ */
+int store_executions_insert(store *s, store_execution *const *xs, size_t n);
+
+/*
  * status: "queued", "running", "succeeded" or "failed".  Moving to running
  * sets started_at (the first start is kept); succeeded/failed set
  * finished_at; queued/running clear it.  error (may be NULL) replaces the
@@ -213,6 +221,10 @@ typedef struct store_step_run {
  * execution's "steps") when replaced.  EVH_E_NOT_FOUND when the execution
  * does not exist. */
 int store_step_run_put(store *s, const store_step_run *r);
+/* The recorder's batch: n runs as store_step_run_put, many rows per
+ * statement, in one transaction (or the caller's batch).  A run that cannot
+ * go in does not keep the others out; the first failure is returned. */
+int store_step_runs_put(store *s, const store_step_run *const *runs, size_t n);
 
 /* store_execution_create and then store_step_run_put of each of the n runs
  * (their execution_id is ignored: the new execution's is used), all in one

@@ -610,6 +610,85 @@ static void test_step_runs(void **state)
     free(x);
 }
 
+/* The recorder's batch writes (many rows per statement, store.c "multi-row
+ * writes"): every row lands as the one-row calls would write it, and a row
+ * that cannot go in (a duplicate execution, a step run of no execution)
+ * costs only itself. */
+#define RECORDS_N 70 /* two full statements and a remainder */
+static void test_batch_records(void **state)
+{
+    fixture *f = *state;
+    evh_event *evs[RECORDS_N];
+    store_execution xs[RECORDS_N];
+    store_execution *xp[RECORDS_N];
+    store_step_run runs[RECORDS_N];
+    const store_step_run *rp[RECORDS_N];
+    const char *ids[RECORDS_N];
+    int64_t t0 = now_us();
+    for (int i = 0; i < RECORDS_N; i++) {
+        evs[i] = ev_make("bulk", "tick", "{}");
+        ids[i] = evs[i]->id;
+        xs[i] = (store_execution){.workflow_id = i % 2 ? "odd" : "even",
+                                  .workflow_version = "v1",
+                                  .trigger_id = "t",
+                                  .event_id = evs[i]->id,
+                                  .status = "succeeded",
+                                  .at_us = t0 + i,
+                                  .started_us = t0 + i + 10,
+                                  .finished_us = t0 + i + 20};
+        assert_int_equal(uuid_for_execution(evs[i]->id, "t", xs[i].id), EVH_OK);
+        xp[i] = &xs[i];
+    }
+    insert_all(f->s, evs, RECORDS_N);
+    /* execution 5 exists already: its statement falls back to row by row */
+    store_execution dup = xs[5];
+    dup.status = "running";
+    dup.finished_us = 0;
+    assert_int_equal(store_execution_create(f->s, &dup), EVH_OK);
+    assert_int_equal(store_executions_insert(f->s, xp, RECORDS_N), EVH_E_DUPLICATE);
+    for (int i = 0; i < RECORDS_N; i++) {
+        cJSON *x = store_execution_get(f->s, xs[i].id);
+        assert_non_null(x);
+        assert_string_equal(str_of(x, "workflow_id"), i % 2 ? "odd" : "even");
+        assert_string_equal(str_of(x, "status"), i == 5 ? "running" : "succeeded");
+        assert_string_equal(str_of(x, "event_id"), evs[i]->id);
+        assert_non_null(str_of(x, "started_at"));
+        assert_true(i == 5 || str_of(x, "finished_at") != NULL);
+        cJSON_Delete(x);
+    }
+    for (int i = 0; i < RECORDS_N; i++) {
+        runs[i] = (store_step_run){.execution_id = i == 40 ? "no-such-execution" : xs[i].id,
+                                   .step_id = "only",
+                                   .plugin = "log",
+                                   .attempt = 1,
+                                   .status = "succeeded",
+                                   .output_json = "{\"n\":1}",
+                                   .started_us = t0,
+                                   .finished_us = t0 + 2000};
+        rp[i] = &runs[i];
+    }
+    assert_int_equal(store_step_runs_put(f->s, rp, RECORDS_N), EVH_E_NOT_FOUND);
+    /* and again, as a replayed batch: each run replaced, not doubled */
+    runs[40].execution_id = xs[40].id;
+    assert_int_equal(store_step_runs_put(f->s, rp, RECORDS_N), EVH_OK);
+    for (int i = 0; i < RECORDS_N; i++) {
+        cJSON *x = store_execution_get(f->s, xs[i].id);
+        const cJSON *steps = cJSON_GetObjectItemCaseSensitive(x, "steps");
+        assert_int_equal(cJSON_GetArraySize(steps), 1);
+        const cJSON *r = cJSON_GetArrayItem(steps, 0);
+        assert_string_equal(str_of(r, "status"), "succeeded");
+        assert_true(cJSON_GetObjectItemCaseSensitive(r, "duration_ms")->valuedouble == 2.0);
+        cJSON_Delete(x);
+    }
+    assert_int_equal(store_events_set_status(f->s, ids, RECORDS_N, "dispatched"), EVH_OK);
+    for (int i = 0; i < RECORDS_N; i++) {
+        cJSON *e = store_event_get(f->s, evs[i]->id);
+        assert_string_equal(str_of(e, "status"), "dispatched");
+        cJSON_Delete(e);
+    }
+    free_all(evs, RECORDS_N);
+}
+
 static void test_triggers_crud(void **state)
 {
     fixture *f = *state;
@@ -1094,6 +1173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_execution_duplicate_and_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_execution_status_timestamps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_step_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_triggers_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_list_filters_and_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_executions_list_filters_and_pages, setup, teardown),

@@ -28,6 +28,7 @@
 typedef struct migration {
     int version;
     const char *sql;
+    int fk_off; /* rebuilds a table that others reference: foreign keys off */
 } migration;
 
 static const char MIGRATION_1[] =
@@ -145,13 +146,55 @@ static const char MIGRATION_2[] =
     "CREATE INDEX deliveries_job ON deliveries(job_id, id);"
     "CREATE INDEX deliveries_created ON deliveries(created_at);";
 
+/* Executions, leaner: the recorder inserts one row per execution, and
+ * every index is written with it (eight, with text keys of 60 bytes and
+ * more, made a third of the pipeline's storage time).  Lists page by an
+ * integer seq, the insertion order, instead of (created_at, id), which
+ * drops one index and shrinks four; the table-wide UNIQUE(trigger_id,
+ * event_id, replay_of) becomes "one replay per execution", an index on
+ * replays only.  The table is rebuilt (SQLite cannot drop a table
+ * constraint), with foreign keys off (migration.fk_off): dropping the old
+ * table must not cascade into step_runs. */
+static const char MIGRATION_3[] =
+    "CREATE TABLE workflow_executions_v3("
+    " seq INTEGER PRIMARY KEY,"
+    " id TEXT NOT NULL UNIQUE,"
+    " workflow_id TEXT NOT NULL,"
+    " workflow_version TEXT,"
+    " trigger_id TEXT NOT NULL,"
+    " event_id TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('queued','running','succeeded','failed')),"
+    " created_at TEXT NOT NULL,"
+    " started_at TEXT,"
+    " finished_at TEXT,"
+    " error TEXT,"
+    " replay_of TEXT);"
+    "INSERT INTO workflow_executions_v3(id, workflow_id, workflow_version, trigger_id, event_id,"
+    " status, created_at, started_at, finished_at, error, replay_of)"
+    " SELECT id, workflow_id, workflow_version, trigger_id, event_id, status, created_at,"
+    " started_at, finished_at, error, replay_of FROM workflow_executions"
+    " ORDER BY created_at, id;"
+    "DROP TABLE workflow_executions;"
+    "ALTER TABLE workflow_executions_v3 RENAME TO workflow_executions;"
+    /* one first run per (trigger, event): recovery never runs it twice */
+    "CREATE UNIQUE INDEX workflow_executions_once"
+    " ON workflow_executions(trigger_id, event_id) WHERE replay_of IS NULL;"
+    "CREATE UNIQUE INDEX workflow_executions_replay"
+    " ON workflow_executions(replay_of) WHERE replay_of IS NOT NULL;"
+    "CREATE INDEX workflow_executions_workflow ON workflow_executions(workflow_id, seq);"
+    "CREATE INDEX workflow_executions_trigger ON workflow_executions(trigger_id, seq);"
+    "CREATE INDEX workflow_executions_status ON workflow_executions(status, seq);"
+    /* retention asks "does any execution reference this event?" */
+    "CREATE INDEX workflow_executions_event ON workflow_executions(event_id);";
+
 static const migration MIGRATIONS[] = {
-    {1, MIGRATION_1},
-    {2, MIGRATION_2},
+    {1, MIGRATION_1, 0},
+    {2, MIGRATION_2, 0},
+    {3, MIGRATION_3, 1},
 };
 #define N_MIGRATIONS (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 
-_Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
+_Static_assert(STORE_SCHEMA_VERSION == 3, "add the migration to MIGRATIONS");
 
 /* ---- cached statements ---------------------------------------------------- */
 
@@ -280,7 +323,7 @@ _Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
     X(ST_EX_GET, "SELECT " EX_COLS " FROM workflow_executions WHERE id = ?1")                      \
     X(ST_EX_UNFINISHED,                                                                            \
       "SELECT id, workflow_id, trigger_id, event_id, status, replay_of FROM workflow_executions "  \
-      "WHERE status IN ('queued', 'running') ORDER BY created_at, id")                             \
+      "WHERE status IN ('queued', 'running') ORDER BY seq")                             \
     X(ST_STEP_PUT, "INSERT INTO step_runs(execution_id, step_id, plugin, attempt, status, "        \
                    "started_at, finished_at, duration_ms, output, error, metrics) "                \
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "                         \
@@ -311,8 +354,8 @@ _Static_assert(STORE_SCHEMA_VERSION == 2, "add the migration to MIGRATIONS");
     X(ST_RET_EX_AGE, "DELETE FROM workflow_executions "                                            \
                      "WHERE status IN ('succeeded', 'failed') AND created_at < ?1")                \
     X(ST_RET_EX_COUNT, "DELETE FROM workflow_executions WHERE status IN ('succeeded', 'failed') "  \
-                       "AND id IN (SELECT id FROM workflow_executions "                            \
-                       "ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?1)")                    \
+                       "AND seq IN (SELECT seq FROM workflow_executions "                          \
+                       "ORDER BY seq DESC LIMIT -1 OFFSET ?1)")                                    \
     X(ST_RET_EVENTS,                                                                               \
       "DELETE FROM events WHERE timestamp_us < ?1 AND status <> 'pending' "                        \
       "AND NOT EXISTS (SELECT 1 FROM workflow_executions x WHERE x.event_id = events.id)")         \
@@ -1042,6 +1085,26 @@ static int record_migration(store *s, int version)
     return rc;
 }
 
+/* After a migration that ran with foreign keys off: does every reference
+ * still hold?  (SQLite's own procedure for changing a table's schema.) */
+static int foreign_keys_hold(store *s, int version)
+{
+    sqlite3_stmt *st = prepare(s, "PRAGMA foreign_key_check");
+    if (!st)
+        return EVH_E_IO;
+    int rc = sqlite3_step(st);
+    int out = EVH_OK;
+    if (rc == SQLITE_ROW) {
+        set_err(s, "migration %d left a row of '%s' without its '%s' row", version,
+                col_text(st, 0) ? col_text(st, 0) : "?", col_text(st, 2) ? col_text(st, 2) : "?");
+        out = EVH_E_IO;
+    } else if (rc != SQLITE_DONE) {
+        out = fail(s, rc, "checking foreign keys");
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
 /* Apply m unless the database has it; the version is read inside the write
  * transaction so two processes opening a new file at once do not both
  * apply it. */
@@ -1068,6 +1131,8 @@ static int migrate_one(store *s, const migration *m)
         char what[64];
         snprintf(what, sizeof what, "applying migration %d", m->version);
         rc = exec_sql(s, m->sql, what);
+        if (rc == EVH_OK && m->fk_off)
+            rc = foreign_keys_hold(s, m->version);
         if (rc == EVH_OK)
             rc = record_migration(s, m->version);
     }
@@ -1077,7 +1142,16 @@ static int migrate_one(store *s, const migration *m)
 static int migrate(store *s)
 {
     for (size_t i = 0; i < N_MIGRATIONS; i++) {
-        int rc = migrate_one(s, &MIGRATIONS[i]);
+        const migration *m = &MIGRATIONS[i];
+        /* PRAGMA foreign_keys is a no-op inside a transaction: set around it */
+        int rc = m->fk_off ? exec_sql(s, "PRAGMA foreign_keys=OFF", "disabling foreign keys")
+                           : EVH_OK;
+        if (rc == EVH_OK)
+            rc = migrate_one(s, m);
+        if (m->fk_off) {
+            int on = exec_sql(s, "PRAGMA foreign_keys=ON", "enabling foreign keys");
+            rc = rc == EVH_OK ? on : rc;
+        }
         if (rc != EVH_OK)
             return rc;
     }
@@ -1486,33 +1560,22 @@ typedef struct list_query {
     size_t limit;
     int64_t since_us, until_us;
     char since[EVH_TIMESTAMP_LEN + 1], until[EVH_TIMESTAMP_LEN + 1];
-    int64_t cursor_seq;                    /* events */
-    char cursor_at[EVH_TIMESTAMP_LEN + 1]; /* executions */
-    const char *cursor_id;                 /* executions; points into f->cursor */
+    int64_t cursor_seq;
 } list_query;
 
-/* Events: "e<seq>".  Executions: "x<created_at>~<id>".  Opaque to callers;
- * the letter stops a cursor of one list from being used on the other. */
+/* Events: "e<seq>".  Executions: "x<seq>".  Opaque to callers; the letter
+ * stops a cursor of one list from being used on the other. */
 static int parse_cursor(const char *c, list_kind kind, list_query *q)
 {
-    if (kind == LIST_EVENTS) {
-        if (c[0] != 'e' || !c[1] || strlen(c) > 20)
-            return 0;
-        char *end = NULL;
-        errno = 0;
-        long long v = strtoll(c + 1, &end, 10);
-        if (errno || *end || v <= 0 || c[1] < '1' || c[1] > '9')
-            return 0;
-        q->cursor_seq = v;
-        return 1;
-    }
-    int64_t ignored;
-    if (c[0] != 'x' || strlen(c) < EVH_TIMESTAMP_LEN + 3 || c[1 + EVH_TIMESTAMP_LEN] != '~')
+    if (c[0] != (kind == LIST_EVENTS ? 'e' : 'x') || !c[1] || strlen(c) > 20)
         return 0;
-    memcpy(q->cursor_at, c + 1, EVH_TIMESTAMP_LEN);
-    q->cursor_at[EVH_TIMESTAMP_LEN] = '\0';
-    q->cursor_id = c + 2 + EVH_TIMESTAMP_LEN;
-    return parse_rfc3339(q->cursor_at, &ignored);
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(c + 1, &end, 10);
+    if (errno || *end || v <= 0 || c[1] < '1' || c[1] > '9')
+        return 0;
+    q->cursor_seq = v;
+    return 1;
 }
 
 static int parse_time(store *s, const char *name, const char *text, int64_t *us,
@@ -1593,7 +1656,7 @@ static void events_sql(unsigned m, char *buf, size_t cap)
 
 static void executions_sql(unsigned m, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "SELECT " EX_COLS " FROM workflow_executions x WHERE 1");
+    snprintf(buf, cap, "SELECT " EX_COLS ", x.seq FROM workflow_executions x WHERE 1");
     if (m & F_WORKFLOW)
         cat(buf, cap, " AND x.workflow_id = :workflow_id");
     if (m & F_TRIGGER)
@@ -1613,8 +1676,8 @@ static void executions_sql(unsigned m, char *buf, size_t cap)
     if (m & F_UNTIL)
         cat(buf, cap, " AND x.created_at < :until");
     if (m & F_CURSOR)
-        cat(buf, cap, " AND (x.created_at, x.id) < (:cursor_at, :cursor_id)");
-    cat(buf, cap, " ORDER BY x.created_at DESC, x.id DESC LIMIT :limit");
+        cat(buf, cap, " AND x.seq < :cursor_seq");
+    cat(buf, cap, " ORDER BY x.seq DESC LIMIT :limit");
 }
 
 static sqlite3_stmt *list_stmt(store *s, list_kind kind, unsigned mask)
@@ -1664,10 +1727,6 @@ static int bind_list(sqlite3_stmt *st, const store_filter *f, const list_query *
         rc = bind_text_named(st, ":until", q->until);
     if (rc == SQLITE_OK)
         rc = bind_int_named(st, ":cursor_seq", q->cursor_seq);
-    if (rc == SQLITE_OK)
-        rc = bind_text_named(st, ":cursor_at", q->cursor_at);
-    if (rc == SQLITE_OK)
-        rc = bind_text_named(st, ":cursor_id", q->cursor_id);
     return rc;
 }
 
@@ -1678,9 +1737,8 @@ static char *row_cursor(sqlite3_stmt *st, list_kind kind)
     int n;
     if (kind == LIST_EVENTS)
         n = asprintf(&c, "e%lld", (long long)sqlite3_column_int64(st, 0));
-    else
-        n = asprintf(&c, "x%.24s~%s", col_text(st, 6) ? col_text(st, 6) : "",
-                     col_text(st, 0) ? col_text(st, 0) : "");
+    else /* the seq after EX_COLS (executions_sql) */
+        n = asprintf(&c, "x%lld", (long long)sqlite3_column_int64(st, 11));
     return n < 0 ? NULL : c;
 }
 

@@ -31,7 +31,7 @@
 #include "event.h"
 
 /* The newest schema migration this build knows. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* Page sizes of the list functions. */
 #define STORE_LIST_DEFAULT_LIMIT 50

@@ -289,6 +289,95 @@ static void test_future_database_refused(void **state)
     free(junk);
 }
 
+/* A database written by schema version 2 (executions keyed by text, eight
+ * indexes): opening it applies migration 3, which rebuilds the table.  Every
+ * execution and step run must survive (the old table's drop must not cascade
+ * into step_runs), in their order, with the same uniqueness rules. */
+static void test_migration_3_keeps_executions(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    char *old = tu_join(f->dir, "v2.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "PRAGMA journal_mode=WAL;"
+            "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at TEXT);"
+            "INSERT INTO schema_migrations VALUES(1, '2026-11-01T00:00:00.000Z'),"
+            " (2, '2026-11-01T00:00:00.000Z');"
+            /* version 2's two tables, as it created them */
+            "CREATE TABLE workflow_executions( id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL,"
+            " workflow_version TEXT, trigger_id TEXT NOT NULL, event_id TEXT NOT NULL,"
+            " status TEXT NOT NULL CHECK(status IN ('queued','running','succeeded','failed')),"
+            " created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, error TEXT,"
+            " replay_of TEXT, UNIQUE(trigger_id, event_id, replay_of));"
+            "CREATE UNIQUE INDEX workflow_executions_once ON workflow_executions(trigger_id,"
+            " event_id) WHERE replay_of IS NULL;"
+            "CREATE INDEX workflow_executions_created ON workflow_executions(created_at, id);"
+            "CREATE INDEX workflow_executions_workflow ON workflow_executions(workflow_id,"
+            " created_at, id);"
+            "CREATE INDEX workflow_executions_event ON workflow_executions(event_id);"
+            "CREATE TABLE step_runs( id INTEGER PRIMARY KEY, execution_id TEXT NOT NULL"
+            " REFERENCES workflow_executions(id) ON DELETE CASCADE, step_id TEXT NOT NULL,"
+            " plugin TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL"
+            " CHECK(status IN ('running','succeeded','failed','skipped')), started_at TEXT,"
+            " finished_at TEXT, duration_ms REAL, output TEXT, error TEXT, metrics TEXT,"
+            " UNIQUE(execution_id, step_id, attempt));"
+            /* three executions, inserted out of their time order; one replay */
+            "INSERT INTO workflow_executions VALUES"
+            " ('x-b', 'wf', '1', 't', 'ev-2', 'succeeded', '2026-11-02T00:00:00.000Z',"
+            "  NULL, NULL, NULL, NULL),"
+            " ('x-a', 'wf', '1', 't', 'ev-1', 'failed', '2026-11-01T00:00:00.000Z',"
+            "  NULL, NULL, 'boom', NULL),"
+            " ('x-r', 'wf', '1', 't', 'ev-1', 'running', '2026-11-03T00:00:00.000Z',"
+            "  NULL, NULL, NULL, 'x-a');"
+            "INSERT INTO step_runs(execution_id, step_id, plugin, attempt, status, output) VALUES"
+            " ('x-a', 's', 'log', 1, 'failed', NULL), ('x-b', 's', 'log', 1, 'succeeded', '{}'),"
+            " ('x-r', 's', 'log', 1, 'running', NULL);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    store *s = open_at(old);
+    db = raw_open(old);
+    assert_int_equal(raw_int(db, "SELECT MAX(version) FROM schema_migrations"), 3);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM step_runs"), 3);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
+    char *order = raw_text(db, "SELECT group_concat(id) FROM (SELECT id FROM "
+                               "workflow_executions ORDER BY seq)");
+    assert_string_equal(order, "x-a,x-b,x-r"); /* by created_at */
+    free(order);
+    sqlite3_close(db);
+
+    cJSON *x = store_execution_get(s, "x-a");
+    assert_string_equal(str_of(x, "error"), "boom");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(x, "steps")), 1);
+    cJSON_Delete(x);
+    cJSON *list = store_executions_list(s, &(store_filter){.limit = 10}, NULL);
+    assert_int_equal(cJSON_GetArraySize(list), 3);
+    assert_string_equal(str_of(cJSON_GetArrayItem(list, 0), "id"), "x-r"); /* newest first */
+    cJSON_Delete(list);
+    /* one first run per (trigger, event), one replay per execution */
+    store_execution again = {.workflow_id = "wf", .trigger_id = "t", .event_id = "ev-2"};
+    assert_int_equal(store_execution_create(s, &again), EVH_E_DUPLICATE);
+    assert_string_equal(again.id, "x-b");
+    store_execution replay = {
+        .workflow_id = "wf", .trigger_id = "t", .event_id = "ev-1", .replay_of = "x-a"};
+    assert_int_equal(store_execution_create(s, &replay), EVH_E_DUPLICATE);
+    assert_string_equal(replay.id, "x-r");
+    /* deleting an execution still takes its step runs (the cascade holds) */
+    db = raw_open(old);
+    raw_run(db, "PRAGMA foreign_keys=ON", (const char *)NULL);
+    raw_run(db, "DELETE FROM workflow_executions WHERE id = 'x-b'", (const char *)NULL);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM step_runs"), 2);
+    sqlite3_close(db);
+    store_close(s);
+    free(old);
+}
+
 #define BATCH_N 10000
 
 static void test_batch_insert_and_pending(void **state)
@@ -763,7 +852,7 @@ static void walk_pages(store *s, int executions, size_t limit, char **want, size
     int *seen = calloc(n, sizeof *seen);
     store_filter f = {.limit = limit};
     char *cursor = NULL;
-    char prev_key[128] = "";
+    size_t prev = n;
     int pages = 0;
     do {
         f.cursor = cursor;
@@ -777,15 +866,14 @@ static void walk_pages(store *s, int executions, size_t limit, char **want, size
         {
             const char *id = str_of(row, "id");
             for (size_t i = 0; i < n; i++) {
-                if (!strcmp(want[i], id))
+                if (!strcmp(want[i], id)) {
                     seen[i]++;
-            }
-            /* newest first: (created_at, id) or insertion order descending */
-            if (executions) {
-                char key[128];
-                snprintf(key, sizeof key, "%s~%s", str_of(row, "created_at"), id);
-                assert_true(!prev_key[0] || strcmp(key, prev_key) < 0);
-                snprintf(prev_key, sizeof prev_key, "%s", key);
+                    /* newest first: insertion order descending (want is in
+                     * insertion order; rows added between pages are newer
+                     * than the cursor and never show up after it) */
+                    assert_true(i < prev);
+                    prev = i;
+                }
             }
         }
         cJSON_Delete(page);
@@ -1166,6 +1254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_schema_and_seed_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_database_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_3_keeps_executions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_insert_and_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_updates, setup, teardown),

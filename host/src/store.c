@@ -373,13 +373,17 @@ static const char *const STMT_SQL[ST_COUNT] = {STATEMENTS(ST_SQL_)};
 
 /* ---- multi-row writes ----------------------------------------------------------
  *
- * The batch writers (the event writer, the recorder) write MULTI_ROWS rows
- * per statement: SQLite then finds each index's insertion point once per
- * statement's worth of rows instead of seeking from the root for every row,
- * and steps one statement instead of MULTI_ROWS (bench/bench_store.c
- * measures the difference).  What does not fill a statement goes through the
- * one-row statements.  Row order, and so rowid order, is the caller's. */
+ * The batch writers (the event writer, the recorder) write up to MULTI_ROWS
+ * rows per statement: one statement's work (starting and halting the
+ * program, opening a cursor on the table and on each index, the statement
+ * journal) then serves many rows; per row, that was most of the cost
+ * (bench/bench_store.c measures it: ~31 us per event stored one by one,
+ * ~11 us 32 at a time).  Statements of 32, 16, 8, 4 and 2 rows, so a batch
+ * of n rows takes at most n / 32 + 4 statements (an HTTP ingest's batches
+ * are often under 32), and a last single row the one-row statement.  Row
+ * order, and so rowid order, is the caller's. */
 #define MULTI_ROWS 32
+#define MULTI_SIZES 5
 
 typedef enum { MR_EVENTS, MR_EXECUTIONS, MR_STEP_RUNS, MR_EV_STATUS, MR_COUNT } multi_kind;
 
@@ -403,7 +407,7 @@ static const struct multi_sql {
                       "duration_ms = excluded.duration_ms, output = excluded.output, "
                       "error = excluded.error, metrics = excluded.metrics",
                       11},
-    /* parameter 1 is the status; then MULTI_ROWS ids */
+    /* parameter 1 is the status; then the ids */
     [MR_EV_STATUS] = {"UPDATE events SET status = ? WHERE id IN (", "?", ",", ")", 1},
 };
 
@@ -428,7 +432,7 @@ struct store {
     sqlite3_stmt *stmts[ST_COUNT];
     sqlite3_stmt *ev_list[F_VARIANTS];
     sqlite3_stmt *ex_list[F_VARIANTS];
-    sqlite3_stmt *multi[MR_COUNT]; /* see "multi-row writes" */
+    sqlite3_stmt *multi[MR_COUNT][MULTI_SIZES]; /* see "multi-row writes" */
     int outer_tx; /* inside store_batch_begin: tx_begin/tx_end join that one */
     char errmsg[512];
 };
@@ -518,13 +522,31 @@ static sqlite3_stmt *stmt(store *s, enum stmt_id which)
     return s->stmts[which];
 }
 
-/* The cached MULTI_ROWS-row statement of kind k; NULL (errmsg set) on error. */
-static sqlite3_stmt *multi_stmt(store *s, multi_kind k)
+/* The largest statement size (32, 16, ... 2 rows) that n rows fill, or 1:
+ * use the one-row statement. */
+static int multi_rows_for(size_t n)
 {
-    if (s->multi[k])
-        return s->multi[k];
+    int rows = MULTI_ROWS;
+    while (rows > 1 && (size_t)rows > n)
+        rows /= 2;
+    return rows;
+}
+
+/* The cached statement of kind k for rows rows (a multi_rows_for result
+ * above 1); NULL (errmsg set) on error. */
+static sqlite3_stmt *multi_stmt(store *s, multi_kind k, int rows)
+{
+    int slot = 0;
+    while ((MULTI_ROWS >> slot) > rows)
+        slot++;
+    if (slot >= MULTI_SIZES || (MULTI_ROWS >> slot) != rows) {
+        set_err(s, "no %d-row statement", rows);
+        return NULL;
+    }
+    if (s->multi[k][slot])
+        return s->multi[k][slot];
     const struct multi_sql *m = &MULTI_SQL[k];
-    size_t len = strlen(m->head) + MULTI_ROWS * (strlen(m->row) + strlen(m->sep)) +
+    size_t len = strlen(m->head) + (size_t)rows * (strlen(m->row) + strlen(m->sep)) +
                  strlen(m->tail) + 1;
     char *sql = malloc(len);
     if (!sql) {
@@ -532,12 +554,12 @@ static sqlite3_stmt *multi_stmt(store *s, multi_kind k)
         return NULL;
     }
     char *p = stpcpy(sql, m->head);
-    for (int i = 0; i < MULTI_ROWS; i++)
+    for (int i = 0; i < rows; i++)
         p = stpcpy(stpcpy(p, i ? m->sep : ""), m->row);
     strcpy(p, m->tail);
-    s->multi[k] = prepare(s, sql);
+    s->multi[k][slot] = prepare(s, sql);
     free(sql);
-    return s->multi[k];
+    return s->multi[k][slot];
 }
 
 /* Ready a used statement for the next caller; values were bound
@@ -1223,7 +1245,8 @@ void store_close(store *s)
     finalize_all(s->stmts, ST_COUNT);
     finalize_all(s->ev_list, F_VARIANTS);
     finalize_all(s->ex_list, F_VARIANTS);
-    finalize_all(s->multi, MR_COUNT);
+    for (int k = 0; k < MR_COUNT; k++)
+        finalize_all(s->multi[k], MULTI_SIZES);
     sqlite3_close(s->db); /* every statement is finalized: this cannot be busy */
     free(s->path);
     free(s);
@@ -1260,15 +1283,15 @@ static int insert_event(store *s, sqlite3_stmt *st, evh_event *ev)
     return out;
 }
 
-/* MULTI_ROWS events without an idempotency key (so none can be skipped as
- * seen before) in one statement; each gets its seq. */
-static int insert_events_multi(store *s, evh_event *const *evs)
+/* rows events (a multi_rows_for size) without an idempotency key (so none
+ * can be skipped as seen before) in one statement; each gets its seq. */
+static int insert_events_multi(store *s, evh_event *const *evs, int rows)
 {
-    sqlite3_stmt *st = multi_stmt(s, MR_EVENTS);
+    sqlite3_stmt *st = multi_stmt(s, MR_EVENTS, rows);
     if (!st)
         return EVH_E_IO;
     int rc = SQLITE_OK;
-    for (int i = 0; i < MULTI_ROWS && rc == SQLITE_OK; i++) {
+    for (int i = 0; i < rows && rc == SQLITE_OK; i++) {
         const evh_event *ev = evs[i];
         rc = bind_at(st, 1 + i * MULTI_SQL[MR_EVENTS].params, "tttntttiit", ev->id, ev->source,
                      ev->event_type, ev->data_json, ev->data_len, ev->user_id,
@@ -1276,20 +1299,21 @@ static int insert_events_multi(store *s, evh_event *const *evs)
                      (int64_t)ev->chain_depth, ev->unmatched ? "unmatched" : "pending");
     }
     int out = rc == SQLITE_OK ? step_done(s, st, "storing events") : fail(s, rc, "binding");
-    if (out == EVH_OK && sqlite3_changes(s->db) != MULTI_ROWS) {
-        set_err(s, "storing events: %d of %d rows written", sqlite3_changes(s->db), MULTI_ROWS);
+    if (out == EVH_OK && sqlite3_changes(s->db) != rows) {
+        set_err(s, "storing events: %d of %d rows written", sqlite3_changes(s->db), rows);
         out = EVH_E_IO;
     }
     /* the rows went in in order, under the write lock, with AUTOINCREMENT:
-     * their seqs are the MULTI_ROWS ending at the last one */
+     * their seqs are the rows ending at the last one */
     int64_t last = sqlite3_last_insert_rowid(s->db);
-    for (int i = 0; out == EVH_OK && i < MULTI_ROWS; i++)
-        evs[i]->seq = last - (MULTI_ROWS - 1) + i;
+    for (int i = 0; out == EVH_OK && i < rows; i++)
+        evs[i]->seq = last - (rows - 1) + i;
     done(st);
     return out;
 }
 
-/* How many of evs[0..n) from the first on have no idempotency key. */
+/* How many of evs[0..n) from the first on have no idempotency key (at most
+ * MULTI_ROWS). */
 static size_t keyless_run(evh_event *const *evs, size_t n)
 {
     size_t k = 0;
@@ -1315,9 +1339,10 @@ int store_events_insert(store *s, evh_event *const *evs, size_t n)
     if (rc != EVH_OK)
         return rc;
     for (size_t i = 0; i < n && rc == EVH_OK;) {
-        if (keyless_run(evs + i, n - i) == MULTI_ROWS) {
-            rc = insert_events_multi(s, evs + i);
-            i += MULTI_ROWS;
+        int rows = multi_rows_for(keyless_run(evs + i, n - i));
+        if (rows > 1) {
+            rc = insert_events_multi(s, evs + i, rows);
+            i += (size_t)rows;
         } else {
             rc = insert_event(s, st, evs[i++]);
         }
@@ -1377,14 +1402,14 @@ int store_events_set_status(store *s, const char *const *ids, size_t n, const ch
     if (rc != EVH_OK)
         return rc;
     size_t i = 0;
-    for (; n - i >= MULTI_ROWS && rc == EVH_OK; i += MULTI_ROWS) {
-        sqlite3_stmt *st = multi_stmt(s, MR_EV_STATUS);
+    for (int rows; (rows = multi_rows_for(n - i)) > 1 && rc == EVH_OK; i += (size_t)rows) {
+        sqlite3_stmt *st = multi_stmt(s, MR_EV_STATUS, rows);
         if (!st) {
             rc = EVH_E_IO;
             break;
         }
         int brc = sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
-        for (int k = 0; k < MULTI_ROWS && brc == SQLITE_OK; k++)
+        for (int k = 0; k < rows && brc == SQLITE_OK; k++)
             brc = sqlite3_bind_text(st, 2 + k, ids[i + k], -1, SQLITE_STATIC);
         rc = brc == SQLITE_OK ? step_done(s, st, "updating events") : fail(s, brc, "binding");
         done(st);
@@ -1901,17 +1926,17 @@ int store_executions_insert(store *s, store_execution *const *xs, size_t n)
     int first_rc = EVH_OK;
     size_t i = 0;
     ex_times t[MULTI_ROWS];
-    for (; n - i >= MULTI_ROWS; i += MULTI_ROWS) {
-        sqlite3_stmt *st = multi_stmt(s, MR_EXECUTIONS);
+    for (int rows; (rows = multi_rows_for(n - i)) > 1; i += (size_t)rows) {
+        sqlite3_stmt *st = multi_stmt(s, MR_EXECUTIONS, rows);
         int brc = st ? SQLITE_OK : SQLITE_ERROR;
-        for (int k = 0; k < MULTI_ROWS && brc == SQLITE_OK; k++)
+        for (int k = 0; k < rows && brc == SQLITE_OK; k++)
             brc = bind_execution(s, st, 1 + k * MULTI_SQL[MR_EXECUTIONS].params, xs[i + k], &t[k]);
         rc = brc == SQLITE_OK ? step_done(s, st, "creating executions") : EVH_E_IO;
         done(st);
         if (rc == EVH_OK)
             continue;
         /* the statement wrote nothing: row by row, each failure its own */
-        for (int k = 0; k < MULTI_ROWS; k++) {
+        for (int k = 0; k < rows; k++) {
             rc = store_execution_create(s, xs[i + k]);
             if (rc != EVH_OK && first_rc == EVH_OK)
                 first_rc = rc;
@@ -2092,16 +2117,16 @@ int store_step_runs_put(store *s, const store_step_run *const *runs, size_t n)
     int first_rc = EVH_OK;
     size_t i = 0;
     run_times t[MULTI_ROWS];
-    for (; n - i >= MULTI_ROWS; i += MULTI_ROWS) {
-        sqlite3_stmt *st = multi_stmt(s, MR_STEP_RUNS);
+    for (int rows; (rows = multi_rows_for(n - i)) > 1; i += (size_t)rows) {
+        sqlite3_stmt *st = multi_stmt(s, MR_STEP_RUNS, rows);
         int brc = st ? SQLITE_OK : SQLITE_ERROR;
-        for (int k = 0; k < MULTI_ROWS && brc == SQLITE_OK; k++)
+        for (int k = 0; k < rows && brc == SQLITE_OK; k++)
             brc = bind_step_run(st, 1 + k * MULTI_SQL[MR_STEP_RUNS].params, runs[i + k], &t[k]);
         rc = brc == SQLITE_OK ? step_done(s, st, "storing step runs") : EVH_E_IO;
         done(st);
         if (rc == EVH_OK)
             continue;
-        for (int k = 0; k < MULTI_ROWS; k++) { /* nothing written: row by row */
+        for (int k = 0; k < rows; k++) { /* nothing written: row by row */
             rc = store_step_run_put(s, runs[i + k]);
             if (rc != EVH_OK && first_rc == EVH_OK)
                 first_rc = rc;

@@ -870,6 +870,27 @@ static void test_event_ids_and_clocks(void **state)
     qsort(ids, N, sizeof ids[0], cmp_str);
     for (int i = 1; i < N; i++)
         assert_string_not_equal(ids[i - 1], ids[i]);
+    /* ids draw from a per-thread pool of random bytes (event.c): a forked
+     * child must not repeat the ids its parent makes next */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char mine[EVH_UUID_LEN + 1];
+        _exit(uuid_v4(mine) == EVH_OK &&
+                      write(fds[1], mine, sizeof mine) == (ssize_t)sizeof mine
+                  ? 0
+                  : 1);
+    }
+    char parents[EVH_UUID_LEN + 1], childs[EVH_UUID_LEN + 1];
+    assert_int_equal(uuid_v4(parents), EVH_OK);
+    assert_int_equal(read(fds[0], childs, sizeof childs), (ssize_t)sizeof childs);
+    assert_int_equal(tu_wait(child, 5000), 0);
+    close(fds[0]);
+    close(fds[1]);
+    assert_uuid_v4(childs);
+    assert_string_not_equal(parents, childs);
     /* version 7: unique too, and one made later never sorts before (its
      * first 48 bits are the time in ms) */
     char first[EVH_UUID_LEN + 1], later[EVH_UUID_LEN + 1];

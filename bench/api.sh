@@ -2,11 +2,16 @@
 # HTTP ingest benchmark: wrk with keep-alive POSTs one event to
 # /api/events/process of a Release daemon on loopback, durable queue on.
 #   bench/api.sh [seconds] [connections] [threads]
+#   bench/api.sh --floor [seconds] [connections] [threads]
+# --floor runs the same wrk against bench/http_floor.c instead: libmicrohttpd
+# answering 202 and doing nothing else, the most any ingest can answer here.
 # Needs wrk (Debian package, installed here when missing).  The event is the
 # seed's file_upload when the web-client-upload source is built, else the
 # timer's timer_fired.  Prints wrk's summary; docs/BENCHMARKS.md has figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+floor=0
+[[ ${1:-} == --floor ]] && { floor=1; shift; }
 secs=${1:-10} conns=${2:-64} threads=${3:-2}
 scripts/install-deps.sh
 command -v wrk >/dev/null || {
@@ -27,6 +32,15 @@ wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+if ((floor)); then
+    port=$((20000 + RANDOM % 20000))
+    ./build/bench/bench/http_floor "$port" &
+    pid=$!
+    sleep 0.3
+    wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$work/post.lua" \
+        "http://127.0.0.1:$port/api/events/process"
+    exit 0
+fi
 ./build/bench/evhost run --data-dir "$work/data" --listen 127.0.0.1:0 --log-level warn \
     --print-config >/dev/null
 ./build/bench/evhost run --data-dir "$work/data" --listen 127.0.0.1:0 --log-level info \

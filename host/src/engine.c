@@ -354,14 +354,6 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static cJSON *envelope_of(const evh_event *ev)
-{
-    char *text = event_envelope_json(ev);
-    cJSON *env = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return env;
-}
-
 /* Run workflow wf_id for (trigger_key, event) exactly once; returns the
  * execution's result, EVH_OK when it had already succeeded. */
 static int run_once(worker *wk, exec_worker *xw, const config_snap *s, const char *wf_id,
@@ -483,7 +475,7 @@ static void dispatch_event(worker *wk, exec_worker *xw, evh_event *ev)
         status_later(wk, ev->id, ST_UNMATCHED);
         return;
     }
-    cJSON *env = envelope_of(ev);
+    cJSON *env = event_envelope(ev);
     config_snap *s = snap_acquire(e);
     if (s->generation != wk->generation) {
         exec_worker_reset(xw); /* instances belong to the old workflows */
@@ -804,7 +796,7 @@ static void replay_run(engine *e, exec_worker *xw, unsigned *generation, const c
         set_err(&why, "event %s %s%s", event_id ? event_id : "?",
                 *store_errmsg(st) ? "cannot be read: " : "is no longer stored",
                 store_errmsg(st));
-    } else if (!(env = envelope_of(ev)) || !(prior = outputs_of(runs))) {
+    } else if (!(env = event_envelope(ev)) || !(prior = outputs_of(runs))) {
         set_err(&why, "out of memory");
     }
     if (why || !wf || !ev || !env || !prior) {

@@ -93,30 +93,36 @@ static cJSON *build_metadata(const evh_event *ev)
     return meta;
 }
 
-char *event_envelope_json(const evh_event *ev)
+cJSON *event_envelope(const evh_event *ev)
 {
     if (!ev)
         return NULL;
     cJSON *env = cJSON_CreateObject();
     cJSON *data = embed(ev->data_json, ev->data_len);
     cJSON *meta = build_metadata(ev);
-    char *out = NULL;
     if (!env || !data || !meta)
-        goto out_delete;
+        goto fail;
     if (!cJSON_AddStringToObject(env, "id", ev->id) ||
         !cJSON_AddStringToObject(env, "event_type", ev->event_type) ||
         !cJSON_AddStringToObject(env, "source", ev->source) ||
         !cJSON_AddItemToObject(env, "data", data))
-        goto out_delete;
+        goto fail;
     data = NULL; /* env owns it now */
     if (!cJSON_AddItemToObject(env, "metadata", meta))
-        goto out_delete;
-    meta = NULL;
-    out = cJSON_PrintUnformatted(env);
+        goto fail;
+    return env;
 
-out_delete:
+fail:
     cJSON_Delete(data);
     cJSON_Delete(meta);
+    cJSON_Delete(env);
+    return NULL;
+}
+
+char *event_envelope_json(const evh_event *ev)
+{
+    cJSON *env = event_envelope(ev);
+    char *out = env ? cJSON_PrintUnformatted(env) : NULL;
     cJSON_Delete(env);
     return out;
 }

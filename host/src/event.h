@@ -64,6 +64,9 @@ void event_free(evh_event *ev);
 
 /* The envelope as compact JSON text (malloc); NULL on out-of-memory. */
 char *event_envelope_json(const evh_event *ev);
+/* The same as a cJSON object the caller deletes: no text printed and parsed
+ * again where the envelope is used as JSON (the workers, once per event). */
+struct cJSON *event_envelope(const evh_event *ev);
 
 /* A random (version 4) UUID from OpenSSL's RAND_bytes into out[37].
  * Returns EVH_OK or EVH_E_IO when the random generator fails. */

@@ -2436,6 +2436,8 @@ int store_outbox_insert(store *s, const store_outbox_message *m, size_t n)
             rc = EVH_E_INVALID;
             break;
         }
+        if (!m[i].n_subs)
+            continue; /* no subscription takes it (any more) */
         int src = bind(msg, "tttnt", m[i].message_id, m[i].event, m[i].job_id, m[i].body,
                        m[i].body_len, now);
         rc = src == SQLITE_OK ? step_done(s, msg, "storing a lifecycle event")

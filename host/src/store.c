@@ -633,6 +633,16 @@ int store_batch_end(store *s, int rc)
     return tx_end(s, rc);
 }
 
+static int exec_sql(store *s, const char *sql, const char *what);
+
+void store_set_cache_kib(store *s, int kib)
+{
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=-%d", kib > 0 ? kib : 2048);
+    if (s)
+        exec_sql(s, sql, "setting cache_size");
+}
+
 void store_defer_checkpoints(store *s)
 {
     if (s)

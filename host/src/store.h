@@ -280,6 +280,11 @@ int store_integrity_check(store *s, char **result);
  * timeout is restored afterwards. */
 int store_check_writable(store *s, int timeout_ms);
 
+/* The connection's page cache, in KiB (SQLite's default is 2 MiB).  A
+ * connection whose transactions write more than its cache spills pages to
+ * the WAL mid-transaction and writes them again when they change after. */
+void store_set_cache_kib(store *s, int kib);
+
 /* ---- outbound webhooks: subscriptions and deliveries (the outbox) -------------
  *
  * subscriptions: where lifecycle events go (subscription.h checks the

@@ -737,6 +737,55 @@ static void test_recovers_after_failures(void **state)
 
 /* ---- a receiver that is down: dead letters, then the retry API ---------------------- */
 
+/* A job's first event fails while its later ones are already handed to the
+ * delivery thread: they wait for its retry, then go in order; the next job
+ * is delivered in order too (the subscription back to the fast path). */
+static void test_order_kept_across_a_retry(void **state)
+{
+    (void)state;
+    receiver *rx = rx_start(0);
+    rx->fail_first = 2;
+    rx->fail_status = 503;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "notifications:\n  subscriptions:\n"
+             "    - {id: ordered, url: \"http://127.0.0.1:%d/x\", events: all,\n"
+             "       max_attempts: 10, backoff_base_ms: 20, backoff_cap_ms: 50}\n",
+             rx->port);
+    at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml};
+    apitest *t = at_start(&o);
+    char ev[37];
+    emit(t, 1, ev);
+    char *x1 = execution_of(t, ev);
+    rx_wait(rx, 6);
+    wait_deliveries(t, "ordered", "delivered", 4);
+    emit(t, 2, ev);
+    char *x2 = execution_of(t, ev);
+    rx_wait(rx, 10);
+    wait_deliveries(t, "ordered", "delivered", 8);
+    static const char *const order[] = {"jobStart", "pluginStart", "pluginComplete",
+                                        "jobComplete"};
+    pthread_mutex_lock(&rx->lock);
+    assert_int_equal(rx->n, 10);
+    /* the two failures were jobStart's first attempts: nothing of the job
+     * came between them and its success */
+    for (size_t i = 0; i < 3; i++)
+        assert_non_null(strstr(rx->reqs[i].body, "\"event\":\"jobStart\""));
+    for (size_t i = 0; i < 4; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\"event\":\"%s\"", order[i]);
+        assert_non_null(strstr(rx->reqs[2 + i].body, want));
+        assert_non_null(strstr(rx->reqs[2 + i].body, x1));
+        assert_non_null(strstr(rx->reqs[6 + i].body, want));
+        assert_non_null(strstr(rx->reqs[6 + i].body, x2));
+    }
+    pthread_mutex_unlock(&rx->lock);
+    at_stop(t);
+    rx_stop(rx);
+    free(x1);
+    free(x2);
+}
+
 static void test_dead_letters_and_retry(void **state)
 {
     (void)state;
@@ -1304,6 +1353,7 @@ int main(void)
         cmocka_unit_test(test_config_notifications),
         cmocka_unit_test(test_envelopes_headers_signature),
         cmocka_unit_test(test_recovers_after_failures),
+        cmocka_unit_test(test_order_kept_across_a_retry),
         cmocka_unit_test(test_dead_letters_and_retry),
         cmocka_unit_test(test_hanging_receiver_does_not_slow_executions),
         cmocka_unit_test(test_restart_delivers_pending),

@@ -75,14 +75,16 @@ char *lifecycle_envelope(lc_event e, const char *job_id, const char *plugin_name
     cJSON_AddStringToObject(data, "jobId", job_id);
     if (plugin_name)
         cJSON_AddStringToObject(data, "pluginName", plugin_name);
+    /* metrics and job are the caller's and outlive the print: referenced,
+     * not copied (a copy per event was a good part of its cost) */
     if (metrics)
-        cJSON_AddItemToObject(data, "metrics", cJSON_Duplicate(metrics, 1));
+        cJSON_AddItemReferenceToObject(data, "metrics", (cJSON *)metrics);
     if (error) {
         cJSON *err = cJSON_AddObjectToObject(data, "error");
         cJSON_AddStringToObject(err, "message", error);
     }
     if (job)
-        cJSON_AddItemToObject(data, "job", cJSON_Duplicate(job, 1));
+        cJSON_AddItemReferenceToObject(data, "job", (cJSON *)job);
     cJSON_AddItemToObject(env, "data", data);
     cJSON_AddStringToObject(env, "timestamp", timestamp);
     char *text = cJSON_PrintUnformatted(env);
@@ -134,8 +136,11 @@ static cJSON *job_of(lifecycle_job *j, const char *step_id)
     if (!job)
         return NULL;
     cJSON_AddStringToObject(job, "id", j->req->execution_id);
-    cJSON_AddItemToObject(job, "config",
-                          j->config ? cJSON_Duplicate(j->config, 1) : cJSON_CreateNull());
+    /* j->config outlives this object: referenced, not copied */
+    if (j->config)
+        cJSON_AddItemReferenceToObject(job, "config", j->config);
+    else
+        cJSON_AddItemToObject(job, "config", cJSON_CreateNull());
     cJSON *p = cJSON_AddObjectToObject(job, "progress");
     cJSON_AddNumberToObject(p, "done", (double)j->done);
     cJSON_AddNumberToObject(p, "total", (double)j->req->wf->n_steps);

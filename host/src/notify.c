@@ -4,17 +4,27 @@
  *
  * Two threads do everything after notifier_submit.  The storing thread
  * stores what was queued (one transaction per batch, on its own
- * connection) and wakes the delivery thread, which reads due deliveries
- * from the table
- * (store_deliveries_due, which keeps each job's order per subscriber; the
- * rows it has on the wire it knows itself and skips, so reading writes
- * nothing), runs them as concurrent transfers on one curl multi handle
- * (whose connection cache gives keep-alive), and records the outcomes (one
- * transaction per batch of completions).  Batching is by count or a few
- * milliseconds (STORE_WAIT_NS, DONE_WAIT_NS), so the outbox takes the
- * database's write lock seldom, however fast events come.  It sleeps in curl_multi_poll;
- * notifier_submit, notifier_reload and notifier_wake wake it with
- * curl_multi_wakeup.
+ * connection: each lifecycle event once, and a lean deliveries row per
+ * subscription taking it) and hands the stored deliveries, with their row
+ * ids, straight to the delivery thread in memory.  The delivery thread runs
+ * them as concurrent transfers on one curl multi handle (whose connection
+ * cache gives keep-alive) and records the outcomes (one transaction per
+ * batch of completions).  Batching is by count or a few milliseconds
+ * (STORE_WAIT_NS, DONE_WAIT_NS), so the outbox takes the database's write
+ * lock seldom, however fast events come.
+ *
+ * Each subscription has a lane, live or not.  A live lane's deliveries
+ * come from memory only: the table holds nothing open of it that the
+ * delivery thread does not hold, and a job's next event waits in memory
+ * until the one before it is delivered.  Anything else (start-up, a failed
+ * attempt, a retry through the API, a re-enabled subscription, a full
+ * in-memory queue) makes the lane not live: its deliveries handed over
+ * are dropped (they are in the table) and the lane's due rows are read
+ * from the table (store_deliveries_due, which keeps each job's order per
+ * subscriber; the rows on the wire it knows itself and skips, so reading
+ * writes nothing) until none is open, when it is live again.  It sleeps in
+ * curl_multi_poll; the storing thread, notifier_reload and notifier_wake
+ * wake it with curl_multi_wakeup.
  */
 #include "notify.h"
 
@@ -44,8 +54,13 @@
 #define COUNT_PERIOD_NS (200 * 1000000LL)
 /* The longest sleep: the thread looks at the table at least this often. */
 #define MAX_SLEEP_MS 1000
-/* Events stored per transaction. */
-#define STORE_BATCH 4096
+/* Events stored per transaction, and the storing connection's page cache:
+ * a transaction's dirty pages (bodies of ~1 KiB, the indexes' leaves) fit
+ * in it, so none is spilled to the WAL and written again mid-transaction,
+ * and the write lock, which the pipeline's writers share, is held briefly
+ * (measured: 4096 events, 2 MiB cache: 150 to 350 ms per transaction). */
+#define STORE_BATCH 512
+#define STORE_CACHE_KIB (16 * 1024)
 /* Queued events are stored once this many wait, or the oldest waited
  * STORE_WAIT_NS: a few milliseconds buy transactions of many rows, so the
  * outbox takes the database's write lock seldom (the pipeline needs it). */
@@ -56,22 +71,57 @@
 #define DONE_MAX 256
 #define DONE_WAIT_NS (20 * 1000000LL)
 
-/* One queued lifecycle event. */
+/* Deliveries handed over in memory that may wait for the delivery thread;
+ * past this, lanes fall back to the table (which holds them all anyway). */
+#define READY_MAX 262144
+/* Deliveries handed over that one pass looks at (the later ones wait). */
+#define READY_SCAN 4096
+
+/* One queued lifecycle event; once stored, shared by its deliveries
+ * handed to the delivery thread (refs). */
 typedef struct msg {
     struct msg *next;
+    atomic_int refs;
     lc_event event;
     char *job_id;
     char *message_id;
     char *body;
     size_t body_len;
+    uint64_t job_hash;
     int64_t queued_ns;
 } msg;
+
+/* A subscription's state in the delivery thread (see the top of the
+ * file).  Lanes are made by either thread (under lanes_lock), never freed
+ * before the notifier, and their id and next never change. */
+typedef struct lane {
+    struct lane *next;
+    char *id;
+    uint64_t hash;
+    /* the delivery thread's alone */
+    int live;
+    int64_t live_after; /* deliveries up to this id were the table's */
+    size_t n_flying, n_unrecorded;
+} lane;
+
+/* A stored delivery handed to the delivery thread. */
+typedef struct fresh {
+    int64_t id;
+    msg *m;   /* a reference; NULL once started or dropped */
+    lane *l;
+    uint64_t key; /* (subscription, job) */
+} fresh;
 
 /* One attempt on the wire. */
 typedef struct xfer {
     CURL *easy;
     struct curl_slist *headers;
-    store_delivery d;
+    store_delivery d; /* d.subscription_id and d.body unused when m is set */
+    msg *m;           /* a reference, for a delivery handed over */
+    lane *l;
+    uint64_t key;
+    const char *body;
+    size_t body_len;
     uint32_t max_attempts;
     int64_t base_ms, cap_ms;
     int64_t started_ns;
@@ -96,8 +146,20 @@ struct notifier {
     store *wst;
     pthread_cond_t q_work; /* the storing thread: something was queued, or stop */
     atomic_int stop;
-    atomic_int kick; /* look at the table now */
+    atomic_int kick; /* deliveries were handed over */
+    atomic_int rescan; /* every lane back to the table (a retry, a reload) */
     int joined;      /* the thread is gone (under q_lock) */
+
+    /* lanes, one per subscription seen */
+    pthread_mutex_t lanes_lock;
+    lane *_Atomic lanes;
+    /* deliveries stored and handed over (under ib_lock) */
+    pthread_mutex_t ib_lock;
+    fresh *ib;
+    size_t ib_len, ib_cap;
+    /* ... taken by the delivery thread: [rq_head, rq_len) */
+    fresh *rq;
+    size_t rq_head, rq_len, rq_cap;
     int64_t stop_deadline_ns;
 
     /* the queue notifier_submit fills */
@@ -122,8 +184,12 @@ struct notifier {
     /* outcomes not yet recorded (with their last_error copies) */
     store_delivery_outcome *done;
     char **done_err;
+    lane **done_lane;
     size_t n_done;
     int64_t done_since_ns;
+    /* the delivery thread's: read lanes from the table now; when next */
+    int need_scan;
+    int64_t due_us;
     /* ids of the rows on the wire or finished but not yet recorded, which
      * the table still shows as due: skipped when it is read (open
      * addressing, 0 = free; rebuilt whenever outcomes are recorded) */
@@ -202,6 +268,48 @@ static uint64_t next_random(notifier *n)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+/* FNV-1a: keys for "same subscription and job", where a collision only
+ * makes a delivery wait for an unrelated one. */
+static uint64_t hash_text(const char *t)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *t; t++)
+        h = (h ^ (unsigned char)*t) * 0x100000001b3ULL;
+    return h;
+}
+
+/* ---- lanes --------------------------------------------------------------------- */
+
+/* The lane of subscription id, made (not live) when there is none yet;
+ * NULL when out of memory. */
+static lane *lane_get(notifier *n, const char *id)
+{
+    for (lane *l = atomic_load(&n->lanes); l; l = l->next) {
+        if (!strcmp(l->id, id))
+            return l;
+    }
+    pthread_mutex_lock(&n->lanes_lock);
+    lane *l = atomic_load(&n->lanes);
+    for (; l && strcmp(l->id, id); l = l->next)
+        ;
+    if (!l && (l = calloc(1, sizeof *l)) && !(l->id = strdup(id))) {
+        free(l);
+        l = NULL;
+    }
+    if (l && !l->hash) {
+        l->hash = hash_text(id) | 1;
+        l->next = atomic_load(&n->lanes);
+        atomic_store(&n->lanes, l);
+    }
+    pthread_mutex_unlock(&n->lanes_lock);
+    return l;
+}
+
+static uint64_t lane_key(const lane *l, uint64_t job_hash)
+{
+    return (l->hash * 0x9E3779B97F4A7C15ULL) ^ job_hash;
+}
+
 /* ---- subscriptions ------------------------------------------------------------ */
 
 static void free_subs(subscription **subs, size_t n)
@@ -235,6 +343,10 @@ static int load_subs(notifier *n, store *st)
         }
         if (s->enabled)
             wanted |= s->events;
+        if (!lane_get(n, s->id)) { /* its deliveries wait for the next reload */
+            subscription_free(s);
+            continue;
+        }
         subs[k++] = s;
     }
     cJSON_Delete(rows);
@@ -323,6 +435,8 @@ notifier *notifier_new(const notify_options *o, char **err)
     pthread_cond_init(&n->q_work, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&n->subs_lock, NULL);
+    pthread_mutex_init(&n->lanes_lock, NULL);
+    pthread_mutex_init(&n->ib_lock, NULL);
     n->rng = (uint64_t)monotonic_ns() ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)n;
     if (!n->rng)
         n->rng = 0x9E3779B97F4A7C15ULL;
@@ -331,11 +445,13 @@ notifier *notifier_new(const notify_options *o, char **err)
     n->idle = calloc(n->opt.concurrency, sizeof *n->idle);
     n->done = calloc(DONE_MAX, sizeof *n->done);
     n->done_err = calloc(DONE_MAX, sizeof *n->done_err);
+    n->done_lane = calloc(DONE_MAX, sizeof *n->done_lane);
     n->busy_cap = 64;
     while (n->busy_cap < 2 * ((size_t)n->opt.concurrency + DONE_MAX))
         n->busy_cap *= 2;
     n->busy = calloc(n->busy_cap, sizeof *n->busy);
-    if (!n->db_path || !n->flying || !n->idle || !n->done || !n->done_err || !n->busy ||
+    if (!n->db_path || !n->flying || !n->idle || !n->done || !n->done_err || !n->done_lane ||
+        !n->busy ||
         !curl_ok || !(n->multi = curl_multi_init())) {
         if (err && asprintf(err, "%s", !curl_ok ? "libcurl could not be initialized"
                                                  : "out of memory") < 0)
@@ -351,6 +467,7 @@ notifier *notifier_new(const notify_options *o, char **err)
         notifier_free(n);
         return NULL;
     }
+    store_set_cache_kib(n->wst, STORE_CACHE_KIB);
     int64_t open = 0;
     if (load_subs(n, n->st) != EVH_OK || store_deliveries_count_open(n->st, &open) != EVH_OK) {
         if (err && asprintf(err, "%s: outbox: %s", n->db_path, store_errmsg(n->st)) < 0)
@@ -406,8 +523,10 @@ void notifier_stop(notifier *n, int deadline_ms)
     pthread_mutex_unlock(&n->q_lock);
 }
 
-static void msg_free(msg *m)
+static void msg_unref(msg *m)
 {
+    if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
+        return;
     free(m->job_id);
     free(m->message_id);
     free(m->body);
@@ -423,7 +542,7 @@ void notifier_free(notifier *n)
     while (n->q_head) {
         msg *m = n->q_head;
         n->q_head = m->next;
-        msg_free(m);
+        msg_unref(m);
     }
     for (size_t i = 0; i < n->n_idle; i++)
         curl_easy_cleanup(n->idle[i]);
@@ -433,13 +552,27 @@ void notifier_free(notifier *n)
         free(n->done_err[i]);
     free(n->done);
     free(n->done_err);
+    free(n->done_lane);
     free(n->busy);
+    for (size_t i = 0; i < n->ib_len; i++)
+        msg_unref(n->ib[i].m);
+    free(n->ib);
+    for (size_t i = n->rq_head; i < n->rq_len; i++)
+        msg_unref(n->rq[i].m);
+    free(n->rq);
+    for (lane *l = atomic_load(&n->lanes), *next; l; l = next) {
+        next = l->next;
+        free(l->id);
+        free(l);
+    }
     if (n->multi)
         curl_multi_cleanup(n->multi);
     store_close(n->st);
     store_close(n->wst);
     free_subs(n->subs, n->n_subs);
     pthread_mutex_destroy(&n->subs_lock);
+    pthread_mutex_destroy(&n->lanes_lock);
+    pthread_mutex_destroy(&n->ib_lock);
     pthread_cond_destroy(&n->q_room);
     pthread_cond_destroy(&n->q_work);
     pthread_mutex_destroy(&n->q_lock);
@@ -456,14 +589,19 @@ int notifier_submit(notifier *n, lc_event e, const char *job_id, const char *mes
                     char *body, size_t body_len)
 {
     msg *m = calloc(1, sizeof *m);
+    if (m) {
+        atomic_init(&m->refs, 1);
+        m->body = body; /* taken in every case */
+    }
     if (!m || !(m->job_id = strdup(job_id)) || !(m->message_id = strdup(message_id))) {
         if (m)
-            msg_free(m);
+            msg_unref(m);
         else
             free(body);
         return EVH_E_NOMEM;
     }
     m->event = e;
+    m->job_hash = hash_text(job_id);
     m->body = body;
     m->body_len = body_len;
     m->queued_ns = monotonic_ns();
@@ -472,7 +610,7 @@ int notifier_submit(notifier *n, lc_event e, const char *job_id, const char *mes
         pthread_cond_wait(&n->q_room, &n->q_lock);
     if (n->joined) {
         pthread_mutex_unlock(&n->q_lock);
-        msg_free(m);
+        msg_unref(m);
         return EVH_E_STOPPING;
     }
     int was_empty = n->q_len == 0;
@@ -502,7 +640,7 @@ void notifier_wake(notifier *n)
 {
     if (!n)
         return;
-    atomic_store(&n->kick, 1);
+    atomic_store(&n->rescan, 1);
     curl_multi_wakeup(n->multi);
 }
 
@@ -525,51 +663,99 @@ void notifier_get_stats(notifier *n, notifier_stats *out)
 
 /* ---- storing what was queued ------------------------------------------------------ */
 
-/* Store a batch of queued events, a row per matching enabled subscription,
- * in one transaction; *rows = how many were written. */
+/* Hand k stored deliveries to the delivery thread (references taken). */
+static void hand_over(notifier *n, const fresh *f, size_t k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&n->ib_lock);
+    if (n->ib_len + k > n->ib_cap) {
+        size_t cap = n->ib_cap ? n->ib_cap : 1024;
+        while (cap < n->ib_len + k)
+            cap *= 2;
+        fresh *grown = realloc(n->ib, cap * sizeof *grown);
+        if (!grown) { /* they stay in the table: the lanes read them there */
+            pthread_mutex_unlock(&n->ib_lock);
+            atomic_store(&n->rescan, 1);
+            return;
+        }
+        n->ib = grown;
+        n->ib_cap = cap;
+    }
+    for (size_t i = 0; i < k; i++)
+        atomic_fetch_add(&f[i].m->refs, 1);
+    memcpy(n->ib + n->ib_len, f, k * sizeof *f);
+    n->ib_len += k;
+    pthread_mutex_unlock(&n->ib_lock);
+}
+
+/* Store a batch of queued events (each once) and a delivery per matching
+ * enabled subscription, in one transaction, then hand the deliveries
+ * over; *rows = how many deliveries were written. */
 static int store_batch(notifier *n, store *st, msg *head, size_t count, size_t *rows_out)
 {
     *rows_out = 0;
     pthread_mutex_lock(&n->subs_lock);
-    size_t rows = 0;
-    for (msg *m = head; m; m = m->next) {
-        for (size_t i = 0; i < n->n_subs; i++)
-            rows += n->subs[i]->enabled && (n->subs[i]->events & (1u << m->event));
+    size_t n_subs = n->n_subs, rows = 0;
+    lane *lanes[n_subs ? n_subs : 1];
+    unsigned events[n_subs ? n_subs : 1];
+    int ok = 1;
+    for (size_t i = 0; i < n_subs; i++) {
+        /* lanes, not the subscriptions, which may be reloaded meanwhile */
+        events[i] = n->subs[i]->enabled ? n->subs[i]->events : 0;
+        lanes[i] = events[i] ? lane_get(n, n->subs[i]->id) : NULL;
+        ok = ok && (lanes[i] || !events[i]);
     }
-    store_delivery_new *d = calloc(rows ? rows : 1, sizeof *d);
-    char **ids = calloc(rows ? rows : 1, sizeof *ids);
-    size_t k = 0;
-    int ok = d && ids;
-    for (msg *m = head; ok && m; m = m->next) {
-        for (size_t i = 0; ok && i < n->n_subs && k < rows; i++) {
-            const subscription *s = n->subs[i];
-            if (!s->enabled || !(s->events & (1u << m->event)))
+    pthread_mutex_unlock(&n->subs_lock);
+    for (msg *m = head; m; m = m->next) {
+        for (size_t i = 0; i < n_subs; i++)
+            rows += (events[i] & (1u << m->event)) != 0;
+    }
+    store_outbox_message *om = calloc(count, sizeof *om);
+    const char **ids = calloc(rows ? rows : 1, sizeof *ids);
+    int64_t *dids = calloc(rows ? rows : 1, sizeof *dids);
+    fresh *f = calloc(rows ? rows : 1, sizeof *f);
+    ok = ok && om && ids && dids && f;
+    size_t k = 0, j = 0;
+    for (msg *m = head; ok && m; m = m->next, j++) {
+        om[j] = (store_outbox_message){.event = lc_event_name(m->event),
+                                       .job_id = m->job_id,
+                                       .message_id = m->message_id,
+                                       .body = m->body,
+                                       .body_len = m->body_len,
+                                       .subscription_ids = ids + k,
+                                       .delivery_ids = dids + k};
+        for (size_t i = 0; i < n_subs; i++) {
+            if (!(events[i] & (1u << m->event)))
                 continue;
-            ids[k] = strdup(s->id); /* the subscriptions may be reloaded meanwhile */
-            ok = ids[k] != NULL;
-            d[k] = (store_delivery_new){.subscription_id = ids[k],
-                                        .event = lc_event_name(m->event),
-                                        .job_id = m->job_id,
-                                        .message_id = m->message_id,
-                                        .body = m->body,
-                                        .body_len = m->body_len};
+            ids[k] = lanes[i]->id;
+            f[k] = (fresh){.m = m, .l = lanes[i], .key = lane_key(lanes[i], m->job_hash)};
+            om[j].n_subs++;
             k++;
         }
     }
-    pthread_mutex_unlock(&n->subs_lock);
-    int rc = ok ? store_deliveries_insert(st, d, k) : EVH_E_NOMEM;
-    for (size_t i = 0; ids && i < k; i++)
-        free(ids[i]);
+    int rc = ok ? store_outbox_insert(st, om, count) : EVH_E_NOMEM;
+    size_t live = 0;
+    for (size_t i = 0; rc == EVH_OK && i < k; i++) {
+        if (dids[i]) { /* 0: the subscription was deleted meanwhile */
+            f[live] = f[i];
+            f[live++].id = dids[i];
+        }
+    }
+    if (rc == EVH_OK)
+        hand_over(n, f, live);
+    free(om);
     free(ids);
-    free(d);
+    free(dids);
+    free(f);
     if (rc != EVH_OK) {
         log_error("notify", "storing %zu lifecycle event(s) failed: %s; trying again", count,
                   rc == EVH_E_NOMEM ? "out of memory" : store_errmsg(st));
         return rc;
     }
-    atomic_fetch_add(&n->stored, k);
-    atomic_fetch_add(&n->open, (int64_t)k);
-    *rows_out = k;
+    atomic_fetch_add(&n->stored, live);
+    atomic_fetch_add(&n->open, (int64_t)live);
+    *rows_out = live;
     return EVH_OK;
 }
 
@@ -615,7 +801,7 @@ static size_t drain_queue(notifier *n, int *failed)
         total += rows;
         for (msg *m = head, *next; m; m = next) {
             next = m->next;
-            msg_free(m);
+            msg_unref(m);
         }
     }
 }
@@ -679,11 +865,15 @@ static void xfer_free(notifier *n, xfer *x)
             curl_easy_cleanup(x->easy);
     }
     curl_slist_free_all(x->headers);
-    free(x->d.subscription_id);
-    free(x->d.event);
-    free(x->d.job_id);
-    free(x->d.message_id);
-    free(x->d.body);
+    if (x->m) { /* d's strings are the message's and the lane's */
+        msg_unref(x->m);
+    } else {
+        free(x->d.subscription_id);
+        free(x->d.event);
+        free(x->d.job_id);
+        free(x->d.message_id);
+        free(x->d.body);
+    }
     free(x);
 }
 
@@ -702,10 +892,11 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
     return 1;
 }
 
-/* Set up the attempt for claimed delivery d (taken over) with the
+/* Set up the attempt for delivery d (taken over, with m: d's strings are
+ * then m's and l's, and m's reference is taken) of lane l with the
  * subscription's settings; NULL when its subscription is gone meanwhile
- * or on out-of-memory (d is then still the caller's). */
-static xfer *xfer_new(notifier *n, store_delivery *d)
+ * or on out-of-memory (d and m are then still the caller's). */
+static xfer *xfer_new(notifier *n, store_delivery *d, msg *m, lane *l)
 {
     xfer *x = calloc(1, sizeof *x);
     if (!x)
@@ -761,8 +952,8 @@ static xfer *xfer_new(notifier *n, store_delivery *d)
     }
     pthread_mutex_unlock(&n->subs_lock);
     /* no "Expect: 100-continue" round trip, whatever the body size */
-    struct curl_slist *l = ok ? curl_slist_append(x->headers, "Expect:") : NULL;
-    if (!l) {
+    struct curl_slist *list = ok ? curl_slist_append(x->headers, "Expect:") : NULL;
+    if (!list) {
         curl_slist_free_all(x->headers);
         if (n->n_idle < n->opt.concurrency)
             n->idle[n->n_idle++] = x->easy;
@@ -771,8 +962,10 @@ static xfer *xfer_new(notifier *n, store_delivery *d)
         free(x);
         return NULL;
     }
-    x->headers = l;
+    x->headers = list;
     x->d = *d;
+    x->m = m;
+    x->l = l;
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->d.body);
@@ -839,8 +1032,10 @@ static void flush_done(notifier *n)
 {
     if (!n->n_done)
         return;
-    if (store_deliveries_finish(n->st, n->done, n->n_done) != EVH_OK) {
-        /* they stay open in the table and are sent again: at least once */
+    int ok = store_deliveries_finish(n->st, n->done, n->n_done) == EVH_OK;
+    if (!ok) {
+        /* they stay open in the table and are sent again from there: at
+         * least once */
         log_error("notify", "recording %zu delivery outcome(s) failed: %s", n->n_done,
                   store_errmsg(n->st));
     } else {
@@ -852,56 +1047,224 @@ static void flush_done(notifier *n)
     for (size_t i = 0; i < n->n_done; i++) {
         free(n->done_err[i]);
         n->done_err[i] = NULL;
+        n->done_lane[i]->n_unrecorded--;
+        if (!ok) {
+            n->done_lane[i]->live = 0;
+            n->need_scan = 1;
+        }
     }
     n->n_done = 0;
     busy_rebuild(n);
 }
 
-/* Read due deliveries and start as many as there are free slots.  Returns
- * the rows read; *full says whether there may be more due than were read. */
-static size_t start_due(notifier *n, int64_t *release_at_us, int *full)
+static int64_t wall_us(void);
+
+/* Is a delivery of key's subscription and job on the wire? */
+static int key_flying(const notifier *n, uint64_t key)
 {
-    *full = 0;
-    size_t free_slots = n->opt.concurrency - n->n_flying;
-    if (free_slots == 0)
+    for (size_t i = 0; i < n->n_flying; i++) {
+        if (n->flying[i]->key == key)
+            return 1;
+    }
+    return 0;
+}
+
+/* Start delivery d of lane l (see xfer_new for d and m).  1: started. */
+static int start_one(notifier *n, store_delivery *d, msg *m, lane *l, uint64_t key)
+{
+    xfer *x = xfer_new(n, d, m, l);
+    if (!x)
         return 0;
-    /* the rows we hold come first: read past them */
-    size_t max = free_slots + n->n_flying + n->n_done;
-    store_delivery *d = NULL;
-    size_t count = 0;
-    if (store_deliveries_due(n->st, max, &d, &count) != EVH_OK) {
-        log_error("notify", "reading due deliveries failed: %s", store_errmsg(n->st));
+    if (curl_multi_add_handle(n->multi, x->easy) != CURLM_OK) {
+        x->m = NULL; /* still the caller's, as d is */
+        memset(&x->d, 0, sizeof x->d);
+        xfer_free(n, x);
         return 0;
     }
-    *full = count == max;
-    store_delivery_outcome back[count ? count : 1];
-    size_t n_back = 0, started = 0;
-    for (size_t i = 0; i < count && started < free_slots; i++) {
-        if (busy_has(n, d[i].id))
-            continue;
-        xfer *x = xfer_new(n, &d[i]);
-        if (x && curl_multi_add_handle(n->multi, x->easy) == CURLM_OK) {
-            memset(&d[i], 0, sizeof d[i]); /* owned by x now */
-            n->flying[n->n_flying++] = x;
-            publish_flying(n);
-            busy_add(n, x->d.id);
-            started++;
-            continue;
+    x->key = key;
+    n->flying[n->n_flying++] = x;
+    publish_flying(n);
+    busy_add(n, x->d.id);
+    l->n_flying++;
+    return 1;
+}
+
+static void lanes_to_table(notifier *n)
+{
+    for (lane *l = atomic_load(&n->lanes); l; l = l->next)
+        l->live = 0;
+    n->need_scan = 1;
+}
+
+/* Take what the storing thread handed over. */
+static void take_handed(notifier *n)
+{
+    pthread_mutex_lock(&n->ib_lock);
+    size_t k = n->ib_len, waiting = n->rq_len - n->rq_head;
+    if (k && waiting + k > READY_MAX) {
+        /* the receivers are slower than the events: the table holds them
+         * all, so memory lets them go and the lanes read the table */
+        for (size_t i = 0; i < k; i++)
+            msg_unref(n->ib[i].m);
+        for (size_t i = n->rq_head; i < n->rq_len; i++)
+            msg_unref(n->rq[i].m);
+        n->rq_head = n->rq_len = 0;
+        lanes_to_table(n);
+        k = 0;
+    } else if (k) {
+        if (n->rq_head) {
+            memmove(n->rq, n->rq + n->rq_head, waiting * sizeof *n->rq);
+            n->rq_head = 0;
+            n->rq_len = waiting;
         }
-        if (x) {
-            memset(&x->d, 0, sizeof x->d); /* still d[i]'s */
-            xfer_free(n, x);
+        if (n->rq_len + k > n->rq_cap) {
+            size_t cap = n->rq_cap ? n->rq_cap : 1024;
+            while (cap < n->rq_len + k)
+                cap *= 2;
+            fresh *grown = realloc(n->rq, cap * sizeof *grown);
+            if (!grown) {
+                for (size_t i = 0; i < k; i++)
+                    msg_unref(n->ib[i].m);
+                lanes_to_table(n);
+                k = 0;
+            } else {
+                n->rq = grown;
+                n->rq_cap = cap;
+            }
         }
-        /* its subscription went (or memory ran out): given back for later */
-        *release_at_us = (int64_t)time(NULL) * 1000000 + 1000000;
-        back[n_back++] = (store_delivery_outcome){.id = d[i].id,
-                                                  .status = "pending",
-                                                  .next_attempt_us = *release_at_us};
+        if (k) {
+            memcpy(n->rq + n->rq_len, n->ib, k * sizeof *n->ib);
+            n->rq_len += k;
+        }
     }
-    if (n_back && store_deliveries_finish(n->st, back, n_back) != EVH_OK)
-        log_error("notify", "giving deliveries back failed: %s", store_errmsg(n->st));
-    store_deliveries_free(d, count);
-    return count;
+    n->ib_len = 0;
+    pthread_mutex_unlock(&n->ib_lock);
+}
+
+/* Deliveries handed over, in the order they were stored: start those of
+ * live lanes whose job has nothing on the wire for that subscription (a
+ * job's next event waits for the one before it), drop those of lanes that
+ * are not live (the table has them). */
+static void start_ready(notifier *n)
+{
+    take_handed(n);
+    size_t end = n->rq_len - n->rq_head > READY_SCAN ? n->rq_head + READY_SCAN : n->rq_len;
+    for (size_t i = n->rq_head; i < end; i++) {
+        fresh *f = &n->rq[i];
+        if (!f->m)
+            continue;
+        if (!f->l->live || f->id <= f->l->live_after) {
+            n->need_scan |= !f->l->live;
+            msg_unref(f->m);
+            f->m = NULL;
+            continue;
+        }
+        if (n->n_flying >= n->opt.concurrency)
+            break;
+        if (key_flying(n, f->key))
+            continue;
+        store_delivery d = {.id = f->id,
+                            .subscription_id = f->l->id,
+                            .event = (char *)lc_event_name(f->m->event),
+                            .job_id = f->m->job_id,
+                            .message_id = f->m->message_id,
+                            .body = f->m->body,
+                            .body_len = f->m->body_len,
+                            .attempt = 1};
+        if (!start_one(n, &d, f->m, f->l, f->key)) {
+            /* its subscription is disabled or gone, or memory ran out: the
+             * table has it */
+            f->l->live = 0;
+            n->need_scan = 1;
+            msg_unref(f->m);
+        }
+        f->m = NULL;
+    }
+    while (n->rq_head < n->rq_len && !n->rq[n->rq_head].m)
+        n->rq_head++;
+    if (n->rq_head == n->rq_len)
+        n->rq_head = n->rq_len = 0;
+}
+
+static int sub_enabled(notifier *n, const char *id)
+{
+    int on = 0;
+    pthread_mutex_lock(&n->subs_lock);
+    for (size_t i = 0; i < n->n_subs; i++) {
+        if (!strcmp(n->subs[i]->id, id)) {
+            on = n->subs[i]->enabled;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&n->subs_lock);
+    return on;
+}
+
+/* Lanes that are not live: read their due rows from the table and start
+ * them.  A lane with nothing open in the table and nothing of its own on
+ * the wire or unrecorded goes live, taking over from the deliveries handed
+ * over after the newest the table showed.  Sets need_scan (more to read
+ * now) and due_us (when to read again). */
+static void scan_lanes(notifier *n)
+{
+    n->need_scan = 0;
+    n->due_us = 0;
+    for (lane *l = atomic_load(&n->lanes); l; l = l->next) {
+        if (l->live || !sub_enabled(n, l->id))
+            continue; /* a disabled lane is read again when it is enabled (a reload) */
+        if (n->n_flying >= n->opt.concurrency) {
+            n->need_scan = 1;
+            return;
+        }
+        /* the rows we hold come first: read past them */
+        size_t max = n->opt.concurrency - n->n_flying + l->n_flying + l->n_unrecorded;
+        store_delivery *d = NULL;
+        size_t count = 0, started = 0;
+        if (store_deliveries_due(n->st, l->id, max, &d, &count) != EVH_OK) {
+            log_error("notify", "reading due deliveries of '%s' failed: %s", l->id,
+                      store_errmsg(n->st));
+            int64_t later = wall_us() + 1000000;
+            if (!n->due_us || later < n->due_us)
+                n->due_us = later;
+            continue;
+        }
+        int refused = 0;
+        for (size_t i = 0; i < count && n->n_flying < n->opt.concurrency; i++) {
+            if (busy_has(n, d[i].id))
+                continue;
+            if (start_one(n, &d[i], NULL, l, 0)) {
+                memset(&d[i], 0, sizeof d[i]); /* owned by the transfer now */
+                started++;
+            } else {
+                refused = 1; /* disabled meanwhile, or out of memory */
+            }
+        }
+        store_deliveries_free(d, count);
+        if (count == max) {
+            n->need_scan = 1;
+            continue;
+        }
+        if (started)
+            continue; /* read again as they finish (collect_done) */
+        if (l->n_unrecorded) {
+            /* what was read may be rows whose outcome is not recorded yet */
+            flush_done(n);
+            n->need_scan = 1;
+            continue;
+        }
+        int idle = 0;
+        int64_t last = 0, due = 0;
+        if (!refused && !l->n_flying &&
+            store_deliveries_idle(n->st, l->id, &idle, &last) == EVH_OK && idle) {
+            l->live = 1;
+            l->live_after = last;
+            continue;
+        }
+        if (refused || store_deliveries_next_due(n->st, l->id, &due) != EVH_OK)
+            due = wall_us() + 1000000; /* look again in a second */
+        if (due && (!n->due_us || due < n->due_us))
+            n->due_us = due;
+    }
 }
 
 static int64_t wall_us(void)
@@ -950,6 +1313,10 @@ static size_t collect_done(notifier *n)
             n->done_since_ns = monotonic_ns();
         size_t k = n->n_done++;
         count++;
+        lane *l = x->l;
+        l->n_flying--;
+        l->n_unrecorded++;
+        n->done_lane[k] = l;
         store_delivery_outcome *o = &n->done[k];
         *o = (store_delivery_outcome){.id = x->d.id, .http_status = (int)code,
                                       .attempt = x->d.attempt};
@@ -994,6 +1361,10 @@ static size_t collect_done(notifier *n)
                      (long long)x->d.id, x->d.event, x->d.job_id, x->d.subscription_id,
                      x->d.attempt, x->error);
         }
+        if (strcmp(outcome, "delivered"))
+            l->live = 0; /* the table orders what follows (retries, the job's later events) */
+        if (!l->live)
+            n->need_scan = 1;
         if (gone)
             disable_gone(n, x->d.subscription_id);
         for (size_t j = 0; j < n->n_flying; j++) {
@@ -1027,8 +1398,10 @@ static void give_back_flying(notifier *n)
         log_warn("notify", "stop deadline reached: %zu delivery attempt(s) given back for the "
                            "next start",
                  n->n_flying);
-    for (size_t i = 0; i < n->n_flying; i++)
+    for (size_t i = 0; i < n->n_flying; i++) {
+        n->flying[i]->l->n_flying--;
         xfer_free(n, n->flying[i]);
+    }
     n->n_flying = 0;
     publish_flying(n);
 }
@@ -1042,12 +1415,12 @@ static void recount(notifier *n)
     }
 }
 
-/* Is it time to store what is queued?  *wait_ms: else how long until it is. */
 static void *notify_main(void *arg)
 {
     notifier *n = arg;
-    int need_claim = 1, dirty = 1;
-    int64_t due_us = 0, last_count_ns = 0, last_prune_ns = 0;
+    int dirty = 1;
+    int64_t last_count_ns = 0, last_prune_ns = 0;
+    n->need_scan = 1; /* every lane starts from the table */
     for (;;) {
         int stopping = atomic_load(&n->stop);
         int64_t now_ns = monotonic_ns();
@@ -1061,12 +1434,14 @@ static void *notify_main(void *arg)
             last_prune_ns = now_ns;
         }
         int timeout_ms = MAX_SLEEP_MS;
-        if (atomic_exchange(&n->kick, 0)) { /* stored rows (store_main), a retry, a reload */
-            need_claim = 1;
+        if (atomic_exchange(&n->rescan, 0)) { /* a retry, a reload */
+            lanes_to_table(n);
             dirty = 1;
         }
-        if (due_us && wall_us() >= due_us)
-            need_claim = 1;
+        if (atomic_exchange(&n->kick, 0)) /* handed over (store_main) */
+            dirty = 1;
+        if (n->due_us && wall_us() >= n->due_us)
+            n->need_scan = 1;
         if (n->n_done && (n->n_done >= DONE_MAX || stopping ||
                           now_ns - n->done_since_ns >= DONE_WAIT_NS))
             flush_done(n);
@@ -1078,39 +1453,22 @@ static void *notify_main(void *arg)
                 give_back_flying(n);
                 break;
             }
-        } else if (need_claim && n->n_flying < n->opt.concurrency) {
-            int64_t release_at = 0;
-            int full = 0;
-            size_t free_slots = n->opt.concurrency - n->n_flying;
-            size_t read = start_due(n, &release_at, &full);
-            if (n->n_flying == n->opt.concurrency - free_slots && n->n_done) {
-                /* nothing new started: what was read may be rows whose
-                 * outcome is not recorded yet; record, then read again */
-                flush_done(n);
-                read = start_due(n, &release_at, &full);
-            }
-            need_claim = full;
-            due_us = 0;
-            if (!need_claim) {
-                flush_done(n); /* the next due time must not see finished rows */
-                if (store_deliveries_next_due(n->st, &due_us) != EVH_OK)
-                    due_us = wall_us() + 1000000; /* look again in a second */
-            }
-            if (release_at && (!due_us || release_at < due_us))
-                due_us = release_at;
-            if (read)
-                dirty = 1;
+        } else {
+            start_ready(n);
+            if (n->need_scan && n->n_flying < n->opt.concurrency)
+                scan_lanes(n);
         }
         int running = 0;
+        size_t finished = 0;
         curl_multi_perform(n->multi, &running);
-        if (collect_done(n)) {
-            need_claim = 1;
+        if ((finished = collect_done(n)))
             dirty = 1;
-        }
-        if (need_claim && !stopping && n->n_flying < n->opt.concurrency) {
+        int waiting = n->rq_len > n->rq_head;
+        if (!stopping && n->n_flying < n->opt.concurrency &&
+            (n->need_scan || (finished && waiting))) {
             timeout_ms = 0;
-        } else if (due_us && !stopping) {
-            int64_t wait = (due_us - wall_us()) / 1000;
+        } else if (n->due_us && !stopping) {
+            int64_t wait = (n->due_us - wall_us()) / 1000;
             if (wait < timeout_ms)
                 timeout_ms = wait < 0 ? 0 : (int)wait + 1;
         }
@@ -1164,8 +1522,10 @@ static void *store_main(void *arg)
         }
         pthread_mutex_unlock(&n->q_lock);
         int failed = 0;
-        if (drain_queue(n, &failed))
-            notifier_wake(n);
+        if (drain_queue(n, &failed)) {
+            atomic_store(&n->kick, 1);
+            curl_multi_wakeup(n->multi);
+        }
         if (failed && stopping && monotonic_ns() >= n->stop_deadline_ns) {
             pthread_mutex_lock(&n->q_lock);
             log_error("notify", "stopping: %zu lifecycle event(s) could not be stored before "

@@ -3,9 +3,11 @@
  * lives behind this file only).
  *
  *   pipeline threads --lifecycle.c--> notifier_submit (bounded queue, no I/O)
- *        --> delivery thread: matches subscriptions, stores a deliveries row
- *            per (event, subscription) in one transaction (the durable
- *            outbox), then sends them through curl's multi interface:
+ *        --> storing thread: matches subscriptions, stores each event once
+ *            (outbox_messages) and a deliveries row per (event,
+ *            subscription), in one transaction per batch (the durable
+ *            outbox), and hands those rows over in memory
+ *        --> delivery thread: sends them through curl's multi interface:
  *            concurrent, keep-alive, bounded (notifications.concurrency)
  *
  * Nothing here runs on a pipeline thread except notifier_submit and the
@@ -29,10 +31,11 @@
  * dead letter, which POST /api/deliveries/{id}/retry sends again).
  *
  * Order: a job's events reach each subscriber in the order they happened;
- * a later one waits until the earlier ones are delivered or dead (see
- * store_deliveries_due).  Delivery is at least once: an attempt in flight
- * when the process ends is made again after the restart, with the same
- * webhook-id, which receivers use to drop duplicates.
+ * a later one waits until the earlier ones are delivered or dead (in
+ * memory, or store_deliveries_due when read from the table).  Delivery is
+ * at least once: an attempt in flight or not yet recorded when the process
+ * ends is made again after the restart, with the same webhook-id, which
+ * receivers use to drop duplicates.
  */
 #ifndef EVH_NOTIFY_H
 #define EVH_NOTIFY_H

@@ -188,14 +188,74 @@ static const char MIGRATION_3[] =
     /* retention asks "does any execution reference this event?" */
     "CREATE INDEX workflow_executions_event ON workflow_executions(event_id);";
 
+/* The outbox, lean (schema 4): each lifecycle event's envelope is stored
+ * once in outbox_messages, and a delivery is a small row per subscription
+ * pointing at it (signing happens per attempt, with each subscription's
+ * secret, so nothing per subscription is stored with the body).  Indexes,
+ * each for a reader that needs it:
+ *   deliveries_due (partial: open rows): the delivery loop's scan of one
+ *     subscription's due rows in time order (start-up, retries, and after a
+ *     failure or a re-enable: notify.c), the open count, the pending and
+ *     failed filters of GET /api/deliveries;
+ *   deliveries_message: "is an earlier event of this job still open for this
+ *     subscription?" (with outbox_messages_job), and ?job=;
+ *   deliveries_subscription: ?subscription= and ON DELETE CASCADE;
+ *   deliveries_dead (partial, dead letters are few): ?status=dead.
+ * Pruning walks ids (they grow with created_at), so created_at needs none.
+ * The existing rows are converted: one message per message_id, and every
+ * delivery keeps its id, status, attempt and due time, so open and dead
+ * deliveries stay deliverable and retryable. */
+static const char MIGRATION_4[] =
+    "CREATE TABLE outbox_messages("
+    " id INTEGER PRIMARY KEY,"
+    " message_id TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " job_id TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " created_at TEXT NOT NULL);"
+    "INSERT INTO outbox_messages(id, message_id, event, job_id, body, created_at)"
+    " SELECT MIN(id), message_id, event, job_id, body, created_at FROM deliveries"
+    " GROUP BY message_id;"
+    "CREATE INDEX outbox_messages_job ON outbox_messages(job_id, id);"
+    "CREATE INDEX outbox_messages_migrating ON outbox_messages(message_id);"
+    "CREATE TABLE deliveries_v3("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " subscription_id TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,"
+    " message INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL DEFAULT 0,"
+    " status TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK(status IN ('pending','delivered','failed','dead')),"
+    " next_attempt_at TEXT NOT NULL,"
+    " last_status INTEGER,"
+    " last_error TEXT,"
+    " created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL);"
+    "INSERT INTO deliveries_v3(id, subscription_id, message, attempt, status, next_attempt_at,"
+    " last_status, last_error, created_at, updated_at)"
+    " SELECT d.id, d.subscription_id, m.id, d.attempt, d.status, d.next_attempt_at,"
+    " d.last_status, d.last_error, d.created_at, d.updated_at"
+    " FROM deliveries d JOIN outbox_messages m ON m.message_id = d.message_id ORDER BY d.id;"
+    /* ids are never reused, not even those of rows pruned before */
+    "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM sqlite_sequence"
+    " WHERE name IN ('deliveries', 'deliveries_v3')) WHERE name = 'deliveries_v3';"
+    "DROP INDEX outbox_messages_migrating;"
+    "DROP TABLE deliveries;"
+    "ALTER TABLE deliveries_v3 RENAME TO deliveries;"
+    "CREATE INDEX deliveries_due ON deliveries(subscription_id, next_attempt_at, id)"
+    " WHERE status IN ('pending','failed');"
+    "CREATE INDEX deliveries_message ON deliveries(message, subscription_id);"
+    "CREATE INDEX deliveries_subscription ON deliveries(subscription_id, id);"
+    "CREATE INDEX deliveries_dead ON deliveries(id) WHERE status = 'dead';";
+
 static const migration MIGRATIONS[] = {
     {1, MIGRATION_1, 0},
     {2, MIGRATION_2, 0},
     {3, MIGRATION_3, 1},
+    {4, MIGRATION_4, 0},
 };
 #define N_MIGRATIONS (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 
-_Static_assert(STORE_SCHEMA_VERSION == 3, "add the migration to MIGRATIONS");
+_Static_assert(STORE_SCHEMA_VERSION == 4, "add the migration to MIGRATIONS");
 
 /* ---- cached statements ---------------------------------------------------- */
 
@@ -215,17 +275,17 @@ _Static_assert(STORE_SCHEMA_VERSION == 3, "add the migration to MIGRATIONS");
     "id, url, events, token, secret, headers, timeout_ms, max_attempts, backoff_base_ms, "         \
     "backoff_cap_ms, enabled, disabled_reason, origin, created_at, updated_at"
 #define DL_COLS                                                                                    \
-    "id, subscription_id, event, job_id, message_id, attempt, status, next_attempt_at, "           \
-    "last_status, last_error, created_at, updated_at"
-/* the first open delivery of its (subscription, job), of an enabled subscription.
- * The due queries name deliveries_due (INDEXED BY): walked in time order they
- * stop at the first rows found, where the planner's own pick (the status
- * index) sorts every open row on each call, which is O(backlog). */
+    "d.id, d.subscription_id, m.event, m.job_id, m.message_id, d.attempt, d.status, "              \
+    "d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at"
+#define DL_FROM "deliveries d JOIN outbox_messages m ON m.id = d.message"
+/* d (of subscription ?1, joined with its message m) is open and no earlier
+ * event of its job is open for the same subscription, so that a job's
+ * events reach each subscriber in order. */
 #define DL_DELIVERABLE                                                                             \
-    "d.status IN ('pending','failed') "                                                           \
-    "AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = d.subscription_id AND s.enabled = 1) " \
-    "AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.subscription_id = d.subscription_id "      \
-    "AND e.job_id = d.job_id AND e.status IN ('pending','failed') AND e.id < d.id)"
+    "d.subscription_id = ?1 AND d.status IN ('pending','failed') "                                 \
+    "AND NOT EXISTS (SELECT 1 FROM outbox_messages p JOIN deliveries e "                           \
+    "ON e.message = p.id AND e.subscription_id = ?1 WHERE p.job_id = m.job_id AND p.id < m.id "    \
+    "AND e.status IN ('pending','failed'))"
 
 #define WEBHOOK_STATEMENTS(X)                                                                      \
     X(ST_SUB_INSERT, "INSERT INTO subscriptions(" SUB_COLS ") "                                    \
@@ -266,14 +326,18 @@ _Static_assert(STORE_SCHEMA_VERSION == 3, "add the migration to MIGRATIONS");
     X(ST_SUB_DELETE, "DELETE FROM subscriptions WHERE id = ?1")                                    \
     X(ST_SUB_LIST, "SELECT " SUB_COLS " FROM subscriptions ORDER BY created_at, id")               \
     X(ST_SUB_GET, "SELECT " SUB_COLS " FROM subscriptions WHERE id = ?1")                          \
-    X(ST_DL_INSERT,                                                                                \
-      "INSERT INTO deliveries(subscription_id, event, job_id, message_id, body, "                  \
-      "next_attempt_at, created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6 "            \
-      "WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1)")                                  \
-    X(ST_DL_CLAIM, "SELECT d.id, d.subscription_id, d.event, d.job_id, d.message_id, d.body, "     \
-                   "d.attempt FROM deliveries d INDEXED BY deliveries_due "                      \
-                   "WHERE d.next_attempt_at <= ?1 AND " DL_DELIVERABLE                             \
-                   " ORDER BY d.next_attempt_at, d.id LIMIT ?2")                                   \
+    X(ST_OB_INSERT, "INSERT INTO outbox_messages(message_id, event, job_id, body, created_at) "   \
+                    "VALUES(?1, ?2, ?3, ?4, ?5)")                                                  \
+    X(ST_DL_INSERT, "INSERT INTO deliveries(subscription_id, message, next_attempt_at, "           \
+                    "created_at, updated_at) SELECT ?1, ?2, ?3, ?3, ?3 "                           \
+                    "WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1)")                    \
+    X(ST_DL_CLAIM, "SELECT d.id, m.event, m.job_id, m.message_id, m.body, d.attempt "               \
+                   "FROM deliveries d INDEXED BY deliveries_due "                                  \
+                   "JOIN outbox_messages m ON m.id = d.message "                                   \
+                   "WHERE d.next_attempt_at <= ?2 AND " DL_DELIVERABLE                             \
+                   " ORDER BY d.next_attempt_at, d.id LIMIT ?3")                                   \
+    X(ST_DL_DELIVERED, "UPDATE deliveries SET status = 'delivered', last_status = ?2, "           \
+                       "last_error = NULL, attempt = ?3, updated_at = ?4 WHERE id = ?1")           \
     X(ST_DL_FINISH,                                                                                \
       "UPDATE deliveries SET status = ?2, next_attempt_at = ?5, updated_at = ?6, "                  \
       "last_status = CASE WHEN ?2 = 'pending' THEN last_status ELSE ?3 END, "                      \
@@ -281,13 +345,23 @@ _Static_assert(STORE_SCHEMA_VERSION == 3, "add the migration to MIGRATIONS");
       "attempt = CASE WHEN ?2 = 'pending' THEN attempt ELSE ?7 END "                               \
       "WHERE id = ?1")                                                                             \
     X(ST_DL_NEXT_DUE, "SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_due "      \
+                      "JOIN outbox_messages m ON m.id = d.message "                                \
                       "WHERE " DL_DELIVERABLE " ORDER BY d.next_attempt_at, d.id LIMIT 1")         \
+    X(ST_DL_IDLE, "SELECT EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_due "             \
+                  "WHERE subscription_id = ?1 AND status IN ('pending','failed')), "               \
+                  "(SELECT MAX(id) FROM deliveries WHERE subscription_id = ?1)")                   \
     X(ST_DL_COUNT_OPEN, "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending','failed')")    \
-    X(ST_DL_GET, "SELECT " DL_COLS ", body FROM deliveries WHERE id = ?1")                         \
+    X(ST_DL_GET, "SELECT " DL_COLS ", m.body FROM " DL_FROM " WHERE d.id = ?1")                    \
     X(ST_DL_RETRY, "UPDATE deliveries SET status = 'pending', attempt = 0, next_attempt_at = ?2, " \
                    "updated_at = ?2 WHERE id = ?1 AND status IN ('failed','dead')")               \
-    X(ST_DL_PRUNE, "DELETE FROM deliveries WHERE status IN ('delivered','dead') "                  \
-                   "AND created_at < ?1")
+    /* ids grow with created_at: the first id not old enough bounds the prune */                  \
+    X(ST_DL_PRUNE_BOUND, "SELECT COALESCE((SELECT id FROM deliveries WHERE created_at >= ?1 "     \
+                         "ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM deliveries), 0)")        \
+    X(ST_DL_PRUNE, "DELETE FROM deliveries WHERE id < ?1 AND status IN ('delivered','dead')")      \
+    X(ST_OB_PRUNE_BOUND, "SELECT COALESCE((SELECT id FROM outbox_messages WHERE created_at >= ?1 " \
+                         "ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM outbox_messages), 0)")   \
+    X(ST_OB_PRUNE, "DELETE FROM outbox_messages WHERE id < ?1 AND NOT EXISTS "                     \
+                   "(SELECT 1 FROM deliveries WHERE message = outbox_messages.id)")
 
 #define STATEMENTS(X)                                                                              \
     X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
@@ -744,6 +818,16 @@ int store_batch_end(store *s, int rc)
         return EVH_E_INVALID;
     s->outer_tx = 0;
     return tx_end(s, rc);
+}
+
+static int exec_sql(store *s, const char *sql, const char *what);
+
+void store_set_cache_kib(store *s, int kib)
+{
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=-%d", kib > 0 ? kib : 2048);
+    if (s)
+        exec_sql(s, sql, "setting cache_size");
 }
 
 void store_defer_checkpoints(store *s)
@@ -2732,29 +2816,42 @@ cJSON *store_execution_metrics(store *s, const char *execution_id)
 
 /* ---- outbound webhooks: deliveries ------------------------------------------------ */
 
-int store_deliveries_insert(store *s, const store_delivery_new *d, size_t n)
+int store_outbox_insert(store *s, const store_outbox_message *m, size_t n)
 {
-    if (!s || (n && !d))
+    if (!s || (n && !m))
         return EVH_E_INVALID;
     if (n == 0)
         return EVH_OK;
     char now[EVH_TIMESTAMP_LEN + 1];
     rfc3339_now(now);
-    sqlite3_stmt *st = stmt(s, ST_DL_INSERT);
-    int rc = st ? tx_begin(s) : EVH_E_IO;
+    sqlite3_stmt *msg = stmt(s, ST_OB_INSERT), *dl = stmt(s, ST_DL_INSERT);
+    int rc = msg && dl ? tx_begin(s) : EVH_E_IO;
     if (rc != EVH_OK)
         return rc;
     for (size_t i = 0; i < n && rc == EVH_OK; i++) {
-        if (!d[i].subscription_id || !d[i].event || !d[i].job_id || !d[i].message_id ||
-            !d[i].body) {
-            set_err(s, "delivery %zu of the batch lacks a field", i);
+        if (!m[i].event || !m[i].job_id || !m[i].message_id || !m[i].body ||
+            (m[i].n_subs && (!m[i].subscription_ids || !m[i].delivery_ids))) {
+            set_err(s, "lifecycle event %zu of the batch lacks a field", i);
             rc = EVH_E_INVALID;
             break;
         }
-        int src = bind(st, "ttttnt", d[i].subscription_id, d[i].event, d[i].job_id,
-                       d[i].message_id, d[i].body, d[i].body_len, now);
-        rc = src == SQLITE_OK ? step_done(s, st, "storing a delivery") : fail(s, src, "binding");
-        done(st);
+        if (!m[i].n_subs)
+            continue; /* no subscription takes it (any more) */
+        int src = bind(msg, "tttnt", m[i].message_id, m[i].event, m[i].job_id, m[i].body,
+                       m[i].body_len, now);
+        rc = src == SQLITE_OK ? step_done(s, msg, "storing a lifecycle event")
+                              : fail(s, src, "binding");
+        done(msg);
+        int64_t message = sqlite3_last_insert_rowid(s->db);
+        for (size_t k = 0; k < m[i].n_subs && rc == EVH_OK; k++) {
+            src = bind(dl, "tit", m[i].subscription_ids[k], message, now);
+            rc = src == SQLITE_OK ? step_done(s, dl, "storing a delivery")
+                                  : fail(s, src, "binding");
+            /* 0: its subscription was deleted meanwhile, nothing stored */
+            m[i].delivery_ids[k] =
+                rc == EVH_OK && sqlite3_changes(s->db) > 0 ? sqlite3_last_insert_rowid(s->db) : 0;
+            done(dl);
+        }
     }
     return tx_end(s, rc);
 }
@@ -2771,9 +2868,10 @@ void store_deliveries_free(store_delivery *d, size_t n)
     free(d);
 }
 
-int store_deliveries_due(store *s, size_t max, store_delivery **out, size_t *n_out)
+int store_deliveries_due(store *s, const char *subscription_id, size_t max, store_delivery **out,
+                         size_t *n_out)
 {
-    if (!s || !out || !n_out)
+    if (!s || !subscription_id || !out || !n_out)
         return EVH_E_INVALID;
     *out = NULL;
     *n_out = 0;
@@ -2787,17 +2885,17 @@ int store_deliveries_due(store *s, size_t max, store_delivery **out, size_t *n_o
     int rc;
     store_delivery *d = calloc(max, sizeof *d);
     size_t n = 0;
-    int src = d ? bind(sel, "ti", now, (int64_t)max) : SQLITE_NOMEM;
+    int src = d ? bind(sel, "tti", subscription_id, now, (int64_t)max) : SQLITE_NOMEM;
     while (src == SQLITE_OK && (src = sqlite3_step(sel)) == SQLITE_ROW && n < max) {
         store_delivery *x = &d[n++];
         x->id = sqlite3_column_int64(sel, 0);
-        x->subscription_id = col_dup(sel, 1);
-        x->event = col_dup(sel, 2);
-        x->job_id = col_dup(sel, 3);
-        x->message_id = col_dup(sel, 4);
-        x->body = col_dup(sel, 5);
-        x->body_len = (size_t)sqlite3_column_bytes(sel, 5);
-        x->attempt = sqlite3_column_int(sel, 6) + 1;
+        x->subscription_id = strdup(subscription_id);
+        x->event = col_dup(sel, 1);
+        x->job_id = col_dup(sel, 2);
+        x->message_id = col_dup(sel, 3);
+        x->body = col_dup(sel, 4);
+        x->body_len = (size_t)sqlite3_column_bytes(sel, 4);
+        x->attempt = sqlite3_column_int(sel, 5) + 1;
         if (!x->subscription_id || !x->event || !x->job_id || !x->message_id || !x->body)
             src = SQLITE_NOMEM;
         else
@@ -2826,8 +2924,8 @@ int store_deliveries_finish(store *s, const store_delivery_outcome *o, size_t n)
     int64_t now = now_us();
     char now_text[EVH_TIMESTAMP_LEN + 1];
     format_us(now, now_text);
-    sqlite3_stmt *st = stmt(s, ST_DL_FINISH);
-    int rc = st ? tx_begin(s) : EVH_E_IO;
+    sqlite3_stmt *st = stmt(s, ST_DL_FINISH), *ok = stmt(s, ST_DL_DELIVERED);
+    int rc = st && ok ? tx_begin(s) : EVH_E_IO;
     if (rc != EVH_OK)
         return rc;
     for (size_t i = 0; i < n && rc == EVH_OK; i++) {
@@ -2835,6 +2933,16 @@ int store_deliveries_finish(store *s, const store_delivery_outcome *o, size_t n)
             set_err(s, "invalid delivery status '%s'", o[i].status ? o[i].status : "(null)");
             rc = EVH_E_INVALID;
             break;
+        }
+        if (!strcmp(o[i].status, "delivered")) {
+            /* the common case, kept lean: next_attempt_at stays (the API
+             * shows null once a delivery is closed) */
+            int src = bind(ok, "iiit", o[i].id, (int64_t)o[i].http_status, (int64_t)o[i].attempt,
+                           now_text);
+            rc = src == SQLITE_OK ? step_done(s, ok, "recording a delivery")
+                                  : fail(s, src, "binding");
+            done(ok);
+            continue;
         }
         char next[EVH_TIMESTAMP_LEN + 1];
         format_us(o[i].next_attempt_us > 0 ? o[i].next_attempt_us : now, next);
@@ -2856,15 +2964,17 @@ int store_deliveries_finish(store *s, const store_delivery_outcome *o, size_t n)
     return tx_end(s, rc);
 }
 
-int store_deliveries_next_due(store *s, int64_t *due_us)
+int store_deliveries_next_due(store *s, const char *subscription_id, int64_t *due_us)
 {
-    if (!s || !due_us)
+    if (!s || !subscription_id || !due_us)
         return EVH_E_INVALID;
     *due_us = 0;
     sqlite3_stmt *st = stmt(s, ST_DL_NEXT_DUE);
     if (!st)
         return EVH_E_IO;
-    int rc = sqlite3_step(st);
+    int rc = bind(st, "t", subscription_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     int out = EVH_OK;
     if (rc == SQLITE_ROW) {
         const char *t = col_text(st, 0);
@@ -2873,6 +2983,27 @@ int store_deliveries_next_due(store *s, int64_t *due_us)
             *due_us = us;
     } else if (rc != SQLITE_DONE) {
         out = fail(s, rc, "finding the next due delivery");
+    }
+    done(st);
+    return out;
+}
+
+int store_deliveries_idle(store *s, const char *subscription_id, int *idle, int64_t *last_id)
+{
+    if (!s || !subscription_id || !idle || !last_id)
+        return EVH_E_INVALID;
+    *idle = 0;
+    *last_id = 0;
+    sqlite3_stmt *st = stmt(s, ST_DL_IDLE);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "t", subscription_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? EVH_OK : fail(s, rc, "looking for open deliveries");
+    if (rc == SQLITE_ROW) {
+        *idle = sqlite3_column_int(st, 0) == 0;
+        *last_id = sqlite3_column_int64(st, 1);
     }
     done(st);
     return out;
@@ -2960,18 +3091,24 @@ cJSON *store_deliveries_list(store *s, const store_delivery_filter *f, char **ne
     if (limit > STORE_LIST_MAX_LIMIT)
         limit = STORE_LIST_MAX_LIMIT;
     char sql[768];
-    snprintf(sql, sizeof sql, "SELECT " DL_COLS " FROM deliveries WHERE 1");
+    snprintf(sql, sizeof sql, "SELECT " DL_COLS " FROM " DL_FROM " WHERE 1");
     if (f->subscription_id)
-        cat(sql, sizeof sql, " AND subscription_id = :subscription");
-    if (f->status)
-        cat(sql, sizeof sql, " AND status = :status");
+        cat(sql, sizeof sql, " AND d.subscription_id = :subscription");
+    /* the status spelled out as the partial indexes' conditions, so that
+     * the planner may use them (it matches their text, not a parameter) */
+    if (f->status && !strcmp(f->status, "dead"))
+        cat(sql, sizeof sql, " AND d.status = 'dead'");
+    else if (f->status && strcmp(f->status, "delivered"))
+        cat(sql, sizeof sql, " AND d.status IN ('pending','failed') AND d.status = :status");
+    else if (f->status)
+        cat(sql, sizeof sql, " AND d.status = :status");
     if (f->job_id)
-        cat(sql, sizeof sql, " AND job_id = :job");
+        cat(sql, sizeof sql, " AND m.job_id = :job");
     if (f->event)
-        cat(sql, sizeof sql, " AND event = :event");
+        cat(sql, sizeof sql, " AND m.event = :event");
     if (f->cursor)
-        cat(sql, sizeof sql, " AND id < :cursor");
-    cat(sql, sizeof sql, " ORDER BY id DESC LIMIT :limit");
+        cat(sql, sizeof sql, " AND d.id < :cursor");
+    cat(sql, sizeof sql, " ORDER BY d.id DESC LIMIT :limit");
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) {
@@ -3067,6 +3204,23 @@ int store_delivery_retry(store *s, int64_t id)
     return EVH_E_STATE;
 }
 
+/* The first id of rows not older than cutoff (ids grow with created_at). */
+static int prune_bound(store *s, enum stmt_id which, const char *cutoff, int64_t *bound)
+{
+    *bound = 0;
+    sqlite3_stmt *st = stmt(s, which);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "t", cutoff);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? EVH_OK : fail(s, rc, "finding old deliveries");
+    if (rc == SQLITE_ROW)
+        *bound = sqlite3_column_int64(st, 0);
+    done(st);
+    return out;
+}
+
 int store_deliveries_prune(store *s, int64_t max_age_s, size_t *deleted)
 {
     if (deleted)
@@ -3078,8 +3232,16 @@ int store_deliveries_prune(store *s, int64_t max_age_s, size_t *deleted)
         return EVH_OK;
     char cutoff[EVH_TIMESTAMP_LEN + 1];
     format_us(now - max_age_s * 1000000, cutoff);
-    size_t total = 0;
-    int rc = delete_rows(s, ST_DL_PRUNE, cutoff, 0, &total);
+    size_t total = 0, messages = 0;
+    int64_t bound = 0;
+    int rc = prune_bound(s, ST_DL_PRUNE_BOUND, cutoff, &bound);
+    if (rc == EVH_OK)
+        rc = delete_rows(s, ST_DL_PRUNE, NULL, bound, &total);
+    /* then the messages no delivery points at any more */
+    if (rc == EVH_OK)
+        rc = prune_bound(s, ST_OB_PRUNE_BOUND, cutoff, &bound);
+    if (rc == EVH_OK)
+        rc = delete_rows(s, ST_OB_PRUNE, NULL, bound, &messages);
     if (deleted)
         *deleted = total;
     return rc;

@@ -31,7 +31,7 @@
 #include "event.h"
 
 /* The newest schema migration this build knows. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* Page sizes of the list functions. */
 #define STORE_LIST_DEFAULT_LIMIT 50
@@ -292,14 +292,22 @@ int store_integrity_check(store *s, char **result);
  * timeout is restored afterwards. */
 int store_check_writable(store *s, int timeout_ms);
 
+/* The connection's page cache, in KiB (SQLite's default is 2 MiB).  A
+ * connection whose transactions write more than its cache spills pages to
+ * the WAL mid-transaction and writes them again when they change after. */
+void store_set_cache_kib(store *s, int kib);
+
 /* ---- outbound webhooks: subscriptions and deliveries (the outbox) -------------
  *
  * subscriptions: where lifecycle events go (subscription.h checks the
  * definition; the row keeps it as given, secrets included: the file is
- * 0600).  deliveries: one row per lifecycle event and subscription, written
- * before anything is sent, so a restart loses none:
- *     SELECT id, event, job_id, status, attempt, last_status, last_error
- *         FROM deliveries WHERE subscription_id = 'n8n' ORDER BY id DESC;
+ * 0600).  outbox_messages: one row per lifecycle event (its envelope, its
+ * job and webhook-id); deliveries: one lean row per lifecycle event and
+ * subscription pointing at it (message), both written before anything is
+ * sent, so a restart loses none:
+ *     SELECT d.id, m.event, m.job_id, d.status, d.attempt, d.last_status, d.last_error
+ *         FROM deliveries d JOIN outbox_messages m ON m.id = d.message
+ *         WHERE d.subscription_id = 'n8n' ORDER BY d.id DESC;
  * status: pending (not sent yet, or given back to be sent again), failed
  * (the last attempt failed; another is due at next_attempt_at), delivered,
  * dead (no attempt left, or the receiver answered 410 Gone).  Which rows
@@ -350,15 +358,21 @@ cJSON *store_subscription_get(store *s, const char *id);
  * no outputs, which may be large.  NULL when missing or on error. */
 cJSON *store_execution_metrics(store *s, const char *execution_id);
 
-typedef struct store_delivery_new {
-    const char *subscription_id, *event, *job_id, *message_id;
+/* One lifecycle event for the outbox: its envelope, stored once, and the
+ * subscriptions it goes to. */
+typedef struct store_outbox_message {
+    const char *event, *job_id, *message_id;
     const char *body;
     size_t body_len;
-} store_delivery_new;
+    const char *const *subscription_ids;
+    size_t n_subs;
+    int64_t *delivery_ids; /* out, n_subs: each delivery's id; 0 when its
+                              subscription no longer exists (nothing stored) */
+} store_outbox_message;
 
-/* Store n deliveries, status pending and due now, in one transaction (all
- * or none).  A row whose subscription no longer exists is skipped. */
-int store_deliveries_insert(store *s, const store_delivery_new *d, size_t n);
+/* Store n lifecycle events and a delivery per (event, subscription), status
+ * pending and due now, in one transaction (all or none). */
+int store_outbox_insert(store *s, const store_outbox_message *m, size_t n);
 
 typedef struct store_delivery {
     int64_t id;
@@ -368,14 +382,16 @@ typedef struct store_delivery {
 } store_delivery;
 
 /*
- * Read (nothing is written) up to max deliveries that are due now, oldest
- * due first: pending or failed, next_attempt_at reached, of an enabled
- * subscription, and the first of their (subscription, job) not yet
- * delivered or dead, so that a job's events reach each subscriber in
- * order.  The caller skips those it has on the wire already.  *out is a
- * malloc'd array of *n (NULL when none): free with store_deliveries_free.
+ * Read (nothing is written) up to max deliveries of subscription_id that
+ * are due now, oldest due first: pending or failed, next_attempt_at
+ * reached, and the first of their job not yet delivered or dead for this
+ * subscription, so that a job's events reach each subscriber in order.
+ * Whether the subscription is enabled is the caller's to check.  The
+ * caller skips those it has on the wire already.  *out is a malloc'd array
+ * of *n (NULL when none): free with store_deliveries_free.
  */
-int store_deliveries_due(store *s, size_t max, store_delivery **out, size_t *n);
+int store_deliveries_due(store *s, const char *subscription_id, size_t max, store_delivery **out,
+                         size_t *n);
 void store_deliveries_free(store_delivery *d, size_t n);
 
 typedef struct store_delivery_outcome {
@@ -391,9 +407,12 @@ typedef struct store_delivery_outcome {
 
 /* Record n outcomes in one transaction. */
 int store_deliveries_finish(store *s, const store_delivery_outcome *o, size_t n);
-/* When the next delivery that store_deliveries_due would return is due
- * (microseconds since the epoch; 0 when there is none). */
-int store_deliveries_next_due(store *s, int64_t *due_us);
+/* When the next delivery of subscription_id that store_deliveries_due would
+ * return is due (microseconds since the epoch; 0 when there is none). */
+int store_deliveries_next_due(store *s, const char *subscription_id, int64_t *due_us);
+/* *idle: no delivery of subscription_id is open (pending or failed);
+ * *last_id: its newest delivery's id (0 when none). */
+int store_deliveries_idle(store *s, const char *subscription_id, int *idle, int64_t *last_id);
 /* The number of deliveries not yet delivered or dead (pending + failed). */
 int store_deliveries_count_open(store *s, int64_t *n);
 
@@ -416,7 +435,8 @@ cJSON *store_delivery_get(store *s, int64_t id);
  * (store_errmsg says which).  A failed delivery whose next attempt is on
  * the wire right now may then be sent once more. */
 int store_delivery_retry(store *s, int64_t id);
-/* Delete delivered and dead deliveries created more than max_age_s ago;
+/* Delete delivered and dead deliveries created more than max_age_s ago,
+ * then the lifecycle events no delivery points at any more;
  * *deleted (may be NULL) = how many. */
 int store_deliveries_prune(store *s, int64_t max_age_s, size_t *deleted);
 

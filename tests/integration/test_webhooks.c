@@ -37,6 +37,7 @@
 #include <netinet/in.h>
 
 #include <microhttpd.h>
+#include <sqlite3.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -48,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "store.h"
 #include "subscription.h"
 #include "testutil.h"
 
@@ -735,6 +737,55 @@ static void test_recovers_after_failures(void **state)
 
 /* ---- a receiver that is down: dead letters, then the retry API ---------------------- */
 
+/* A job's first event fails while its later ones are already handed to the
+ * delivery thread: they wait for its retry, then go in order; the next job
+ * is delivered in order too (the subscription back to the fast path). */
+static void test_order_kept_across_a_retry(void **state)
+{
+    (void)state;
+    receiver *rx = rx_start(0);
+    rx->fail_first = 2;
+    rx->fail_status = 503;
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "notifications:\n  subscriptions:\n"
+             "    - {id: ordered, url: \"http://127.0.0.1:%d/x\", events: all,\n"
+             "       max_attempts: 10, backoff_base_ms: 20, backoff_cap_ms: 50}\n",
+             rx->port);
+    at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml};
+    apitest *t = at_start(&o);
+    char ev[37];
+    emit(t, 1, ev);
+    char *x1 = execution_of(t, ev);
+    rx_wait(rx, 6);
+    wait_deliveries(t, "ordered", "delivered", 4);
+    emit(t, 2, ev);
+    char *x2 = execution_of(t, ev);
+    rx_wait(rx, 10);
+    wait_deliveries(t, "ordered", "delivered", 8);
+    static const char *const order[] = {"jobStart", "pluginStart", "pluginComplete",
+                                        "jobComplete"};
+    pthread_mutex_lock(&rx->lock);
+    assert_int_equal(rx->n, 10);
+    /* the two failures were jobStart's first attempts: nothing of the job
+     * came between them and its success */
+    for (size_t i = 0; i < 3; i++)
+        assert_non_null(strstr(rx->reqs[i].body, "\"event\":\"jobStart\""));
+    for (size_t i = 0; i < 4; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\"event\":\"%s\"", order[i]);
+        assert_non_null(strstr(rx->reqs[2 + i].body, want));
+        assert_non_null(strstr(rx->reqs[2 + i].body, x1));
+        assert_non_null(strstr(rx->reqs[6 + i].body, want));
+        assert_non_null(strstr(rx->reqs[6 + i].body, x2));
+    }
+    pthread_mutex_unlock(&rx->lock);
+    at_stop(t);
+    rx_stop(rx);
+    free(x1);
+    free(x2);
+}
+
 static void test_dead_letters_and_retry(void **state)
 {
     (void)state;
@@ -884,6 +935,131 @@ static void test_restart_delivers_pending(void **state)
     at_stop(t);
     rx_stop(rx);
     free(x);
+    tu_rmtree(dir);
+    free(dir);
+    free(db);
+}
+
+/* ---- an older database: its outbox is converted (schema 4) ------------------------------ */
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+}
+
+static void test_schema2_outbox_migrated(void **state)
+{
+    (void)state;
+    receiver *rx = rx_start(0);
+    char *dir = tu_tempdir("hooks-v2");
+    char *db = tu_join(dir, "evhost.db");
+    /* a database as schema 3 left it (its outbox as version 2 made it):
+     * made new, then the outbox taken back to that shape, with rows in it */
+    store *st = NULL;
+    store_options so = {.path = db};
+    assert_int_equal(store_open(&so, &st, NULL), EVH_OK);
+    store_close(st);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "DROP TABLE deliveries; DROP TABLE outbox_messages;"
+             "DELETE FROM schema_migrations WHERE version = 4;"
+             "CREATE TABLE deliveries(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+             " subscription_id TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,"
+             " event TEXT NOT NULL, job_id TEXT NOT NULL, message_id TEXT NOT NULL,"
+             " body TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,"
+             " status TEXT NOT NULL DEFAULT 'pending'"
+             "  CHECK(status IN ('pending','delivered','failed','dead')),"
+             " next_attempt_at TEXT NOT NULL, last_status INTEGER, last_error TEXT,"
+             " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
+             "CREATE INDEX deliveries_due ON deliveries(next_attempt_at, id)"
+             " WHERE status IN ('pending','failed');"
+             "CREATE INDEX deliveries_order ON deliveries(subscription_id, job_id, id)"
+             " WHERE status IN ('pending','failed');"
+             "CREATE INDEX deliveries_subscription ON deliveries(subscription_id, id);"
+             "CREATE INDEX deliveries_status ON deliveries(status, id);"
+             "CREATE INDEX deliveries_job ON deliveries(job_id, id);"
+             "CREATE INDEX deliveries_created ON deliveries(created_at);"
+             "INSERT INTO subscriptions(id, url, events, enabled, origin, created_at, updated_at)"
+             " VALUES('old', 'http://127.0.0.1:%d/old', '\"all\"', 1, 'host.yaml',"
+             " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),"
+             " ('other', 'http://127.0.0.1:%d/other', '\"all\"', 0, 'api',"
+             " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');"
+             "INSERT INTO deliveries(id, subscription_id, event, job_id, message_id, body, attempt,"
+             " status, next_attempt_at, last_status, last_error, created_at, updated_at) VALUES"
+             " (7, 'old', 'jobStart', 'job-a', 'msg_a1', '{\"event\":\"jobStart\",\"n\":1}', 0,"
+             "  'delivered', '2026-01-01T00:00:00.000Z', 204, NULL,"
+             "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z'),"
+             " (8, 'other', 'jobStart', 'job-a', 'msg_a1', '{\"event\":\"jobStart\",\"n\":1}', 0,"
+             "  'pending', '2026-01-01T00:00:00.000Z', NULL, NULL,"
+             "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),"
+             " (9, 'old', 'pluginStart', 'job-a', 'msg_a2', '{\"event\":\"pluginStart\",\"n\":2}',"
+             "  2, 'failed', '2026-01-01T00:00:00.000Z', 503, 'HTTP 503',"
+             "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),"
+             " (10, 'old', 'jobComplete', 'job-a', 'msg_a3', '{\"event\":\"jobComplete\",\"n\":3}',"
+             "  0, 'pending', '2026-01-01T00:00:00.000Z', NULL, NULL,"
+             "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),"
+             " (11, 'old', 'jobStart', 'job-b', 'msg_b1', '{\"event\":\"jobStart\",\"n\":4}', 8,"
+             "  'dead', '2026-01-01T00:00:00.000Z', 500, 'HTTP 500',"
+             "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');"
+             "UPDATE sqlite_sequence SET seq = 20 WHERE name = 'deliveries';",
+             rx->port, rx->port);
+    exec_ok(h, sql);
+    sqlite3_close(h);
+
+    char yaml[256];
+    snprintf(yaml, sizeof yaml,
+             "notifications:\n  subscriptions:\n"
+             "    - {id: old, url: \"http://127.0.0.1:%d/old\", events: all}\n",
+             rx->port);
+    at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml, .db = db};
+    apitest *t = at_start(&o);
+    /* the open ones go out, in their job's order, with their webhook-ids */
+    rx_wait(rx, 2);
+    wait_deliveries(t, "old", "delivered", 3);
+    pthread_mutex_lock(&rx->lock);
+    assert_int_equal(rx->n, 2);
+    assert_non_null(strstr(rx->reqs[0].body, "\"n\":2"));
+    assert_string_equal(rx_header(&rx->reqs[0], "webhook-id"), "msg_a2");
+    assert_non_null(strstr(rx->reqs[1].body, "\"n\":3"));
+    assert_string_equal(rx_header(&rx->reqs[1], "webhook-id"), "msg_a3");
+    pthread_mutex_unlock(&rx->lock);
+    cJSON *d = get(t, "/api/deliveries/9", 200);
+    assert_string_equal(sget(d, "status"), "delivered");
+    assert_string_equal(sget(d, "event"), "pluginStart");
+    assert_string_equal(sget(d, "job_id"), "job-a");
+    assert_int_equal((int)nget(d, "attempt"), 3);
+    assert_int_equal((int)nget(cJSON_GetObjectItemCaseSensitive(d, "body"), "n"), 2);
+    cJSON_Delete(d);
+    /* the disabled subscription's delivery is still open, with its message */
+    d = get(t, "/api/deliveries?subscription=other&status=pending", 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(d, "items")), 1);
+    cJSON_Delete(d);
+    /* the dead letter is kept, and retried */
+    d = get(t, "/api/deliveries?status=dead", 200);
+    cJSON *items = cJSON_GetObjectItemCaseSensitive(d, "items");
+    assert_int_equal(cJSON_GetArraySize(items), 1);
+    assert_int_equal((int)nget(cJSON_GetArrayItem(items, 0), "id"), 11);
+    cJSON_Delete(d);
+    cJSON_Delete(call(t, "POST", "/api/deliveries/11/retry", NULL, 202));
+    rx_wait(rx, 3);
+    wait_deliveries(t, "old", "delivered", 4);
+    pthread_mutex_lock(&rx->lock);
+    assert_string_equal(rx_header(&rx->reqs[2], "webhook-id"), "msg_b1");
+    pthread_mutex_unlock(&rx->lock);
+    /* ids are not reused: a new delivery's id is past the old sequence */
+    char ev[37];
+    emit(t, 1, ev);
+    wait_deliveries(t, "old", "delivered", 8);
+    d = get(t, "/api/deliveries?subscription=old&limit=1", 200);
+    assert_true(nget(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(d, "items"), 0), "id") >
+                20);
+    cJSON_Delete(d);
+    at_stop(t);
+    rx_stop(rx);
     tu_rmtree(dir);
     free(dir);
     free(db);
@@ -1177,9 +1353,11 @@ int main(void)
         cmocka_unit_test(test_config_notifications),
         cmocka_unit_test(test_envelopes_headers_signature),
         cmocka_unit_test(test_recovers_after_failures),
+        cmocka_unit_test(test_order_kept_across_a_retry),
         cmocka_unit_test(test_dead_letters_and_retry),
         cmocka_unit_test(test_hanging_receiver_does_not_slow_executions),
         cmocka_unit_test(test_restart_delivers_pending),
+        cmocka_unit_test(test_schema2_outbox_migrated),
         cmocka_unit_test(test_gone_disables_subscription),
         cmocka_unit_test(test_subscriptions_api),
         cmocka_unit_test(test_deliveries_pages),

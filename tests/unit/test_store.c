@@ -290,7 +290,8 @@ static void test_future_database_refused(void **state)
 }
 
 /* A database written by schema version 2 (executions keyed by text, eight
- * indexes): opening it applies migration 3, which rebuilds the table.  Every
+ * indexes): opening it applies migration 3, which rebuilds the table (and
+ * 4, the outbox's).  Every
  * execution and step run must survive (the old table's drop must not cascade
  * into step_runs), in their order, with the same uniqueness rules. */
 static void test_migration_3_keeps_executions(void **state)
@@ -326,6 +327,20 @@ static void test_migration_3_keeps_executions(void **state)
             " CHECK(status IN ('running','succeeded','failed','skipped')), started_at TEXT,"
             " finished_at TEXT, duration_ms REAL, output TEXT, error TEXT, metrics TEXT,"
             " UNIQUE(execution_id, step_id, attempt));"
+            /* and version 2's outbox, which migration 4 converts */
+            "CREATE TABLE subscriptions( id TEXT PRIMARY KEY, url TEXT NOT NULL,"
+            " events TEXT NOT NULL, token TEXT, secret TEXT, headers TEXT, timeout_ms INTEGER,"
+            " max_attempts INTEGER, backoff_base_ms INTEGER, backoff_cap_ms INTEGER,"
+            " enabled INTEGER NOT NULL DEFAULT 1, disabled_reason TEXT,"
+            " origin TEXT NOT NULL DEFAULT 'api', created_at TEXT NOT NULL,"
+            " updated_at TEXT NOT NULL);"
+            "CREATE TABLE deliveries( id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " subscription_id TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,"
+            " event TEXT NOT NULL, job_id TEXT NOT NULL, message_id TEXT NOT NULL,"
+            " body TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL"
+            " DEFAULT 'pending' CHECK(status IN ('pending','delivered','failed','dead')),"
+            " next_attempt_at TEXT NOT NULL, last_status INTEGER, last_error TEXT,"
+            " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"
             /* three executions, inserted out of their time order; one replay */
             "INSERT INTO workflow_executions VALUES"
             " ('x-b', 'wf', '1', 't', 'ev-2', 'succeeded', '2026-11-02T00:00:00.000Z',"
@@ -343,7 +358,7 @@ static void test_migration_3_keeps_executions(void **state)
 
     store *s = open_at(old);
     db = raw_open(old);
-    assert_int_equal(raw_int(db, "SELECT MAX(version) FROM schema_migrations"), 3);
+    assert_int_equal(raw_int(db, "SELECT MAX(version) FROM schema_migrations"), STORE_SCHEMA_VERSION);
     assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM step_runs"), 3);
     assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
     char *order = raw_text(db, "SELECT group_concat(id) FROM (SELECT id FROM "

@@ -484,7 +484,7 @@ static void test_no_system_plugin(void **state)
 static void get_with_key(apitest *t, const char *key, long want)
 {
     char h[64];
-    snprintf(h, sizeof h, "Authorization: Bearer %s", key);
+    snprintf(h, sizeof h, "Authorization: Bearer %s", key ? key : "");
     const char *const headers[] = {h, NULL};
     at_response r;
     assert_int_equal(at_request(t, "GET", "/api/event-sources", key ? headers : NULL, NULL, 0,

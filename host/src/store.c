@@ -462,6 +462,13 @@ static const char *const STMT_SQL[ST_COUNT] = {STATEMENTS(ST_SQL_)};
 
 typedef enum { MR_EVENTS, MR_EXECUTIONS, MR_STEP_RUNS, MR_EV_STATUS, MR_COUNT } multi_kind;
 
+/* A row's times, formatted; bound SQLITE_STATIC, so they live until the
+ * statement is stepped. */
+typedef struct row_times {
+    char created[EVH_TIMESTAMP_LEN + 1], started[EVH_TIMESTAMP_LEN + 1],
+        finished[EVH_TIMESTAMP_LEN + 1];
+} row_times;
+
 static const struct multi_sql {
     const char *head, *row, *sep, *tail;
     int params; /* per row */
@@ -1994,16 +2001,10 @@ static int existing_execution(store *s, store_execution *e)
     return out;
 }
 
-/* The times of an execution row, formatted. */
-typedef struct ex_times {
-    char created[EVH_TIMESTAMP_LEN + 1], started[EVH_TIMESTAMP_LEN + 1],
-        finished[EVH_TIMESTAMP_LEN + 1];
-} ex_times;
-
 /* Ready e for insertion (its id made when empty) and bind it from
  * parameter first on, in MULTI_SQL[MR_EXECUTIONS]'s column order (ST_EX_INSERT
  * numbers its parameters to the same effect).  t must live until the step. */
-static int bind_execution(store *s, sqlite3_stmt *st, int first, store_execution *e, ex_times *t)
+static int bind_execution(store *s, sqlite3_stmt *st, int first, store_execution *e, row_times *t)
 {
     if (!e->id[0] && uuid_v7(e->id) != EVH_OK) {
         set_err(s, "random generator failed");
@@ -2033,7 +2034,7 @@ int store_execution_create(store *s, store_execution *e)
     sqlite3_stmt *st = stmt(s, ST_EX_INSERT);
     if (!st)
         return EVH_E_IO;
-    ex_times t;
+    row_times t;
     int rc = bind_execution(s, st, 1, e, &t);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
@@ -2044,6 +2045,62 @@ int store_execution_create(store *s, store_execution *e)
     return out;
 }
 
+/* ---- rows written many per statement (the recorder's batches) -------------- */
+
+/* A kind of row that put_rows writes: how to bind one row of its multi-row
+ * statement, and how to write one row alone. */
+typedef struct row_writer {
+    multi_kind kind;
+    const char *doing;
+    int (*bind)(store *s, sqlite3_stmt *st, int first, void *row, row_times *t);
+    int (*put_one)(store *s, void *row);
+} row_writer;
+
+/* The n rows in one transaction (or the caller's batch), many per
+ * statement; a statement that fails wrote nothing (SQLite undoes a failed
+ * statement), so its rows go again one by one and only the bad one fails.
+ * Returns the first failure; the rows that went in are kept. */
+static int put_rows(store *s, const row_writer *w, void *const *rows, size_t n)
+{
+    int rc = tx_begin(s);
+    if (rc != EVH_OK)
+        return rc;
+    int first_rc = EVH_OK;
+    size_t i = 0;
+    row_times t[MULTI_ROWS];
+    for (int m; (m = multi_rows_for(n - i)) > 1; i += (size_t)m) {
+        sqlite3_stmt *st = multi_stmt(s, w->kind, m);
+        int brc = st ? SQLITE_OK : SQLITE_ERROR;
+        for (int k = 0; k < m && brc == SQLITE_OK; k++)
+            brc = w->bind(s, st, 1 + k * MULTI_SQL[w->kind].params, rows[i + k], &t[k]);
+        rc = brc == SQLITE_OK ? step_done(s, st, w->doing) : EVH_E_IO;
+        done(st);
+        for (int k = 0; rc != EVH_OK && k < m; k++) {
+            int one = w->put_one(s, rows[i + k]);
+            first_rc = first_rc == EVH_OK ? one : first_rc;
+        }
+    }
+    for (; i < n; i++) {
+        int one = w->put_one(s, rows[i]);
+        first_rc = first_rc == EVH_OK ? one : first_rc;
+    }
+    rc = tx_end(s, EVH_OK);
+    return rc != EVH_OK ? rc : first_rc;
+}
+
+static int bind_execution_row(store *s, sqlite3_stmt *st, int first, void *row, row_times *t)
+{
+    return bind_execution(s, st, first, row, t);
+}
+
+static int put_execution(store *s, void *row)
+{
+    return store_execution_create(s, row);
+}
+
+static const row_writer EXECUTIONS = {MR_EXECUTIONS, "creating executions", bind_execution_row,
+                                      put_execution};
+
 int store_executions_insert(store *s, store_execution *const *xs, size_t n)
 {
     if (!s || (n && !xs))
@@ -2052,36 +2109,7 @@ int store_executions_insert(store *s, store_execution *const *xs, size_t n)
         if (!execution_valid(xs[i]))
             return EVH_E_INVALID;
     }
-    int rc = tx_begin(s);
-    if (rc != EVH_OK)
-        return rc;
-    int first_rc = EVH_OK;
-    size_t i = 0;
-    ex_times t[MULTI_ROWS];
-    for (int rows; (rows = multi_rows_for(n - i)) > 1; i += (size_t)rows) {
-        sqlite3_stmt *st = multi_stmt(s, MR_EXECUTIONS, rows);
-        int brc = st ? SQLITE_OK : SQLITE_ERROR;
-        for (int k = 0; k < rows && brc == SQLITE_OK; k++)
-            brc = bind_execution(s, st, 1 + k * MULTI_SQL[MR_EXECUTIONS].params, xs[i + k], &t[k]);
-        rc = brc == SQLITE_OK ? step_done(s, st, "creating executions") : EVH_E_IO;
-        done(st);
-        if (rc == EVH_OK)
-            continue;
-        /* the statement wrote nothing: row by row, each failure its own */
-        for (int k = 0; k < rows; k++) {
-            rc = store_execution_create(s, xs[i + k]);
-            if (rc != EVH_OK && first_rc == EVH_OK)
-                first_rc = rc;
-        }
-    }
-    for (; i < n; i++) {
-        rc = store_execution_create(s, xs[i]);
-        if (rc != EVH_OK && first_rc == EVH_OK)
-            first_rc = rc;
-    }
-    /* the rows that went in are kept: each failure is the caller's to report */
-    rc = tx_end(s, EVH_OK);
-    return rc != EVH_OK ? rc : first_rc;
+    return put_rows(s, &EXECUTIONS, (void *const *)xs, n);
 }
 
 /* Finish an UPDATE or DELETE of one row named by id (bind_rc: the binding's
@@ -2181,14 +2209,9 @@ static int step_run_valid(store *s, const store_step_run *r)
     return 1;
 }
 
-/* The times of a step run row, formatted. */
-typedef struct run_times {
-    char started[EVH_TIMESTAMP_LEN + 1], finished[EVH_TIMESTAMP_LEN + 1];
-} run_times;
-
 /* Bind r from parameter first on, in ST_STEP_PUT's order; t must live until
  * the step. */
-static int bind_step_run(sqlite3_stmt *st, int first, const store_step_run *r, run_times *t)
+static int bind_step_run(sqlite3_stmt *st, int first, const store_step_run *r, row_times *t)
 {
     format_us(r->started_us, t->started);
     format_us(r->finished_us, t->finished);
@@ -2222,7 +2245,7 @@ int store_step_run_put(store *s, const store_step_run *r)
     sqlite3_stmt *st = stmt(s, ST_STEP_PUT);
     if (!st)
         return EVH_E_IO;
-    run_times t;
+    row_times t;
     int rc = bind_step_run(st, 1, r, &t);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
@@ -2235,6 +2258,19 @@ int store_step_run_put(store *s, const store_step_run *r)
     return out;
 }
 
+static int bind_step_run_row(store *s, sqlite3_stmt *st, int first, void *row, row_times *t)
+{
+    return bind_step_run(st, first, row, t);
+}
+
+static int put_step_run(store *s, void *row)
+{
+    return store_step_run_put(s, row);
+}
+
+static const row_writer STEP_RUNS = {MR_STEP_RUNS, "storing step runs", bind_step_run_row,
+                                     put_step_run};
+
 int store_step_runs_put(store *s, const store_step_run *const *runs, size_t n)
 {
     if (!s || (n && !runs))
@@ -2243,34 +2279,8 @@ int store_step_runs_put(store *s, const store_step_run *const *runs, size_t n)
         if (!step_run_valid(s, runs[i]))
             return EVH_E_INVALID;
     }
-    int rc = tx_begin(s);
-    if (rc != EVH_OK)
-        return rc;
-    int first_rc = EVH_OK;
-    size_t i = 0;
-    run_times t[MULTI_ROWS];
-    for (int rows; (rows = multi_rows_for(n - i)) > 1; i += (size_t)rows) {
-        sqlite3_stmt *st = multi_stmt(s, MR_STEP_RUNS, rows);
-        int brc = st ? SQLITE_OK : SQLITE_ERROR;
-        for (int k = 0; k < rows && brc == SQLITE_OK; k++)
-            brc = bind_step_run(st, 1 + k * MULTI_SQL[MR_STEP_RUNS].params, runs[i + k], &t[k]);
-        rc = brc == SQLITE_OK ? step_done(s, st, "storing step runs") : EVH_E_IO;
-        done(st);
-        if (rc == EVH_OK)
-            continue;
-        for (int k = 0; k < rows; k++) { /* nothing written: row by row */
-            rc = store_step_run_put(s, runs[i + k]);
-            if (rc != EVH_OK && first_rc == EVH_OK)
-                first_rc = rc;
-        }
-    }
-    for (; i < n; i++) {
-        rc = store_step_run_put(s, runs[i]);
-        if (rc != EVH_OK && first_rc == EVH_OK)
-            first_rc = rc;
-    }
-    rc = tx_end(s, EVH_OK);
-    return rc != EVH_OK ? rc : first_rc;
+    /* put_rows takes rows as void *; step runs are only read */
+    return put_rows(s, &STEP_RUNS, (void *const *)(uintptr_t)runs, n);
 }
 
 int store_execution_create_with_runs(store *s, store_execution *e, const store_step_run *runs,

@@ -574,7 +574,7 @@ static char *write_host_yaml(const char *root, const char *name, const char *emi
 static int count_events(const char *path)
 {
     store *st = NULL;
-    store_options so = {.path = path};
+    store_options so = {.path = path, .read_only = 1}; /* no migration check: no write */
     char *err = NULL;
     if (store_open(&so, &st, &err) != EVH_OK) {
         free(err);

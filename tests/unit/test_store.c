@@ -973,8 +973,11 @@ static void test_events_list_filters_and_pages(void **state)
     assert_null(store_events_list(f->s, &(store_filter){.cursor = "garbage"}, NULL));
     assert_int_equal(errno, EINVAL);
     errno = 0;
-    assert_null(
-        store_events_list(f->s, &(store_filter){.cursor = "x2026-11-23T10:30:00.123Z~id"}, NULL));
+    assert_null(store_events_list(f->s, &(store_filter){.cursor = "x12"}, NULL));
+    assert_int_equal(errno, EINVAL);
+    errno = 0; /* an executions cursor from before schema 3 */
+    assert_null(store_executions_list(
+        f->s, &(store_filter){.cursor = "x2026-11-23T10:30:00.123Z~id"}, NULL));
     assert_int_equal(errno, EINVAL);
     errno = 0;
     assert_null(store_events_list(f->s, &(store_filter){.status = "queued"}, NULL));

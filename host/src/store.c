@@ -1100,6 +1100,21 @@ static cJSON *query_one(store *s, sqlite3_stmt *st, cJSON *(*make)(sqlite3_stmt 
     return out;
 }
 
+/* The row of statement `which` whose one text parameter is id, made by
+ * make; NULL when there is none (or on error: errmsg says which). */
+static cJSON *get_by_id(store *s, enum stmt_id which, const char *id,
+                        cJSON *(*make)(sqlite3_stmt *))
+{
+    if (!s || !id)
+        return NULL;
+    sqlite3_stmt *st = stmt(s, which);
+    if (!st || bind(st, "t", id) != SQLITE_OK) {
+        done(st);
+        return NULL;
+    }
+    return query_one(s, st, make);
+}
+
 /* Every row of a prepared query through make(), as an array; NULL on error.
  * Resets st. */
 static cJSON *query_all(store *s, sqlite3_stmt *st, cJSON *(*make)(sqlite3_stmt *))
@@ -1662,14 +1677,7 @@ int store_events_pending(store *s, int64_t after_seq, size_t max, evh_event ***o
 
 cJSON *store_event_get(store *s, const char *id)
 {
-    if (!s || !id)
-        return NULL;
-    sqlite3_stmt *st = stmt(s, ST_EV_GET);
-    if (!st || bind(st, "t", id) != SQLITE_OK) {
-        done(st);
-        return NULL;
-    }
-    return query_one(s, st, event_row);
+    return get_by_id(s, ST_EV_GET, id, event_row);
 }
 
 evh_event *store_event_load(store *s, const char *id)
@@ -2437,14 +2445,7 @@ cJSON *store_triggers_list(store *s)
 
 cJSON *store_trigger_get(store *s, const char *id)
 {
-    if (!s || !id)
-        return NULL;
-    sqlite3_stmt *st = stmt(s, ST_TR_GET);
-    if (!st || bind(st, "t", id) != SQLITE_OK) {
-        done(st);
-        return NULL;
-    }
-    return query_one(s, st, trigger_row);
+    return get_by_id(s, ST_TR_GET, id, trigger_row);
 }
 
 /* ---- maintenance ------------------------------------------------------------------- */
@@ -2779,14 +2780,7 @@ cJSON *store_subscriptions_list(store *s)
 
 cJSON *store_subscription_get(store *s, const char *id)
 {
-    if (!s || !id)
-        return NULL;
-    sqlite3_stmt *st = stmt(s, ST_SUB_GET);
-    if (!st || bind(st, "t", id) != SQLITE_OK) {
-        done(st);
-        return NULL;
-    }
-    return query_one(s, st, subscription_row);
+    return get_by_id(s, ST_SUB_GET, id, subscription_row);
 }
 
 /* ---- outbound webhooks: what lifecycle events report ------------------------------- */

@@ -3,6 +3,8 @@
  */
 #include "api.h"
 
+#include <errno.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,25 @@ void api_respond_store_error(http_response *res, store *st, const char *what)
 {
     log_error("api", "%s: %s", what, store_errmsg(st));
     http_respond_error(res, 500, "internal", NULL, "%s failed: %s", what, store_errmsg(st));
+}
+
+void api_respond_list(http_response *res, store *st, cJSON *items, char *next_cursor, int err,
+                      const char *what)
+{
+    if (items) {
+        api_respond_page(res, items, next_cursor);
+        return;
+    }
+    free(next_cursor);
+    if (err != EINVAL) {
+        api_respond_store_error(res, st, what);
+        return;
+    }
+    const char *msg = store_errmsg(st);
+    const char *colon = strstr(msg, ": ");
+    char *param = colon ? strndup(msg, (size_t)(colon - msg)) : NULL;
+    api_respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg, msg);
+    free(param);
 }
 
 void api_respond_page(http_response *res, cJSON *items, char *next_cursor)

@@ -106,6 +106,12 @@ void api_respond_store_error(http_response *res, store *st, const char *what);
 /* Answer 200 {"items": [...], "next_cursor": "..." | null} (takes both). */
 void api_respond_page(http_response *res, cJSON *items, char *next_cursor);
 
+/* Answer a store list call: its page; or, when it returned NULL with errno
+ * EINVAL, 400 naming the filter (store_errmsg(st) is "<filter>: <reason>",
+ * the filters named as the query parameters are); else 500 (what failed). */
+void api_respond_list(http_response *res, store *st, cJSON *items, char *next_cursor, int err,
+                      const char *what);
+
 /* Start the server on cfg's listen address over every route table. */
 http_server *api_start(api_ctx *a, char **err);
 

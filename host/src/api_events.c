@@ -282,26 +282,6 @@ static void post_process(void *ctx, const http_request *req, http_response *res)
     diag_free(&d);
 }
 
-/* A store_events_list failure: 400 naming the parameter for EINVAL (the
- * store's message starts with it: "cursor: not a cursor of this list"). */
-static void respond_list_error(http_response *res, int err, const char *msg)
-{
-    if (err != EINVAL) {
-        http_respond_error(res, 500, "internal", NULL, "listing events failed: %s", msg);
-        return;
-    }
-    diag d;
-    diag_init(&d, NULL);
-    const char *colon = strstr(msg, ": ");
-    char name[32] = "";
-    if (colon && (size_t)(colon - msg) < sizeof name)
-        snprintf(name, sizeof name, "%.*s", (int)(colon - msg), msg);
-    diag_add(&d, name, "%s%s", name[0] ? colon + 2 : msg,
-             !strcmp(name, "status") ? " (pending, dispatched or unmatched)" : "");
-    http_respond_error(res, 400, "invalid", &d, "%s", msg);
-    diag_free(&d);
-}
-
 /* GET /api/events?source=&type=&status=&workflow=&trigger=&since=&until=&cursor=&limit= */
 static void get_list(void *ctx, const http_request *req, http_response *res)
 {
@@ -326,16 +306,19 @@ static void get_list(void *ctx, const http_request *req, http_response *res)
     if (limit < 0)
         return;
     f.limit = (size_t)limit;
+    if (f.status && strcmp(f.status, "pending") && strcmp(f.status, "dispatched") &&
+        strcmp(f.status, "unmatched")) {
+        api_respond_one(res, 400, "invalid", "status",
+                        "not an event status (pending, dispatched or unmatched)", NULL);
+        return;
+    }
     store *st = api_store_acquire(a, res);
     if (!st)
         return;
     char *next = NULL;
+    errno = 0;
     cJSON *items = store_events_list(st, &f, &next);
-    int err = errno;
-    if (items)
-        api_respond_page(res, items, next);
-    else
-        respond_list_error(res, err, store_errmsg(st));
+    api_respond_list(res, st, items, next, errno, "listing events");
     api_store_release(a, st);
 }
 

@@ -72,20 +72,7 @@ static void list_executions(void *ctx, const http_request *req, http_response *r
     char *next = NULL;
     errno = 0;
     cJSON *items = store_executions_list(st, &f, &next);
-    if (items) {
-        api_respond_page(res, items, next);
-    } else if (errno == EINVAL) {
-        /* store_errmsg is "<filter>: <reason>", and the filters are named
-         * as the query parameters are (since, until, status, cursor) */
-        const char *msg = store_errmsg(st);
-        const char *colon = strstr(msg, ": ");
-        char *param = colon ? strndup(msg, (size_t)(colon - msg)) : NULL;
-        api_respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg, msg);
-        free(param);
-    } else {
-        http_respond_error(res, 500, "internal", NULL, "cannot list executions: %s",
-                           store_errmsg(st));
-    }
+    api_respond_list(res, st, items, next, errno, "listing executions");
     api_store_release(a, st);
 }
 

@@ -471,17 +471,7 @@ static void list_deliveries(void *ctx, const http_request *req, http_response *r
     char *next = NULL;
     errno = 0;
     cJSON *items = store_deliveries_list(st, &f, &next);
-    if (items) {
-        api_respond_page(res, items, next);
-    } else if (errno == EINVAL) {
-        const char *msg = store_errmsg(st);
-        const char *colon = strstr(msg, ": ");
-        char *param = colon ? strndup(msg, (size_t)(colon - msg)) : NULL;
-        api_respond_one(res, 400, "invalid", param ? param : "", colon ? colon + 2 : msg, NULL);
-        free(param);
-    } else {
-        api_respond_store_error(res, st, "listing deliveries");
-    }
+    api_respond_list(res, st, items, next, errno, "listing deliveries");
     api_store_release(a, st);
 }
 

@@ -770,6 +770,23 @@ static char *dup_printf(const char *fmt, ...)
     return s;
 }
 
+/* A child gone when its answer was due: reap it, detail = "<how it
+ * ended><during>", and count it as a crash (restarts, quarantine) unless
+ * the host killed it (a timeout: the caller says so itself). */
+static void child_gone(iso_plugin *ip, iso_conn *c, const char *during, char *detail,
+                       size_t size)
+{
+    conn_reap(c, ISO_REAP_GRACE_MS);
+    char text[128], what[32];
+    death_text(c, text, sizeof text, what, sizeof what);
+    snprintf(detail, size, "%s%s", text, during);
+    pthread_mutex_lock(&c->lock);
+    int killed = c->killed;
+    pthread_mutex_unlock(&c->lock);
+    if (!killed)
+        crashed(ip, c, what, detail);
+}
+
 /* A new child for in, initialized with its config.  EVH_OK, or a code and
  * *err (malloc'd): the plugin's init error, a crash (*crash set: counted
  * already), a timeout. */
@@ -815,12 +832,9 @@ static int start_child(iso_inst *in, char **err, int *crash)
                           (long long)init_ms);
         rc = EVH_E_TIMEOUT;
     } else {
-        conn_reap(c, ISO_REAP_GRACE_MS);
-        char text[128], what[32], detail[256];
-        death_text(c, text, sizeof text, what, sizeof what);
-        snprintf(detail, sizeof detail, "%s during init", text);
+        char detail[256];
+        child_gone(ip, c, " during init", detail, sizeof detail);
         *err = dup_printf("plugin '%s' %s", ip->id, detail);
-        crashed(ip, c, what, detail);
         *crash = 1;
         rc = EVH_E_PLUGIN;
     }
@@ -851,16 +865,9 @@ static void end_child(iso_inst *in)
  * kill; *msg (malloc'd) says what happened. */
 static void child_lost(iso_inst *in, iso_conn *c, const char *during, char **msg)
 {
-    conn_reap(c, ISO_REAP_GRACE_MS);
-    char text[128], what[32], detail[256];
-    death_text(c, text, sizeof text, what, sizeof what);
-    snprintf(detail, sizeof detail, "%s%s", text, during);
+    char detail[256];
+    child_gone(in->ip, c, during, detail, sizeof detail);
     *msg = dup_printf("plugin '%s' %s", in->ip->id, detail);
-    pthread_mutex_lock(&c->lock);
-    int killed = c->killed;
-    pthread_mutex_unlock(&c->lock);
-    if (!killed)
-        crashed(in->ip, c, what, detail);
     inst_drop(in, c);
 }
 
@@ -979,12 +986,9 @@ static int32_t proxy_step_validate(const evh_host_api *api, evh_host *h, char **
                              "killed", ISO_LOAD_TIMEOUT_MS);
         rc = EVH_E_TIMEOUT;
     } else {
-        conn_reap(c, ISO_REAP_GRACE_MS);
-        char text[128], what[32], detail[256];
-        death_text(c, text, sizeof text, what, sizeof what);
-        snprintf(detail, sizeof detail, "%s during validate", text);
+        char detail[256];
+        child_gone(ip, c, " during validate", detail, sizeof detail);
         *errmsg = dup_printf("plugin '%s' %s", ip->id, detail);
-        crashed(ip, c, what, detail);
         rc = EVH_E_PLUGIN;
     }
     conn_put(c);
@@ -1348,12 +1352,9 @@ static int probe(iso_plugin *ip, char **why)
                           "constructors hang?): killed", ISO_LOAD_TIMEOUT_MS);
         rc = EVH_E_TIMEOUT;
     } else {
-        conn_reap(c, ISO_REAP_GRACE_MS);
-        char text[128], what[32], detail[256];
-        death_text(c, text, sizeof text, what, sizeof what);
-        snprintf(detail, sizeof detail, "%s while loading its library in its process", text);
-        *why = dup_printf("%s", detail);
-        crashed(ip, c, what, detail);
+        char detail[256];
+        child_gone(ip, c, " while loading its library in its process", detail, sizeof detail);
+        *why = strdup(detail);
         rc = EVH_E_LOAD;
     }
     conn_put(c);

@@ -391,30 +391,42 @@ static void init_done(int32_t rc, const char *error)
     send_and_free(ISO_INIT_DONE, o, NULL, 0);
 }
 
-static void do_init(const iso_frame *f)
+/* What init and validate do first: load the library and read the manifest
+ * the host sent.  EVH_OK, or a code and *why (malloc'd; NULL when out of
+ * memory). */
+static int32_t get_ready(const iso_frame *f, char **why)
 {
+    *why = NULL;
     log_level = (int)iso_int(f, "log_level", EVH_LOG_INFO);
-    char *err = NULL;
-    if (load_library(iso_str(f, "library"), &err) != 0) {
-        init_done(EVH_E_LOAD, err ? err : "out of memory");
-        free(err);
-        return;
-    }
+    if (load_library(iso_str(f, "library"), why) != 0)
+        return EVH_E_LOAD;
     const char *text = iso_str(f, "manifest");
     diag d;
     diag_init(&d, NULL);
     if (!text || manifest_parse(text, strlen(text), iso_str(f, "manifest_path"), &m, &d) !=
                      EVH_OK) {
-        char *why = diag_join(&d);
-        init_done(EVH_E_MANIFEST, why ? why : "plugin.json could not be read");
-        free(why);
+        *why = diag_join(&d);
+        if (!*why)
+            *why = strdup("plugin.json could not be read");
         diag_free(&d);
-        return;
+        return EVH_E_MANIFEST;
     }
     diag_free(&d);
     const char *bad = unusable();
     if (bad) {
-        init_done(EVH_E_LOAD, bad);
+        *why = strdup(bad);
+        return EVH_E_LOAD;
+    }
+    return EVH_OK;
+}
+
+static void do_init(const iso_frame *f)
+{
+    char *why = NULL;
+    int32_t ready_rc = get_ready(f, &why);
+    if (ready_rc != EVH_OK) {
+        init_done(ready_rc, why ? why : "out of memory");
+        free(why);
         return;
     }
     evh_host *handle = hostapi_instance_new(m, NULL, iso_str(f, "config"));
@@ -461,28 +473,15 @@ static void validate_done(int32_t rc, const char *field, const char *error)
  * its emit is refused by the host (the handle there is a validating one). */
 static void do_validate(const iso_frame *f)
 {
-    log_level = (int)iso_int(f, "log_level", EVH_LOG_INFO);
-    char *err = NULL;
-    if (load_library(iso_str(f, "library"), &err) != 0) {
-        validate_done(EVH_E_LOAD, NULL, err ? err : "out of memory");
-        free(err);
-        return;
-    }
-    const char *text = iso_str(f, "manifest");
-    diag d;
-    diag_init(&d, NULL);
-    if (!text || manifest_parse(text, strlen(text), iso_str(f, "manifest_path"), &m, &d) !=
-                     EVH_OK) {
-        char *why = diag_join(&d);
-        validate_done(EVH_E_MANIFEST, NULL, why ? why : "plugin.json could not be read");
+    char *why = NULL;
+    int32_t ready_rc = get_ready(f, &why);
+    if (ready_rc != EVH_OK) {
+        validate_done(ready_rc, NULL, why ? why : "out of memory");
         free(why);
-        diag_free(&d);
         return;
     }
-    diag_free(&d);
-    const char *bad = unusable();
-    if (bad || m->kind != EVH_KIND_STEP) {
-        validate_done(EVH_E_LOAD, NULL, bad ? bad : "not a workflow step");
+    if (m->kind != EVH_KIND_STEP) {
+        validate_done(EVH_E_LOAD, NULL, "not a workflow step");
         return;
     }
     const evh_step *st = desc->step;

@@ -80,18 +80,23 @@ static void finish_abandoned(dcall *c)
     dcall_free(c);
 }
 
+/* Make c's call, its results into c. */
+static int32_t dcall_invoke(dcall *c)
+{
+    if (c->kind == CALL_INIT)
+        return c->src->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
+    if (c->kind == CALL_STEP_INIT)
+        return c->step->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
+    if (c->kind == CALL_STEP_VALIDATE)
+        return c->step->validate(hostapi_table(), c->host, &c->field, &c->errmsg);
+    c->src->stop(c->ctx);
+    return EVH_OK;
+}
+
 static void *dcall_main(void *arg)
 {
     dcall *c = arg;
-    int32_t rc = EVH_OK;
-    if (c->kind == CALL_INIT)
-        rc = c->src->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
-    else if (c->kind == CALL_STEP_INIT)
-        rc = c->step->init(hostapi_table(), c->host, &c->ctx, &c->errmsg);
-    else if (c->kind == CALL_STEP_VALIDATE)
-        rc = c->step->validate(hostapi_table(), c->host, &c->field, &c->errmsg);
-    else
-        c->src->stop(c->ctx);
+    int32_t rc = dcall_invoke(c);
     pthread_mutex_lock(&c->lock);
     c->rc = rc;
     c->done = 1;
@@ -164,63 +169,54 @@ static int32_t run_init_call(dcall *c, int *abandoned)
     return EVH_OK;
 }
 
-/* s->init (CALL_STEP_INIT: *ctx) or s->validate (CALL_STEP_VALIDATE:
- * *field) under the init deadline; *errmsg either way. */
-static int32_t step_call(call_kind kind, const evh_step *s, evh_host *h, void **ctx,
-                         char **field, char **errmsg, int *abandoned)
+/* An init or a validate (proto says which) under the init deadline, or
+ * made directly when there is none; its results go to ctx and field when
+ * given, and to *errmsg. */
+static int32_t init_call(dcall proto, void **ctx, char **field, char **errmsg, int *abandoned)
 {
     *abandoned = 0;
-    if (deadline_init_ms() == 0)
-        return kind == CALL_STEP_INIT ? s->init(hostapi_table(), h, ctx, errmsg)
-                                      : s->validate(hostapi_table(), h, field, errmsg);
-    dcall *c = calloc(1, sizeof *c);
-    if (!c)
-        return EVH_E_NOMEM;
-    *c = (dcall){.kind = kind, .step = s, .host = h};
-    int32_t rc = run_init_call(c, abandoned);
-    if (rc != EVH_OK)
-        return rc;
-    rc = c->rc;
-    if (kind == CALL_STEP_INIT)
+    dcall *c = &proto;
+    int32_t rc;
+    if (deadline_init_ms() == 0) {
+        rc = dcall_invoke(c);
+    } else {
+        if (!(c = malloc(sizeof *c)))
+            return EVH_E_NOMEM;
+        *c = proto;
+        rc = run_init_call(c, abandoned);
+        if (rc != EVH_OK)
+            return rc;
+        rc = c->rc;
+    }
+    if (ctx)
         *ctx = c->ctx;
-    else
+    if (field)
         *field = c->field;
     *errmsg = c->errmsg;
-    dcall_free(c);
+    if (c != &proto)
+        dcall_free(c);
     return rc;
 }
 
 int32_t deadline_step_init(const evh_step *s, evh_host *h, void **ctx, char **errmsg,
                            int *abandoned)
 {
-    return step_call(CALL_STEP_INIT, s, h, ctx, NULL, errmsg, abandoned);
+    return init_call((dcall){.kind = CALL_STEP_INIT, .step = s, .host = h}, ctx, NULL, errmsg,
+                     abandoned);
 }
 
 int32_t deadline_step_validate(const evh_step *s, evh_host *h, char **field, char **errmsg,
                                int *abandoned)
 {
-    return step_call(CALL_STEP_VALIDATE, s, h, NULL, field, errmsg, abandoned);
+    return init_call((dcall){.kind = CALL_STEP_VALIDATE, .step = s, .host = h}, NULL, field,
+                     errmsg, abandoned);
 }
 
 int32_t deadline_source_init(const evh_source *s, evh_host *h, void **ctx, char **errmsg,
                              int *abandoned)
 {
-    *abandoned = 0;
-    uint32_t ms = deadline_init_ms();
-    if (ms == 0)
-        return s->init(hostapi_table(), h, ctx, errmsg);
-    dcall *c = calloc(1, sizeof *c);
-    if (!c)
-        return EVH_E_NOMEM;
-    *c = (dcall){.kind = CALL_INIT, .src = s, .host = h};
-    int32_t rc = run_init_call(c, abandoned);
-    if (rc != EVH_OK)
-        return rc;
-    int32_t result = c->rc;
-    *ctx = c->ctx;
-    *errmsg = c->errmsg;
-    dcall_free(c);
-    return result;
+    return init_call((dcall){.kind = CALL_INIT, .src = s, .host = h}, ctx, NULL, errmsg,
+                     abandoned);
 }
 
 int deadline_source_stop(const evh_source *s, void *ctx, uint32_t timeout_ms)

@@ -31,6 +31,8 @@
 #endif
 #include <evhost/evhost.h>
 
+#include "../common/config_error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -936,22 +938,6 @@ static int check_static(const exec_step *s, const cJSON *cfg, char **err)
     return rc;
 }
 
-/* The messages above read "config: <field>: <reason>"; validate hands the
- * field apart.  msg is borrowed; the results are from api->alloc. */
-static void split_field(const evh_host_api *api, const char *msg, char **field, char **errmsg)
-{
-    const char *m = msg && !strncmp(msg, "config: ", 8) ? msg + 8 : msg;
-    if (!m) {
-        *errmsg = NULL;
-        return;
-    }
-    size_t n = strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
-    if (n > 0 && !strncmp(m + n, ": ", 2)) {
-        *field = api->mprintf("%.*s", (int)n, m);
-        m += n + 2;
-    }
-    *errmsg = api->strdup(m);
-}
 
 static int32_t exec_validate(const evh_host_api *api, evh_host *host, char **field,
                              char **errmsg)
@@ -960,7 +946,7 @@ static int32_t exec_validate(const evh_host_api *api, evh_host *host, char **fie
     char *msg = NULL;
     int32_t rc = exec_init(api, host, &ctx, &msg); /* pass_env written literally */
     if (rc != EVH_OK) {
-        split_field(api, msg, field, errmsg);
+        evh_steps_split_field(api, msg, field, errmsg);
         api->free(msg);
         return rc;
     }
@@ -970,7 +956,7 @@ static int32_t exec_validate(const evh_host_api *api, evh_host *host, char **fie
     char *err = NULL;
     if (cfg && check_static(ctx, cfg, &err) != 0) {
         rc = EVH_E_CONFIG;
-        split_field(api, err ? err : "out of memory", field, errmsg);
+        evh_steps_split_field(api, err ? err : "out of memory", field, errmsg);
     }
     free(err);
     cJSON_Delete(cfg);

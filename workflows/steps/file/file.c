@@ -34,6 +34,8 @@
 #endif
 #include <evhost/evhost.h>
 
+#include "../common/config_error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -805,27 +807,6 @@ static void file_fini(void *ctx)
     free_step(ctx);
 }
 
-/* This plugin's config messages read "<field>: <reason>"; validate hands the
- * two apart.  msg is from api->alloc; NULL stays NULL. */
-static void split_field(const evh_host_api *api, char *msg, char **field, char **errmsg)
-{
-    *errmsg = msg;
-    if (!msg)
-        return;
-    size_t n = strspn(msg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
-    if (n == 0 || strncmp(msg + n, ": ", 2) != 0)
-        return;
-    char *f = api->mprintf("%.*s", (int)n, msg);
-    char *why = api->strdup(msg + n + 2);
-    if (!f || !why) {
-        api->free(f);
-        api->free(why);
-        return;
-    }
-    api->free(msg);
-    *field = f;
-    *errmsg = why;
-}
 
 /* At load: exactly init's checks (the roots), then nothing is kept. */
 static int32_t file_validate(const evh_host_api *api, evh_host *host, char **field,
@@ -839,7 +820,8 @@ static int32_t file_validate(const evh_host_api *api, evh_host *host, char **fie
         api->free(msg);
         return EVH_OK;
     }
-    split_field(api, msg, field, errmsg);
+    evh_steps_split_field(api, msg, field, errmsg);
+    api->free(msg);
     return rc;
 }
 

@@ -26,6 +26,8 @@
 #endif
 #include <evhost/evhost.h>
 
+#include "../common/config_error.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -931,22 +933,6 @@ static int32_t http_init(const evh_host_api *api, evh_host *host, void **ctx, ch
 
 /* ---- at load (SDK 1.2) ------------------------------------------------------ */
 
-/* The messages above read "[config: ]<field>: <reason>"; validate hands the
- * field apart.  msg is borrowed; the results are from api->alloc. */
-static void split_field(const evh_host_api *api, const char *msg, char **field, char **errmsg)
-{
-    const char *m = msg && !strncmp(msg, "config: ", 8) ? msg + 8 : msg;
-    if (!m) {
-        *errmsg = NULL;
-        return;
-    }
-    size_t n = strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
-    if (n > 0 && !strncmp(m + n, ": ", 2)) {
-        *field = api->mprintf("%.*s", (int)n, m);
-        m += n + 2;
-    }
-    *errmsg = api->strdup(m);
-}
 
 /*
  * What every run would check the same way, with run's own code: the URL
@@ -961,7 +947,7 @@ static int32_t http_validate(const evh_host_api *api, evh_host *host, char **fie
     char *msg = NULL;
     int32_t rc = http_init(api, host, &ctx, &msg); /* env names written literally */
     if (rc != EVH_OK) {
-        split_field(api, msg, field, errmsg);
+        evh_steps_split_field(api, msg, field, errmsg);
         api->free(msg);
         return rc;
     }
@@ -978,7 +964,7 @@ static int32_t http_validate(const evh_host_api *api, evh_host *host, char **fie
     bad = bad || (cfg && read_auth(ctx, &rq, cfg, has_auth, &err) != 0);
     if (bad) {
         rc = EVH_E_CONFIG;
-        split_field(api, err ? err : "out of memory", field, errmsg);
+        evh_steps_split_field(api, err ? err : "out of memory", field, errmsg);
     }
     free(err);
     request_free(&rq);

@@ -588,52 +588,106 @@ static int count_events(const char *path)
     return n;
 }
 
-static void test_daemon_sigkill_recovery(void **state)
+/* A daemon's directory for the kill tests: ok-minimal and test-step;
+ * first.yaml, whose ok-minimal emits `emits`, and second.yaml, which emits
+ * nothing; then kill_dir_workflow: the workflow every thing_happened runs. */
+typedef struct kill_dir {
+    char *root, *record, *db, *first, *second;
+} kill_dir;
+
+static void kill_dir_make(kill_dir *k, const char *tag, const char *emits)
 {
-    char *root = tu_tempdir("recovery");
-    char *plugins = tu_join(root, "plugins");
-    char *wfdir = tu_join(root, "workflows");
+    k->root = tu_tempdir(tag);
+    char *plugins = tu_join(k->root, "plugins");
+    char *wfdir = tu_join(k->root, "workflows");
     assert_int_equal(mkdir(plugins, 0755), 0);
     assert_int_equal(mkdir(wfdir, 0755), 0);
     assert_int_equal(tu_copy_fixture("ok-minimal", plugins, NULL), 0);
     assert_int_equal(tu_copy_fixture("test-step", plugins, NULL), 0);
-    char *record = tu_join(root, "runs.txt");
+    k->record = tu_join(k->root, "runs.txt"); /* where the step appends its runs */
+    k->db = tu_join(k->root, "evhost.db");
+    k->first = write_host_yaml(k->root, "first.yaml", emits);
+    k->second = write_host_yaml(k->root, "second.yaml", "[]");
+    free(wfdir);
+    free(plugins);
+}
+
+/* The workflow wf_id (its YAML text) and the trigger running it. */
+static void kill_dir_workflow(kill_dir *k, const char *wf_id, const char *text)
+{
+    char *wfpath = NULL, *trig = NULL;
+    assert_true(asprintf(&wfpath, "%s/workflows/wf.yaml", k->root) > 0);
+    assert_int_equal(tu_write_file(wfpath, text), 0);
+    assert_true(asprintf(&trig,
+                         "triggers:\n"
+                         "  - {id: all, source: ok-minimal,\n"
+                         "     event_type: thing_happened, workflow: %s}\n",
+                         wf_id) > 0);
+    char *trigpath = tu_join(k->root, "triggers.yaml");
+    assert_int_equal(tu_write_file(trigpath, trig), 0);
+    free(trigpath);
+    free(trig);
+    free(wfpath);
+}
+
+static void kill_dir_free(kill_dir *k)
+{
+    tu_rmtree(k->root);
+    free(k->root);
+    free(k->record);
+    free(k->db);
+    free(k->first);
+    free(k->second);
+}
+
+/* How many executions have succeeded, polled until `want` or ms pass. */
+static int succeeded_within(store *st, int want, int ms)
+{
+    long long end = tu_now_ms() + ms;
+    int done = 0;
+    while (tu_now_ms() < end && done < want) {
+        store_filter f = {.status = "succeeded", .limit = 100};
+        cJSON *rows = store_executions_list(st, &f, NULL);
+        done = rows ? cJSON_GetArraySize(rows) : 0;
+        cJSON_Delete(rows);
+        if (done < want)
+            usleep(50000);
+    }
+    return done;
+}
+
+static void test_daemon_sigkill_recovery(void **state)
+{
+    kill_dir k;
+    /* the first run emits three events; one worker, 1.5 s each: the kill
+     * comes once the first step run has started and all three are accepted
+     * (on a loaded machine the first step can start before the source's
+     * third emit is committed: an event never acknowledged is not owed) */
+    kill_dir_make(&k, "recovery",
+                  "[{type: thing_happened, data: '{\"n\":1}'},"
+                  " {type: thing_happened, data: '{\"n\":2}'},"
+                  " {type: thing_happened, data: '{\"n\":3}'}]");
     char *wf = NULL;
     assert_true(asprintf(&wf,
                          "id: slow\n"
                          "steps:\n"
                          "  - {id: nap, uses: test-step,\n"
                          "     with: {mode: sleep, sleep_ms: 1500, record_file: \"%s\"}}\n",
-                         record) > 0);
-    char *wfpath = tu_join(wfdir, "slow.yaml");
-    assert_int_equal(tu_write_file(wfpath, wf), 0);
-    char *trig = tu_join(root, "triggers.yaml");
-    assert_int_equal(tu_write_file(trig, "triggers:\n"
-                                         "  - {id: all, source: ok-minimal,\n"
-                                         "     event_type: thing_happened, workflow: slow}\n"),
-                     0);
-    /* the first run emits three events; one worker, 1.5 s each: the kill
-     * comes once the first step run has started and all three are accepted
-     * (on a loaded machine the first step can start before the source's
-     * third emit is committed: an event never acknowledged is not owed) */
-    char *first = write_host_yaml(root, "first.yaml",
-                                  "[{type: thing_happened, data: '{\"n\":1}'},"
-                                  " {type: thing_happened, data: '{\"n\":2}'},"
-                                  " {type: thing_happened, data: '{\"n\":3}'}]");
-    char *second = write_host_yaml(root, "second.yaml", "[]");
-    char *log1 = tu_join(root, "run1.log");
-    char *argv1[] = {EVH_BINARY, "run", "--config", first, NULL};
+                         k.record) > 0);
+    kill_dir_workflow(&k, "slow", wf);
+    free(wf);
+    char *log1 = tu_join(k.root, "run1.log");
+    char *argv1[] = {EVH_BINARY, "run", "--config", k.first, NULL};
     pid_t pid = tu_spawn(argv1, log1);
     assert_true(pid > 0);
-    char *db = tu_join(root, "evhost.db");
     long long end = tu_now_ms() + 15000;
     char *runs = NULL;
     int accepted = 0;
     while (tu_now_ms() < end) {
         free(runs);
-        runs = tu_read_file(record);
+        runs = tu_read_file(k.record);
         if (runs && strchr(runs, '\n') && accepted < 3)
-            accepted = count_events(db);
+            accepted = count_events(k.db);
         if (runs && strchr(runs, '\n') && accepted == 3)
             break;
         usleep(10000);
@@ -644,24 +698,16 @@ static void test_daemon_sigkill_recovery(void **state)
     assert_int_equal(tu_wait(pid, 5000), 128 + SIGKILL);
     free(runs);
 
-    char *log2 = tu_join(root, "run2.log");
-    char *argv2[] = {EVH_BINARY, "run", "--config", second, NULL};
+    char *log2 = tu_join(k.root, "run2.log");
+    char *argv2[] = {EVH_BINARY, "run", "--config", k.second, NULL};
     pid = tu_spawn(argv2, log2);
     assert_true(pid > 0);
     /* all three executions finish after the restart */
     store *st = NULL;
-    store_options so = {.path = db};
+    store_options so = {.path = k.db};
     char *err = NULL;
     assert_int_equal(store_open(&so, &st, &err), EVH_OK);
-    end = tu_now_ms() + 20000;
-    int done = 0;
-    while (tu_now_ms() < end && done < 3) {
-        store_filter f = {.status = "succeeded", .limit = 100};
-        cJSON *rows = store_executions_list(st, &f, NULL);
-        done = rows ? cJSON_GetArraySize(rows) : 0;
-        cJSON_Delete(rows);
-        usleep(50000);
-    }
+    int done = succeeded_within(st, 3, 20000);
     kill(pid, SIGTERM);
     assert_int_equal(tu_wait(pid, 15000), 0);
     if (done != 3) {
@@ -682,19 +728,9 @@ static void test_daemon_sigkill_recovery(void **state)
     assert_non_null(strstr(l2, "recovery"));
     free(l2);
     store_close(st);
-    tu_rmtree(root);
-    free(db);
     free(log1);
     free(log2);
-    free(first);
-    free(second);
-    free(trig);
-    free(wfpath);
-    free(wf);
-    free(record);
-    free(wfdir);
-    free(plugins);
-    free(root);
+    kill_dir_free(&k);
     (void)state;
 }
 
@@ -703,64 +739,41 @@ static void test_daemon_sigkill_recovery(void **state)
  * the step up to twice its retry.max + 1 attempts). */
 static void test_daemon_sigkill_resumes_retries(void **state)
 {
-    char *root = tu_tempdir("resume-retries");
-    char *plugins = tu_join(root, "plugins");
-    char *wfdir = tu_join(root, "workflows");
-    assert_int_equal(mkdir(plugins, 0755), 0);
-    assert_int_equal(mkdir(wfdir, 0755), 0);
-    assert_int_equal(tu_copy_fixture("ok-minimal", plugins, NULL), 0);
-    assert_int_equal(tu_copy_fixture("test-step", plugins, NULL), 0);
-    char *record = tu_join(root, "runs.txt");
-    char *wf = NULL;
+    kill_dir k;
     /* fails attempts 1 and 2, succeeds on 3, the last retry.max allows; the
      * backoff before attempt 3 (4 s after 2 s doubled) is the kill's window */
+    kill_dir_make(&k, "resume-retries", "[{type: thing_happened, data: '{\"n\":1}'}]");
+    char *wf = NULL;
     assert_true(asprintf(&wf,
                          "id: flaky\n"
                          "steps:\n"
                          "  - {id: f, uses: test-step, retry: {max: 2, backoff_ms: 2000},\n"
                          "     with: {mode: flaky, fail_times: 2, record_file: \"%s\"}}\n",
-                         record) > 0);
-    char *wfpath = tu_join(wfdir, "flaky.yaml");
-    assert_int_equal(tu_write_file(wfpath, wf), 0);
-    char *trig = tu_join(root, "triggers.yaml");
-    assert_int_equal(tu_write_file(trig, "triggers:\n"
-                                         "  - {id: all, source: ok-minimal,\n"
-                                         "     event_type: thing_happened, workflow: flaky}\n"),
-                     0);
-    char *first = write_host_yaml(root, "first.yaml",
-                                  "[{type: thing_happened, data: '{\"n\":1}'}]");
-    char *second = write_host_yaml(root, "second.yaml", "[]");
-    char *log1 = tu_join(root, "run1.log");
-    char *argv1[] = {EVH_BINARY, "run", "--config", first, NULL};
+                         k.record) > 0);
+    kill_dir_workflow(&k, "flaky", wf);
+    free(wf);
+    char *log1 = tu_join(k.root, "run1.log");
+    char *argv1[] = {EVH_BINARY, "run", "--config", k.first, NULL};
     pid_t pid = tu_spawn(argv1, log1);
     assert_true(pid > 0);
-    assert_true(tu_wait_for_text(record, " f 2\n", 20000));
+    assert_true(tu_wait_for_text(k.record, " f 2\n", 20000));
     kill(pid, SIGKILL); /* within the 4 s backoff before attempt 3 */
     assert_int_equal(tu_wait(pid, 5000), 128 + SIGKILL);
 
-    char *log2 = tu_join(root, "run2.log");
-    char *argv2[] = {EVH_BINARY, "run", "--config", second, NULL};
+    char *log2 = tu_join(k.root, "run2.log");
+    char *argv2[] = {EVH_BINARY, "run", "--config", k.second, NULL};
     pid = tu_spawn(argv2, log2);
     assert_true(pid > 0);
-    char *db = tu_join(root, "evhost.db");
     store *st = NULL;
-    store_options so = {.path = db};
+    store_options so = {.path = k.db};
     char *err = NULL;
     assert_int_equal(store_open(&so, &st, &err), EVH_OK);
-    long long end = tu_now_ms() + 20000;
-    int done = 0;
-    while (tu_now_ms() < end && !done) {
-        store_filter f = {.status = "succeeded", .limit = 10};
-        cJSON *rows = store_executions_list(st, &f, NULL);
-        done = rows ? cJSON_GetArraySize(rows) : 0;
-        cJSON_Delete(rows);
-        usleep(50000);
-    }
+    int done = succeeded_within(st, 1, 20000);
     kill(pid, SIGTERM);
     assert_int_equal(tu_wait(pid, 15000), 0);
     assert_int_equal(done, 1);
     /* three runs in all: 1 and 2 before the kill, 3 after it */
-    char *runs = tu_read_file(record);
+    char *runs = tu_read_file(k.record);
     assert_non_null(runs);
     int lines = 0;
     unsigned last = 0;
@@ -777,19 +790,9 @@ static void test_daemon_sigkill_resumes_retries(void **state)
     assert_int_equal(lines, 3);
     free(runs);
     store_close(st);
-    tu_rmtree(root);
-    free(db);
     free(log1);
     free(log2);
-    free(first);
-    free(second);
-    free(trig);
-    free(wfpath);
-    free(wf);
-    free(record);
-    free(wfdir);
-    free(plugins);
-    free(root);
+    kill_dir_free(&k);
     (void)state;
 }
 

@@ -105,24 +105,6 @@ typedef struct client {
     long answers_202, answers_200, refused, cut;
 } client;
 
-typedef struct buf {
-    char *p;
-    size_t len;
-} buf;
-
-static size_t on_body(char *data, size_t size, size_t n, void *ud)
-{
-    buf *b = ud;
-    size_t add = size * n;
-    char *grown = realloc(b->p, b->len + add + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + b->len, data, add);
-    b->len += add;
-    grown[b->len] = '\0';
-    b->p = grown;
-    return add;
-}
 
 static void client_error(client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void client_error(client *c, const char *fmt, ...)
@@ -152,11 +134,11 @@ static void send_post(client *c, CURL *h, post *p)
     hl = curl_slist_append(hl, "Expect:");
     if (p->keyed)
         hl = curl_slist_append(hl, key);
-    buf b = {0};
+    tu_buf b = {0};
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tu_buf_append);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
     p->sends++;
@@ -164,7 +146,7 @@ static void send_post(client *c, CURL *h, post *p)
     long status = 0;
     if (rc == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    const char *at = b.p ? strstr(b.p, "\"id\":\"") : NULL;
+    const char *at = b.data ? strstr(b.data, "\"id\":\"") : NULL;
     if ((status == 202 || status == 200) && at && strlen(at + 6) >= 36) {
         char id[40];
         memcpy(id, at + 6, 36);
@@ -182,7 +164,7 @@ static void send_post(client *c, CURL *h, post *p)
             c->answers_202++;
         } else {
             if (!p->keyed)
-                client_error(c, "post %ld without a key answered 200: %s", p->n, b.p);
+                client_error(c, "post %ld without a key answered 200: %s", p->n, b.data);
             if (p->outcome != OUT_ACCEPTED)
                 p->outcome = OUT_DUPLICATE;
             c->answers_200++;
@@ -190,14 +172,14 @@ static void send_post(client *c, CURL *h, post *p)
     } else if (rc == CURLE_OK) {
         /* 429 queue full or 503 stopping: nothing stored, and said so */
         if (status != 429 && status != 503)
-            client_error(c, "post %ld: HTTP %ld: %s", p->n, status, b.p ? b.p : "");
+            client_error(c, "post %ld: HTTP %ld: %s", p->n, status, b.data ? b.data : "");
         if (p->outcome == OUT_UNKNOWN)
             p->outcome = OUT_REFUSED;
         c->refused++;
     } else {
         c->cut++;
     }
-    free(b.p);
+    free(b.data);
     curl_slist_free_all(hl);
 }
 

@@ -51,8 +51,8 @@ typedef struct sse_client {
     CURLM *m;
     CURL *c;
     struct curl_slist *hl;
-    char *raw; /* everything received */
-    size_t len, parsed;
+    tu_buf raw; /* everything received */
+    size_t parsed;
     sse_ev evs[512];
     size_t n;          /* blocks with an id or data */
     size_t keepalives; /* ": keepalive" comments */
@@ -65,25 +65,20 @@ typedef struct sse_client {
 static size_t sse_on_data(char *p, size_t size, size_t n, void *ud)
 {
     sse_client *s = ud;
-    size_t add = size * n;
-    char *d = realloc(s->raw, s->len + add + 1);
-    assert_non_null(d);
-    memcpy(d + s->len, p, add);
-    s->raw = d;
-    s->len += add;
-    d[s->len] = '\0';
+    size_t add = tu_buf_append(p, size, n, &s->raw);
+    assert_int_equal(add, size * n);
     return add;
 }
 
 /* Complete blocks ("...\n\n") into s->evs. */
 static void sse_parse(sse_client *s)
 {
-    while (s->raw) {
-        char *start = s->raw + s->parsed;
+    while (s->raw.data) {
+        char *start = s->raw.data + s->parsed;
         char *end = strstr(start, "\n\n");
         if (!end)
             return;
-        s->parsed = (size_t)(end + 2 - s->raw);
+        s->parsed = (size_t)(end + 2 - s->raw.data);
         s->blocks++;
         sse_ev ev = {0};
         char *block = strndup(start, (size_t)(end - start));
@@ -173,7 +168,7 @@ static void sse_wait_events(sse_client *s, size_t n)
     while (sse_events(s) < n && !s->done && tu_now_ms() < end)
         sse_pump(s, 50);
     if (sse_events(s) < n)
-        fail_msg("%zu of %zu stream events came:\n%s", sse_events(s), n, s->raw ? s->raw : "");
+        fail_msg("%zu of %zu stream events came:\n%s", sse_events(s), n, s->raw.data ? s->raw.data : "");
 }
 
 /* The i-th data event. */
@@ -199,7 +194,7 @@ static void sse_close(sse_client *s)
         free(s->evs[i].event);
         free(s->evs[i].data);
     }
-    free(s->raw);
+    free(s->raw.data);
     free(s);
 }
 
@@ -369,7 +364,7 @@ static void test_order_and_envelope(void **state)
     sse_client *s = sse_open(t, "/api/events/stream", NULL);
     assert_int_equal(s->status, 200);
     /* the opening block: the reconnection delay and where the stream starts */
-    assert_non_null(strstr(s->raw, "retry: 2000\n"));
+    assert_non_null(strstr(s->raw.data, "retry: 2000\n"));
     assert_int_equal(s->n, 1);
     uint64_t start = id_of(&s->evs[0]);
     assert_null(s->evs[0].event);
@@ -541,7 +536,7 @@ static void test_resume_exactly_what_was_missed(void **state)
     assert_int_equal(starts, 4);
     assert_int_equal(ends, 4);
     /* a resumed stream does not announce a starting id: it has one */
-    assert_null(strstr(s->raw, "retry: 2000\nid:"));
+    assert_null(strstr(s->raw.data, "retry: 2000\nid:"));
     sse_close(s);
 
     /* the same through ?last_event_id= (EventSource polyfills), which the
@@ -607,7 +602,7 @@ static void test_resume_beyond_the_buffer(void **state)
     s = sse_open(t, "/api/events/stream", header);
     sse_wait_events(s, 16);
     assert_true(id_of(sse_event(s, 0)) == start + 9);
-    assert_null(strstr(s->raw, "event: reset"));
+    assert_null(strstr(s->raw.data, "event: reset"));
     sse_close(s);
 
     /* start + 7 is not: a reset naming the ids, then live from the newest */
@@ -660,7 +655,7 @@ static void test_api_key(void **state)
     sse_pump(s, 5000);
     assert_true(s->done);
     assert_int_equal(s->status, 401);
-    assert_non_null(strstr(s->raw, "\"code\":\"unauthorized\""));
+    assert_non_null(strstr(s->raw.data, "\"code\":\"unauthorized\""));
     sse_close(s);
     s = sse_open(t, "/api/events/stream", "Authorization: Bearer wrong");
     sse_pump(s, 5000);

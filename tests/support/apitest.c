@@ -227,24 +227,6 @@ void at_stop(apitest *t)
     free(t);
 }
 
-typedef struct buf {
-    char *data;
-    size_t len;
-} buf;
-
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
-{
-    buf *b = ud;
-    size_t add = size * n;
-    char *d = realloc(b->data, b->len + add + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, add);
-    b->data = d;
-    b->len += add;
-    d[b->len] = '\0';
-    return add;
-}
 
 int at_request(apitest *t, const char *method, const char *path, const char *const *headers,
                const char *body, size_t body_len, at_response *out)
@@ -255,7 +237,7 @@ int at_request(apitest *t, const char *method, const char *path, const char *con
         return -1;
     char url[1024];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", t->port, path);
-    buf b = {0}, h = {0};
+    tu_buf b = {0}, h = {0};
     struct curl_slist *hl = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         hl = curl_slist_append(hl, headers[i]);
@@ -263,9 +245,9 @@ int at_request(apitest *t, const char *method, const char *path, const char *con
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_buf_append);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, tu_buf_append);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

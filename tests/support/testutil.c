@@ -295,3 +295,17 @@ int tu_wait_for_text(const char *path, const char *needle, int timeout_ms)
     } while (tu_now_ms() < deadline);
     return 0;
 }
+
+size_t tu_buf_append(char *p, size_t size, size_t n, void *tu_buf_ptr)
+{
+    tu_buf *b = tu_buf_ptr;
+    size_t add = size * n;
+    char *d = realloc(b->data, b->len + add + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, p, add);
+    b->data = d;
+    b->len += add;
+    d[b->len] = '\0';
+    return add;
+}

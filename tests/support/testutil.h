@@ -30,8 +30,6 @@ char *tu_join(const char *a, const char *b);
 /* A malloc'd copy of a whole file, NULL when unreadable. */
 char *tu_read_file(const char *path);
 
-#endif
-
 #include <sys/types.h>
 
 /* Run argv (no shell) with stdout and stderr captured into malloc'd strings
@@ -54,3 +52,14 @@ int tu_wait_for_text(const char *path, const char *needle, int timeout_ms);
 
 /* Milliseconds of a monotonic clock. */
 long long tu_now_ms(void);
+
+/* A growing, NUL-terminated buffer, and a libcurl write callback (userdata:
+ * the tu_buf) that appends to it; it answers 0, which makes curl fail the
+ * transfer, when memory runs out. */
+typedef struct tu_buf {
+    char *data;
+    size_t len;
+} tu_buf;
+size_t tu_buf_append(char *p, size_t size, size_t n, void *tu_buf_ptr);
+
+#endif

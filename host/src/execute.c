@@ -574,13 +574,6 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
     for (uint32_t attempt = first; config_json && event_json && steps_json &&
                                attempt <= step->retry_max + 1;
          attempt++) {
-        /* a retry starts once the failed attempt is recorded, as a next
-         * step does (exec_run): a crash then re-runs only the attempt that
-         * was running, never one the database does not know about */
-        if (attempt > first && w->rec && recorder_wait(w->rec, w->last) != EVH_OK)
-            log_warn("engine", "execution %s: the record of attempt %u of step '%s' could "
-                               "not be written; a restart may run it again",
-                     req->execution_id, attempt - 1, step->id);
         attempt_result r = run_attempt(w, req, idx, event_json, steps_json, config_json, attempt);
         rc = r.rc;
         free(*metrics);
@@ -600,6 +593,14 @@ static int run_step(exec_worker *w, const exec_request *req, size_t idx, cJSON *
             *error = NULL;
         free(r.error);
         if (attempt <= step->retry_max && !atomic_load(&w->rt->stopping)) {
+            /* the backoff starts once the failed attempt is recorded, as a
+             * next step does (exec_run): a crash during it then resumes with
+             * the next attempt, and a crash re-runs only the attempt that
+             * was running, never one the database does not know about */
+            if (w->rec && recorder_wait(w->rec, w->last) != EVH_OK)
+                log_warn("engine", "execution %s: the record of attempt %u of step '%s' "
+                                   "could not be written; a restart may run it again",
+                         req->execution_id, attempt, step->id);
             backoff(w, backoff_ms);
             backoff_ms = backoff_ms > UINT32_MAX / 2 ? UINT32_MAX : backoff_ms * 2;
         } else {

@@ -588,6 +588,39 @@ static int count_events(const char *path)
     return n;
 }
 
+/* How many step runs of the database's executions have failed (read-only:
+ * the daemon is writing it). */
+static int count_failed_runs(const char *path)
+{
+    store *st = NULL;
+    store_options so = {.path = path, .read_only = 1};
+    char *err = NULL;
+    if (store_open(&so, &st, &err) != EVH_OK) {
+        free(err);
+        return 0;
+    }
+    int n = 0;
+    store_filter all = {.limit = 100};
+    cJSON *rows = store_executions_list(st, &all, NULL);
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(row, "id"));
+        cJSON *x = id ? store_execution_get(st, id) : NULL;
+        const cJSON *run;
+        cJSON_ArrayForEach(run, cJSON_GetObjectItemCaseSensitive(x, "steps"))
+        {
+            const char *status =
+                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, "status"));
+            n += status && !strcmp(status, "failed");
+        }
+        cJSON_Delete(x);
+    }
+    cJSON_Delete(rows);
+    store_close(st);
+    return n;
+}
+
 /* A daemon's directory for the kill tests: ok-minimal and test-step;
  * first.yaml, whose ok-minimal emits `emits`, and second.yaml, which emits
  * nothing; then kill_dir_workflow: the workflow every thing_happened runs. */
@@ -757,6 +790,15 @@ static void test_daemon_sigkill_resumes_retries(void **state)
     pid_t pid = tu_spawn(argv1, log1);
     assert_true(pid > 0);
     assert_true(tu_wait_for_text(k.record, " f 2\n", 20000));
+    /* the step wrote its line before it failed; the kill waits until the
+     * failure of attempt 2 is stored too (the recorder writes it a few ms
+     * later on a quiet machine): killed before that, the restart rightly
+     * re-runs attempt 2 as an interrupted one, the at-least-once re-run */
+    long long end = tu_now_ms() + 3000;
+    int failed = 0;
+    while (tu_now_ms() < end && (failed = count_failed_runs(k.db)) < 2)
+        usleep(10000);
+    assert_int_equal(failed, 2);
     kill(pid, SIGKILL); /* within the 4 s backoff before attempt 3 */
     assert_int_equal(tu_wait(pid, 5000), 128 + SIGKILL);
 

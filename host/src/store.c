@@ -326,11 +326,11 @@ _Static_assert(STORE_SCHEMA_VERSION == 4, "add the migration to MIGRATIONS");
     X(ST_SUB_DELETE, "DELETE FROM subscriptions WHERE id = ?1")                                    \
     X(ST_SUB_LIST, "SELECT " SUB_COLS " FROM subscriptions ORDER BY created_at, id")               \
     X(ST_SUB_GET, "SELECT " SUB_COLS " FROM subscriptions WHERE id = ?1")                          \
+    X(ST_SUB_EXISTS, "SELECT 1 FROM subscriptions WHERE id = ?1")                                  \
     X(ST_OB_INSERT, "INSERT INTO outbox_messages(message_id, event, job_id, body, created_at) "   \
                     "VALUES(?1, ?2, ?3, ?4, ?5)")                                                  \
-    X(ST_DL_INSERT, "INSERT INTO deliveries(subscription_id, message, next_attempt_at, "           \
-                    "created_at, updated_at) SELECT ?1, ?2, ?3, ?3, ?3 "                           \
-                    "WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1)")                    \
+    X(ST_DL_INSERT_ONE, "INSERT INTO deliveries(subscription_id, message, next_attempt_at, "      \
+                        "created_at, updated_at) VALUES(?, ?, ?, ?, ?)")                         \
     X(ST_DL_CLAIM, "SELECT d.id, m.event, m.job_id, m.message_id, m.body, d.attempt "               \
                    "FROM deliveries d INDEXED BY deliveries_due "                                  \
                    "JOIN outbox_messages m ON m.id = d.message "                                   \
@@ -460,7 +460,15 @@ static const char *const STMT_SQL[ST_COUNT] = {STATEMENTS(ST_SQL_)};
 #define MULTI_ROWS 32
 #define MULTI_SIZES 5
 
-typedef enum { MR_EVENTS, MR_EXECUTIONS, MR_STEP_RUNS, MR_EV_STATUS, MR_COUNT } multi_kind;
+typedef enum {
+    MR_EVENTS,
+    MR_EXECUTIONS,
+    MR_STEP_RUNS,
+    MR_EV_STATUS,
+    MR_OUTBOX,
+    MR_DELIVERIES,
+    MR_COUNT
+} multi_kind;
 
 /* A row's times, formatted; bound SQLITE_STATIC, so they live until the
  * statement is stepped. */
@@ -491,6 +499,14 @@ static const struct multi_sql {
                       11},
     /* parameter 1 is the status; then the ids */
     [MR_EV_STATUS] = {"UPDATE events SET status = ? WHERE id IN (", "?", ",", ")", 1},
+    /* the outbox's storing thread: each lifecycle event once, a delivery
+     * per subscription taking it */
+    [MR_OUTBOX] = {"INSERT INTO outbox_messages(message_id, event, job_id, body, created_at) "
+                   "VALUES",
+                   "(?,?,?,?,?)", ",", "", 5},
+    [MR_DELIVERIES] = {"INSERT INTO deliveries(subscription_id, message, next_attempt_at, "
+                       "created_at, updated_at) VALUES",
+                       "(?,?,?,?,?)", ",", "", 5},
 };
 
 /* List filters, one bit each; a list query is cached per combination. */
@@ -2820,44 +2836,173 @@ cJSON *store_execution_metrics(store *s, const char *execution_id)
 
 /* ---- outbound webhooks: deliveries ------------------------------------------------ */
 
+/* Does subscription id exist?  1, 0, or a negative EVH_E_* code. */
+static int subscription_exists(store *s, const char *id)
+{
+    sqlite3_stmt *st = stmt(s, ST_SUB_EXISTS);
+    if (!st)
+        return EVH_E_IO;
+    int rc = bind(st, "t", id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, rc, "finding a subscription");
+    done(st);
+    return out;
+}
+
+/* One multi-row (or one-row) INSERT of the outbox: rows rows of kind k
+ * (MR_OUTBOX or MR_DELIVERIES), bound by the caller's bind_row; the ids
+ * the rows got go to ids[0..rows).  They went in in order under the write
+ * lock, so they are the ids ending at the last one (outbox_messages takes
+ * max + 1, deliveries' AUTOINCREMENT the sequence's next). */
+typedef int (*outbox_binder)(sqlite3_stmt *st, int first, size_t row, const void *ctx);
+static int outbox_rows(store *s, multi_kind k, int rows, enum stmt_id one, outbox_binder bind_row,
+                       size_t from, const void *ctx, int64_t *ids)
+{
+    sqlite3_stmt *st = rows > 1 ? multi_stmt(s, k, rows) : stmt(s, one);
+    if (!st)
+        return EVH_E_IO;
+    int rc = SQLITE_OK;
+    for (int r = 0; r < rows && rc == SQLITE_OK; r++)
+        rc = bind_row(st, 1 + r * MULTI_SQL[k].params, from + (size_t)r, ctx);
+    int out = rc == SQLITE_OK ? step_done(s, st, k == MR_OUTBOX ? "storing lifecycle events"
+                                                                 : "storing deliveries")
+                              : fail(s, rc, "binding");
+    if (out == EVH_OK && sqlite3_changes(s->db) != rows) {
+        set_err(s, "storing the outbox: %d of %d rows written", sqlite3_changes(s->db), rows);
+        out = EVH_E_IO;
+    }
+    int64_t last = sqlite3_last_insert_rowid(s->db);
+    for (int r = 0; out == EVH_OK && r < rows; r++)
+        ids[r] = last - (rows - 1) + r;
+    done(st);
+    return out;
+}
+
+typedef struct outbox_ctx {
+    const store_outbox_message *const *msgs; /* the messages stored */
+    const char *const *sub_ids;              /* per delivery row */
+    const int64_t *message_ids;              /* per delivery row */
+    const char *now;
+} outbox_ctx;
+
+static int bind_outbox_row(sqlite3_stmt *st, int first, size_t row, const void *ctx)
+{
+    const outbox_ctx *c = ctx;
+    const store_outbox_message *m = c->msgs[row];
+    return bind_at(st, first, "tttnt", m->message_id, m->event, m->job_id, m->body, m->body_len,
+                   c->now);
+}
+
+static int bind_delivery_row(sqlite3_stmt *st, int first, size_t row, const void *ctx)
+{
+    const outbox_ctx *c = ctx;
+    return bind_at(st, first, "tittt", c->sub_ids[row], c->message_ids[row], c->now, c->now,
+                   c->now);
+}
+
+/* rows rows in statements of 32, 16, ... 1. */
+static int outbox_put(store *s, multi_kind k, enum stmt_id one, outbox_binder bind_row,
+                      size_t rows, const void *ctx, int64_t *ids)
+{
+    int rc = EVH_OK;
+    for (size_t i = 0; i < rows && rc == EVH_OK;) {
+        int m = multi_rows_for(rows - i);
+        rc = outbox_rows(s, k, m, one, bind_row, i, ctx, ids + i);
+        i += (size_t)m;
+    }
+    return rc;
+}
+
 int store_outbox_insert(store *s, const store_outbox_message *m, size_t n)
 {
     if (!s || (n && !m))
         return EVH_E_INVALID;
-    if (n == 0)
-        return EVH_OK;
-    char now[EVH_TIMESTAMP_LEN + 1];
-    rfc3339_now(now);
-    sqlite3_stmt *msg = stmt(s, ST_OB_INSERT), *dl = stmt(s, ST_DL_INSERT);
-    int rc = msg && dl ? tx_begin(s) : EVH_E_IO;
-    if (rc != EVH_OK)
-        return rc;
-    for (size_t i = 0; i < n && rc == EVH_OK; i++) {
+    size_t n_msgs = 0, n_rows = 0;
+    for (size_t i = 0; i < n; i++) {
         if (!m[i].event || !m[i].job_id || !m[i].message_id || !m[i].body ||
             (m[i].n_subs && (!m[i].subscription_ids || !m[i].delivery_ids))) {
             set_err(s, "lifecycle event %zu of the batch lacks a field", i);
-            rc = EVH_E_INVALID;
-            break;
+            return EVH_E_INVALID;
         }
-        if (!m[i].n_subs)
-            continue; /* no subscription takes it (any more) */
-        int src = bind(msg, "tttnt", m[i].message_id, m[i].event, m[i].job_id, m[i].body,
-                       m[i].body_len, now);
-        rc = src == SQLITE_OK ? step_done(s, msg, "storing a lifecycle event")
-                              : fail(s, src, "binding");
-        done(msg);
-        int64_t message = sqlite3_last_insert_rowid(s->db);
-        for (size_t k = 0; k < m[i].n_subs && rc == EVH_OK; k++) {
-            src = bind(dl, "tit", m[i].subscription_ids[k], message, now);
-            rc = src == SQLITE_OK ? step_done(s, dl, "storing a delivery")
-                                  : fail(s, src, "binding");
-            /* 0: its subscription was deleted meanwhile, nothing stored */
-            m[i].delivery_ids[k] =
-                rc == EVH_OK && sqlite3_changes(s->db) > 0 ? sqlite3_last_insert_rowid(s->db) : 0;
-            done(dl);
+        n_msgs += m[i].n_subs > 0; /* none: no subscription takes it (any more) */
+        n_rows += m[i].n_subs;
+    }
+    if (n_msgs == 0)
+        return EVH_OK;
+    char now[EVH_TIMESTAMP_LEN + 1];
+    rfc3339_now(now);
+    const store_outbox_message **msgs = malloc(n_msgs * sizeof *msgs);
+    int64_t *msg_ids = malloc(n_msgs * sizeof *msg_ids);
+    const char **sub_ids = malloc(n_rows * sizeof *sub_ids);
+    int64_t *row_msg = malloc(n_rows * sizeof *row_msg);
+    int64_t *row_ids = malloc(n_rows * sizeof *row_ids);
+    /* a batch names a few subscriptions: each looked up once */
+    const char *seen[16];
+    int seen_ok[16];
+    size_t n_seen = 0;
+    int began = msgs && msg_ids && sub_ids && row_msg && row_ids;
+    int rc = began ? tx_begin(s) : EVH_E_NOMEM;
+    if (!began)
+        set_err(s, "out of memory");
+    began = rc == EVH_OK;
+    size_t k = 0;
+    for (size_t i = 0; rc == EVH_OK && i < n; i++) {
+        if (m[i].n_subs)
+            msgs[k++] = &m[i];
+    }
+    outbox_ctx ctx = {.msgs = msgs, .sub_ids = sub_ids, .message_ids = row_msg, .now = now};
+    if (rc == EVH_OK)
+        rc = outbox_put(s, MR_OUTBOX, ST_OB_INSERT, bind_outbox_row, n_msgs, &ctx, msg_ids);
+    /* a delivery per subscription that still exists (one deleted since
+     * the batch was made gets none: its id is 0); inside the transaction
+     * none can go meanwhile */
+    size_t r = 0;
+    for (size_t i = 0; rc == EVH_OK && i < n_msgs; i++) {
+        for (size_t j = 0; rc == EVH_OK && j < msgs[i]->n_subs; j++) {
+            const char *id = msgs[i]->subscription_ids[j];
+            int exists = -1;
+            for (size_t q = 0; q < n_seen && exists < 0; q++) {
+                if (!strcmp(seen[q], id))
+                    exists = seen_ok[q];
+            }
+            if (exists < 0) {
+                exists = subscription_exists(s, id);
+                if (exists < 0) {
+                    rc = exists;
+                    break;
+                }
+                if (n_seen < sizeof seen / sizeof *seen) {
+                    seen[n_seen] = id;
+                    seen_ok[n_seen++] = exists;
+                }
+            }
+            msgs[i]->delivery_ids[j] = 0;
+            if (exists) {
+                sub_ids[r] = id;
+                row_msg[r++] = msg_ids[i];
+            }
         }
     }
-    return tx_end(s, rc);
+    if (rc == EVH_OK)
+        rc = outbox_put(s, MR_DELIVERIES, ST_DL_INSERT_ONE, bind_delivery_row, r, &ctx, row_ids);
+    /* the ids back to their messages, in the order the rows were made */
+    r = 0;
+    for (size_t i = 0; rc == EVH_OK && i < n_msgs; i++) {
+        for (size_t j = 0; j < msgs[i]->n_subs; j++) {
+            if (r < n_rows && sub_ids[r] == msgs[i]->subscription_ids[j] &&
+                row_msg[r] == msg_ids[i])
+                msgs[i]->delivery_ids[j] = row_ids[r++];
+        }
+    }
+    if (began)
+        rc = tx_end(s, rc);
+    free(msgs);
+    free(msg_ids);
+    free(sub_ids);
+    free(row_msg);
+    free(row_ids);
+    return rc;
 }
 
 void store_deliveries_free(store_delivery *d, size_t n)

@@ -1266,6 +1266,84 @@ static void test_read_only_open(void **state)
     free(missing);
 }
 
+/* ---- the outbox: many lifecycle events per statement --------------------- */
+
+/* 71 events (statements of 32, 32, 4, 2 and 1 rows), two subscriptions
+ * each, one of which is deleted before the batch is stored, and one event
+ * nobody takes: every delivery id the insert returns is its own row (the
+ * right subscription and webhook-id), the deleted subscription gets 0s and
+ * no rows, and the event nobody takes is not stored. */
+static void test_outbox_insert_many(void **state)
+{
+    fixture *f = *state;
+    const store_subscription a = {.id = "a", .url = "http://127.0.0.1:9/a", .events_json = "\"all\"",
+                                  .enabled = 1};
+    const store_subscription b = {.id = "b", .url = "http://127.0.0.1:9/b", .events_json = "\"all\"",
+                                  .enabled = 1};
+    assert_int_equal(store_subscription_insert(f->s, &a), EVH_OK);
+    assert_int_equal(store_subscription_insert(f->s, &b), EVH_OK);
+    assert_int_equal(store_subscription_delete(f->s, "b"), EVH_OK);
+    enum { N = 72 };
+    static const char *const subs[] = {"a", "b"};
+    store_outbox_message m[N];
+    char msg_ids[N][32], job_ids[N][32], bodies[N][64];
+    int64_t ids[N][2];
+    for (int i = 0; i < N; i++) {
+        snprintf(msg_ids[i], sizeof msg_ids[i], "msg_%d", i);
+        snprintf(job_ids[i], sizeof job_ids[i], "job-%d", i / 4);
+        snprintf(bodies[i], sizeof bodies[i], "{\"event\":\"jobStart\",\"n\":%d}", i);
+        ids[i][0] = ids[i][1] = -1;
+        m[i] = (store_outbox_message){.event = "jobStart",
+                                      .job_id = job_ids[i],
+                                      .message_id = msg_ids[i],
+                                      .body = bodies[i],
+                                      .body_len = strlen(bodies[i]),
+                                      .subscription_ids = subs,
+                                      .n_subs = i == 5 ? 0 : 2, /* nobody takes event 5 */
+                                      .delivery_ids = ids[i]};
+    }
+    assert_int_equal(store_outbox_insert(f->s, m, N), EVH_OK);
+    int64_t last = 0;
+    for (int i = 0; i < N; i++) {
+        if (i == 5) {
+            assert_int_equal(ids[i][0], -1); /* untouched: nothing stored */
+            continue;
+        }
+        assert_int_equal(ids[i][1], 0); /* b is gone */
+        assert_true(ids[i][0] > last);  /* in the batch's order */
+        last = ids[i][0];
+        cJSON *d = store_delivery_get(f->s, ids[i][0]);
+        assert_non_null(d);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "subscription_id")), "a");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "message_id")),
+                            msg_ids[i]);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "job_id")), job_ids[i]);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(d, "status")), "pending");
+        cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "body"), "n");
+        assert_int_equal(n ? n->valueint : -1, i);
+        cJSON_Delete(d);
+    }
+    int64_t open = 0;
+    assert_int_equal(store_deliveries_count_open(f->s, &open), EVH_OK);
+    assert_int_equal(open, N - 1);
+    /* a second batch's ids go on after the first's */
+    int64_t more[2] = {-1, -1};
+    store_outbox_message one = m[0];
+    one.message_id = "msg_again";
+    one.delivery_ids = more;
+    assert_int_equal(store_outbox_insert(f->s, &one, 1), EVH_OK);
+    assert_true(more[0] > last);
+    assert_int_equal(more[1], 0);
+    sqlite3 *raw = raw_open(f->path);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM outbox_messages", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), N); /* N - 1 + msg_again */
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1288,6 +1366,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_integrity_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_insert_many, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

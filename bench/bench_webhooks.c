@@ -18,6 +18,7 @@
  *
  *   bench_webhooks [--deliveries N] [--concurrency C] [--events N]
  *                  [--workers N] [--receiver-threads N] [--dir DIR]
+ *                  [--subscribers 1,10]
  *
  * Runs in process against the same static library as the daemon.  Not a
  * test: it asserts nothing and prints figures (docs/BENCHMARKS.md records
@@ -52,6 +53,7 @@ typedef struct opts {
     long deliveries, events;
     unsigned concurrency, workers, receiver_threads;
     const char *dir;
+    const char *subscribers; /* counts to compare with none, "1,10" */
 } opts;
 
 static double now_s(void)
@@ -307,6 +309,11 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
         usleep(2000);
     }
     double t_exec = now_s();
+    double rate = (double)o->events / (t_exec - t0);
+    printf("  %2d subscriber(s): %10.0f events/s end to end (%.2f s)", n_subs, rate, t_exec - t0);
+    if (baseline > 0)
+        printf(", %+.1f%% vs none", (rate / baseline - 1) * 100);
+    fflush(stdout);
     uint64_t want = (uint64_t)o->events * 4 * (uint64_t)n_subs;
     notifier_stats ns;
     for (;;) {
@@ -315,14 +322,9 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
             break;
         usleep(5000);
     }
-    double t_delivered = now_s();
-    double rate = (double)o->events / (t_exec - t0);
-    printf("  %2d subscriber(s): %10.0f events/s end to end (%.2f s)", n_subs, rate, t_exec - t0);
-    if (baseline > 0)
-        printf(", %+.1f%% vs none", (rate / baseline - 1) * 100);
     if (n_subs)
         printf("; %llu deliveries all made after %.2f s", (unsigned long long)want,
-               t_delivered - t0);
+               now_s() - t0);
     printf("\n");
     loader_stop_sources(x.r);
     runtime_stop(x.rt);
@@ -349,7 +351,8 @@ int main(int argc, char **argv)
               .events = 20000,
               .concurrency = 32,
               .workers = 0,
-              .receiver_threads = 2};
+              .receiver_threads = 2,
+              .subscribers = "1,10"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -367,6 +370,8 @@ int main(int argc, char **argv)
             o.workers = (unsigned)atoi(v);
         else if (!strcmp(a, "--receiver-threads"))
             o.receiver_threads = (unsigned)atoi(v);
+        else if (!strcmp(a, "--subscribers"))
+            o.subscribers = v;
         else if (!strcmp(a, "--dir"))
             o.dir = v;
         else {
@@ -397,8 +402,16 @@ int main(int argc, char **argv)
                "(4 per execution) to each subscriber\n",
                o.events, o.workers);
         double none = pipeline(&o, port, 0, 0);
-        pipeline(&o, port, 1, none);
-        pipeline(&o, port, 10, none);
+        for (const char *c = o.subscribers; *c;) {
+            char *end = NULL;
+            long k = strtol(c, &end, 10);
+            if (end == c || k <= 0 || k > 1000 || (*end && *end != ',')) {
+                fprintf(stderr, "--subscribers: a list of counts from 1 to 1000, as 1,10\n");
+                return 2;
+            }
+            pipeline(&o, port, (int)k, none);
+            c = *end ? end + 1 : end;
+        }
     }
     MHD_stop_daemon(rx);
     return 0;

@@ -72,7 +72,7 @@ typedef struct lifecycle_job {
     int64_t started_ms;      /* when the job started (ms since the epoch) */
     const exec_request *req;
     size_t done;             /* steps done so far */
-    cJSON *config;           /* job.config, built on first use */
+    char *config_text;       /* job.config, printed on first use */
 } lifecycle_job;
 
 /* jobStart; lc NULL makes every call below do nothing.  The steps' metrics
@@ -92,13 +92,23 @@ void lifecycle_plugin_end(lifecycle_job *j, size_t step, int rc, const char *err
  * releases what j holds. */
 void lifecycle_job_end(lifecycle_job *j, int rc, const char *error);
 
+/* data.job of an envelope: {"id", "config", "progress": {"done", "total"[,
+ * "step"]}[, "result"]}. */
+typedef struct lifecycle_job_part {
+    const char *id;
+    const char *config_text; /* printed JSON; NULL: null */
+    size_t done, total;
+    const char *step;        /* NULL: left out */
+    const cJSON *result;     /* NULL: left out */
+} lifecycle_job_part;
+
 /*
- * Build the envelope of one event (compact JSON, malloc'd) from its parts:
- * data members given as JSON nodes (NULL leaves a member out).  Exposed for
- * tests and for the live stream.
+ * Build the envelope of one event (compact JSON, malloc'd; *len, if len is
+ * not NULL, its length) from its parts (NULL leaves a member out).  NULL on
+ * out-of-memory.
  */
-char *lifecycle_envelope(lc_event e, const char *job_id, const char *plugin_name,
-                         const cJSON *metrics, const char *error, const cJSON *job,
-                         const char *timestamp);
+char *lifecycle_envelope_text(lc_event e, const char *job_id, const char *plugin_name,
+                              const cJSON *metrics, const char *error, const lifecycle_job_part *job,
+                              const char *timestamp, size_t *len);
 
 #endif

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +60,15 @@ typedef struct opts {
 static double now_s(void)
 {
     return (double)monotonic_ns() / 1e9;
+}
+
+/* CPU seconds this process used so far, all threads. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void die(const char *what)
@@ -298,7 +308,7 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
     diag_free(&d);
     engine_set_config(x.e, ws, ts);
     notifier_start(x.nt);
-    double t0 = now_s();
+    double t0 = now_s(), cpu0 = cpu_s();
     engine_start(x.e);
     loader_start_sources(x.r);
     engine_stats s;
@@ -308,9 +318,10 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
             break;
         usleep(2000);
     }
-    double t_exec = now_s();
+    double t_exec = now_s(), cpu = cpu_s() - cpu0;
     double rate = (double)o->events / (t_exec - t0);
-    printf("  %2d subscriber(s): %10.0f events/s end to end (%.2f s)", n_subs, rate, t_exec - t0);
+    printf("  %2d subscriber(s): %10.0f events/s end to end (%.2f s, %.0f us CPU per event)",
+           n_subs, rate, t_exec - t0, cpu * 1e6 / (double)o->events);
     if (baseline > 0)
         printf(", %+.1f%% vs none", (rate / baseline - 1) * 100);
     fflush(stdout);

@@ -5,20 +5,24 @@
  * notifier (notifier_submit, one job each, so nothing waits for order),
  * delivered to a receiver on loopback (libmicrohttpd in this process, a
  * pool of threads answering 204 at once, keep-alive).  Prints deliveries/s
- * from the first submit to the last delivery recorded, and how many TCP
+ * from the first submit to the last delivery recorded, the process's CPU
+ * time per delivery (storing, sending and the receiver), and how many TCP
  * connections the receiver saw (keep-alive: about --concurrency, not one
- * per delivery).
+ * per delivery).  bench/curl_floor.c is the floor under this figure.
  *
  * Phase 2 (pipeline): the firehose source emits EVENTS events through one
- * trigger into a one-step workflow (as bench_pipeline does), with 0, 1 and
- * 10 subscriptions taking every lifecycle event (4 per execution) to the
- * same receiver.  Prints the pipeline's events/s end to end (emit ->
- * execution recorded) for each, the slowdown against 0 subscribers, and the
- * time until every delivery was made.
+ * trigger into a one-step workflow (as bench_pipeline does), with 0
+ * subscriptions and then each count of --subscribers (1 and 10) taking
+ * every lifecycle event (4 per execution) to the same receiver.  Prints the
+ * pipeline's events/s end to end (emit -> execution recorded) and CPU time
+ * per event for each, the slowdown against 0 subscribers, and the time
+ * until every delivery was made.  --repeat runs that many rounds, the
+ * counts interleaved, and prints the medians (this machine's figures vary
+ * by a fifth from run to run).
  *
  *   bench_webhooks [--deliveries N] [--concurrency C] [--events N]
  *                  [--workers N] [--receiver-threads N] [--dir DIR]
- *                  [--subscribers 1,10]
+ *                  [--subscribers 1,10] [--repeat N]
  *
  * Runs in process against the same static library as the daemon.  Not a
  * test: it asserts nothing and prints figures (docs/BENCHMARKS.md records
@@ -55,11 +59,25 @@ typedef struct opts {
     unsigned concurrency, workers, receiver_threads;
     const char *dir;
     const char *subscribers; /* counts to compare with none, "1,10" */
+    unsigned repeat;         /* rounds of phase 2 (medians printed) */
 } opts;
 
 static double now_s(void)
 {
     return (double)monotonic_ns() / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of n values (sorts them). */
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* CPU seconds this process used so far, all threads. */
@@ -201,7 +219,7 @@ static void deliveries(const opts *o, int port)
         "\"noop\"},\"progress\":{\"done\":1,\"total\":1},\"result\":{\"metrics\":[],\"summary\":"
         "{\"status\":\"succeeded\",\"duration_ms\":1}}}},\"timestamp\":"
         "\"2026-11-23T10:30:00.123Z\"}";
-    double t0 = now_s();
+    double t0 = now_s(), cpu0 = cpu_s();
     for (long i = 0; i < o->deliveries; i++) {
         char job[40], msg[48];
         snprintf(job, sizeof job, "job-%ld", i);
@@ -218,13 +236,15 @@ static void deliveries(const opts *o, int port)
             break;
         usleep(2000);
     }
-    double t_done = now_s();
+    double t_done = now_s(), cpu = cpu_s() - cpu0;
     printf("deliveries: %ld to one receiver on loopback, concurrency %u, signed, keep-alive\n",
            o->deliveries, o->concurrency);
     printf("  submitted (queued):                %10.0f events/s  (%.2f s)\n",
            (double)o->deliveries / (t_submitted - t0), t_submitted - t0);
-    printf("  delivered (submit -> 2xx):         %10.0f deliveries/s  (%.2f s)\n",
-           (double)o->deliveries / (t_done - t0), t_done - t0);
+    printf("  delivered (submit -> 2xx):         %10.0f deliveries/s  (%.2f s, %.0f us CPU "
+           "per delivery, receiver included)\n",
+           (double)o->deliveries / (t_done - t0), t_done - t0,
+           cpu * 1e6 / (double)o->deliveries);
     printf("  dead %llu, retried %llu; receiver saw %ld requests on %ld connection(s)\n",
            (unsigned long long)s.dead, (unsigned long long)s.failed, atomic_load(&received),
            atomic_load(&connections));
@@ -363,7 +383,8 @@ int main(int argc, char **argv)
               .concurrency = 32,
               .workers = 0,
               .receiver_threads = 2,
-              .subscribers = "1,10"};
+              .subscribers = "1,10",
+              .repeat = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -381,6 +402,8 @@ int main(int argc, char **argv)
             o.workers = (unsigned)atoi(v);
         else if (!strcmp(a, "--receiver-threads"))
             o.receiver_threads = (unsigned)atoi(v);
+        else if (!strcmp(a, "--repeat"))
+            o.repeat = (unsigned)atoi(v);
         else if (!strcmp(a, "--subscribers"))
             o.subscribers = v;
         else if (!strcmp(a, "--dir"))
@@ -401,6 +424,10 @@ int main(int argc, char **argv)
     }
     if (o.concurrency == 0)
         o.concurrency = 1;
+    if (o.repeat < 1 || o.repeat > 64) {
+        fprintf(stderr, "--repeat: 1 to 64 rounds\n");
+        return 2;
+    }
     log_set_level(EVH_LOG_WARN);
     printf("evhost %s webhook benchmark; data in %s; %ld cores\n", EVH_VERSION, o.dir,
            sysconf(_SC_NPROCESSORS_ONLN));
@@ -412,16 +439,35 @@ int main(int argc, char **argv)
         printf("pipeline: %ld events, workers %u, one no-op step, every lifecycle event "
                "(4 per execution) to each subscriber\n",
                o.events, o.workers);
-        double none = pipeline(&o, port, 0, 0);
+        int counts[16], n_counts = 0;
         for (const char *c = o.subscribers; *c;) {
             char *end = NULL;
             long k = strtol(c, &end, 10);
-            if (end == c || k <= 0 || k > 1000 || (*end && *end != ',')) {
-                fprintf(stderr, "--subscribers: a list of counts from 1 to 1000, as 1,10\n");
+            if (end == c || k <= 0 || k > 1000 || (*end && *end != ',') || n_counts == 16) {
+                fprintf(stderr, "--subscribers: up to 16 counts from 1 to 1000, as 1,10\n");
                 return 2;
             }
-            pipeline(&o, port, (int)k, none);
+            counts[n_counts++] = (int)k;
             c = *end ? end + 1 : end;
+        }
+        /* rounds interleave the counts, so that the machine's slower
+         * minutes fall on all of them; the medians are the figures */
+        double rates[17][64];
+        for (unsigned r = 0; r < o.repeat; r++) {
+            if (o.repeat > 1)
+                printf(" round %u of %u\n", r + 1, o.repeat);
+            rates[0][r] = pipeline(&o, port, 0, 0);
+            for (int i = 0; i < n_counts; i++)
+                rates[i + 1][r] = pipeline(&o, port, counts[i], rates[0][r]);
+        }
+        if (o.repeat > 1) {
+            double none = median(rates[0], o.repeat);
+            printf("medians of %u rounds:\n   0 subscriber(s): %10.0f events/s\n", o.repeat, none);
+            for (int i = 0; i < n_counts; i++) {
+                double m = median(rates[i + 1], o.repeat);
+                printf("  %2d subscriber(s): %10.0f events/s, %+.1f%% vs none\n", counts[i], m,
+                       (m / none - 1) * 100);
+            }
         }
     }
     MHD_stop_daemon(rx);

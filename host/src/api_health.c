@@ -114,13 +114,13 @@ static void get_ready(void *ctx, const http_request *req, http_response *res)
 
 /* ---- GET /metrics ------------------------------------------------------------ */
 
-static void gauge(metrics_buf *b, const char *name, const char *help, double value)
+static void gauge(textbuf *b, const char *name, const char *help, double value)
 {
     metrics_write_header(b, name, "gauge", help);
     metrics_write_sample(b, name, NULL, NULL, 0, value);
 }
 
-static void render_gauges(const api_ctx *a, metrics_buf *b)
+static void render_gauges(const api_ctx *a, textbuf *b)
 {
     static const char *const build_labels[] = {"version", "abi"};
     const char *const build_values[] = {EVH_VERSION, EVH_ABI_STRING};
@@ -168,16 +168,16 @@ static void get_metrics(void *ctx, const http_request *req, http_response *res)
 {
     api_ctx *a = ctx;
     (void)req;
-    metrics_buf b = {0};
+    textbuf b = {0};
     metrics_render(&b);
     render_gauges(a, &b);
     if (b.failed || !b.data) {
-        metrics_buf_free(&b);
+        textbuf_free(&b);
         http_respond_error(res, 500, "internal", NULL, "out of memory rendering the metrics");
         return;
     }
     size_t len = 0;
-    char *text = metrics_buf_take(&b, &len);
+    char *text = textbuf_take(&b, &len);
     http_respond_raw(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 

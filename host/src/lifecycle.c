@@ -15,6 +15,7 @@
 
 #include "event.h"
 #include "log.h"
+#include "textbuf.h"
 
 struct lifecycle {
     notifier *n;
@@ -59,133 +60,99 @@ static int wanted(const lifecycle_job *j, lc_event e)
 
 /* ---- the envelope ------------------------------------------------------------ */
 
-/* The envelope is assembled as text: four per execution, on the workers'
- * threads, and the job's config (the biggest part) is printed once per job
- * instead of once per event (building and printing a cJSON tree per event
- * cost ~7 us of the workers' time, a fifth of an execution's). */
-typedef struct text {
-    char *p;
-    size_t len, cap;
-    int failed;
-} text;
-
-static void put(text *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 512;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(t->p, cap);
-        if (!grown) {
-            t->failed = 1;
-            return;
-        }
-        t->p = grown;
-        t->cap = cap;
-    }
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
-static void puts_(text *t, const char *s)
-{
-    put(t, s, strlen(s));
-}
-
 /* s as a JSON string: quotes, backslashes and control characters escaped
  * (RFC 8259 section 7); other bytes, UTF-8 included, as they are. */
-static void put_string(text *t, const char *s)
+static void put_string(textbuf *t, const char *s)
 {
-    put(t, "\"", 1);
+    textbuf_add(t, "\"", 1);
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        put(t, run, (size_t)(s - run));
+        textbuf_add(t, run, (size_t)(s - run));
         char esc[8];
         switch (c) {
-        case '"': puts_(t, "\\\""); break;
-        case '\\': puts_(t, "\\\\"); break;
-        case '\n': puts_(t, "\\n"); break;
-        case '\r': puts_(t, "\\r"); break;
-        case '\t': puts_(t, "\\t"); break;
+        case '"': textbuf_adds(t, "\\\""); break;
+        case '\\': textbuf_adds(t, "\\\\"); break;
+        case '\n': textbuf_adds(t, "\\n"); break;
+        case '\r': textbuf_adds(t, "\\r"); break;
+        case '\t': textbuf_adds(t, "\\t"); break;
         default:
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            puts_(t, esc);
+            textbuf_adds(t, esc);
         }
         run = s + 1;
     }
-    put(t, run, (size_t)(s - run));
-    put(t, "\"", 1);
+    textbuf_add(t, run, (size_t)(s - run));
+    textbuf_add(t, "\"", 1);
 }
 
 /* A cJSON node, printed compact; null when there is none. */
-static void put_json(text *t, const cJSON *v)
+static void put_json(textbuf *t, const cJSON *v)
 {
     char *printed = v ? cJSON_PrintUnformatted(v) : NULL;
     if (v && !printed)
         t->failed = 1;
-    puts_(t, printed ? printed : "null");
+    textbuf_adds(t, printed ? printed : "null");
     free(printed);
 }
 
+/* The envelope is assembled as text: four per execution, on the workers'
+ * threads, and the job's config (the biggest part) is printed once per job
+ * instead of once per event (building and printing a cJSON tree per event
+ * cost ~7 us of the workers' time, a fifth of an execution's). */
 char *lifecycle_envelope_text(lc_event e, const char *job_id, const char *plugin_name,
                               const cJSON *metrics, const char *error, const lifecycle_job_part *job,
                               const char *timestamp, size_t *len)
 {
-    text t = {0};
+    textbuf t = {0};
     /* the members in the seed's order */
-    puts_(&t, "{\"event\":");
+    textbuf_adds(&t, "{\"event\":");
     put_string(&t, lc_event_name(e));
-    puts_(&t, ",\"data\":{\"jobId\":");
+    textbuf_adds(&t, ",\"data\":{\"jobId\":");
     put_string(&t, job_id);
     if (plugin_name) {
-        puts_(&t, ",\"pluginName\":");
+        textbuf_adds(&t, ",\"pluginName\":");
         put_string(&t, plugin_name);
     }
     if (metrics) {
-        puts_(&t, ",\"metrics\":");
+        textbuf_adds(&t, ",\"metrics\":");
         put_json(&t, metrics);
     }
     if (error) {
-        puts_(&t, ",\"error\":{\"message\":");
+        textbuf_adds(&t, ",\"error\":{\"message\":");
         put_string(&t, error);
-        puts_(&t, "}");
+        textbuf_adds(&t, "}");
     }
     if (job) {
         char progress[96];
-        puts_(&t, ",\"job\":{\"id\":");
+        textbuf_adds(&t, ",\"job\":{\"id\":");
         put_string(&t, job->id);
-        puts_(&t, ",\"config\":");
-        puts_(&t, job->config_text ? job->config_text : "null");
+        textbuf_adds(&t, ",\"config\":");
+        textbuf_adds(&t, job->config_text ? job->config_text : "null");
         snprintf(progress, sizeof progress, ",\"progress\":{\"done\":%zu,\"total\":%zu", job->done,
                  job->total);
-        puts_(&t, progress);
+        textbuf_adds(&t, progress);
         if (job->step) {
-            puts_(&t, ",\"step\":");
+            textbuf_adds(&t, ",\"step\":");
             put_string(&t, job->step);
         }
-        puts_(&t, "}");
+        textbuf_adds(&t, "}");
         if (job->result) {
-            puts_(&t, ",\"result\":");
+            textbuf_adds(&t, ",\"result\":");
             put_json(&t, job->result);
         }
-        puts_(&t, "}");
+        textbuf_adds(&t, "}");
     }
-    puts_(&t, "},\"timestamp\":");
+    textbuf_adds(&t, "},\"timestamp\":");
     put_string(&t, timestamp);
-    puts_(&t, "}");
+    textbuf_adds(&t, "}");
     if (t.failed) {
-        free(t.p);
+        textbuf_free(&t);
         return NULL;
     }
-    if (len)
-        *len = t.len;
-    return t.p;
+    return textbuf_take(&t, len);
 }
 
 /* ---- job parts ------------------------------------------------------------------ */

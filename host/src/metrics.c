@@ -372,83 +372,9 @@ void metrics_deliveries_pending_set(int64_t n)
     atomic_store(&deliveries_pending, n);
 }
 
-/* ---- the text buffer ----------------------------------------------------------- */
-
-static int buf_reserve(metrics_buf *b, size_t more)
-{
-    if (b->failed)
-        return -1;
-    if (b->len + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) {
-        b->failed = 1;
-        return -1;
-    }
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-static void buf_add(metrics_buf *b, const char *s, size_t n)
-{
-    if (buf_reserve(b, n) != 0)
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void buf_str(metrics_buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static void buf_printf(metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(metrics_buf *b, const char *fmt, ...)
-{
-    char small[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        buf_add(b, small, (size_t)n);
-        return;
-    }
-    if (buf_reserve(b, (size_t)n) != 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-void metrics_buf_free(metrics_buf *b)
-{
-    free(b->data);
-    *b = (metrics_buf){0};
-}
-
-char *metrics_buf_take(metrics_buf *b, size_t *len)
-{
-    char *d = b->data;
-    if (len)
-        *len = d ? b->len : 0;
-    *b = (metrics_buf){0};
-    return d;
-}
-
 /* Escape for a label value (backslash, quote, newline) or HELP text
  * (backslash, newline). */
-static void buf_escaped(metrics_buf *b, const char *s, int quote)
+static void buf_escaped(textbuf *b, const char *s, int quote)
 {
     const char *run = s;
     for (const char *p = s;; p++) {
@@ -461,10 +387,10 @@ static void buf_escaped(metrics_buf *b, const char *s, int quote)
             rep = "\\\"";
         else if (*p != '\0')
             continue;
-        buf_add(b, run, (size_t)(p - run));
+        textbuf_add(b, run, (size_t)(p - run));
         if (!rep)
             break;
-        buf_str(b, rep);
+        textbuf_adds(b, rep);
         run = p + 1;
     }
 }
@@ -492,41 +418,41 @@ static void format_double(double x, char out[40])
     }
 }
 
-static void buf_double(metrics_buf *b, double x)
+static void buf_double(textbuf *b, double x)
 {
     char text[40];
     format_double(x, text);
-    buf_str(b, text);
+    textbuf_adds(b, text);
 }
 
-void metrics_write_header(metrics_buf *b, const char *name, const char *type, const char *help)
+void metrics_write_header(textbuf *b, const char *name, const char *type, const char *help)
 {
-    buf_printf(b, "# HELP %s ", name);
+    textbuf_printf(b, "# HELP %s ", name);
     buf_escaped(b, help, 0);
-    buf_printf(b, "\n# TYPE %s %s\n", name, type);
+    textbuf_printf(b, "\n# TYPE %s %s\n", name, type);
 }
 
 /* name{a="x",b="y"[,le="..."]} without the value; values already normal. */
-static void write_name(metrics_buf *b, const char *name, const char *suffix,
+static void write_name(textbuf *b, const char *name, const char *suffix,
                        const char *const *names, const char *const *values, size_t n,
                        const char *le)
 {
-    buf_str(b, name);
-    buf_str(b, suffix);
+    textbuf_adds(b, name);
+    textbuf_adds(b, suffix);
     if (n == 0 && !le)
         return;
-    buf_add(b, "{", 1);
+    textbuf_add(b, "{", 1);
     for (size_t i = 0; i < n; i++) {
-        buf_printf(b, "%s%s=\"", i ? "," : "", names[i]);
+        textbuf_printf(b, "%s%s=\"", i ? "," : "", names[i]);
         buf_escaped(b, values[i], 1);
-        buf_add(b, "\"", 1);
+        textbuf_add(b, "\"", 1);
     }
     if (le)
-        buf_printf(b, "%sle=\"%s\"", n ? "," : "", le);
-    buf_add(b, "}", 1);
+        textbuf_printf(b, "%sle=\"%s\"", n ? "," : "", le);
+    textbuf_add(b, "}", 1);
 }
 
-void metrics_write_sample(metrics_buf *b, const char *name, const char *const *names,
+void metrics_write_sample(textbuf *b, const char *name, const char *const *names,
                           const char *const *values, size_t n, double value)
 {
     label_text buf[8];
@@ -538,9 +464,9 @@ void metrics_write_sample(metrics_buf *b, const char *name, const char *const *n
         v[i] = buf[i];
     }
     write_name(b, name, "", names, v, n, NULL);
-    buf_add(b, " ", 1);
+    textbuf_add(b, " ", 1);
     buf_double(b, value);
-    buf_add(b, "\n", 1);
+    textbuf_add(b, "\n", 1);
 }
 
 /* ---- rendering ------------------------------------------------------------------ */
@@ -566,7 +492,7 @@ static int snap_cmp(const void *pa, const void *pb)
 }
 
 /* Render one family; -1 when memory ran out.  Under render_lock. */
-static int render_family(metrics_buf *out, family *f)
+static int render_family(textbuf *out, family *f)
 {
     pthread_mutex_lock(&f->lock);
     size_t n = f->n_series;
@@ -599,28 +525,28 @@ static int render_family(metrics_buf *out, family *f)
         const char *const *v = sn[i].s->value;
         if (f->type == COUNTER) {
             write_name(out, f->name, "", f->label, v, f->n_labels, NULL);
-            buf_printf(out, " %" PRIu64 "\n", sn[i].count);
+            textbuf_printf(out, " %" PRIu64 "\n", sn[i].count);
             continue;
         }
         uint64_t cum = 0;
         for (size_t j = 0; j < N_BUCKETS; j++) {
             cum += bk[sn[i].bucket_off + j];
             write_name(out, f->name, "_bucket", f->label, v, f->n_labels, le[j]);
-            buf_printf(out, " %" PRIu64 "\n", cum);
+            textbuf_printf(out, " %" PRIu64 "\n", cum);
         }
         write_name(out, f->name, "_sum", f->label, v, f->n_labels, NULL);
-        buf_add(out, " ", 1);
+        textbuf_add(out, " ", 1);
         buf_double(out, sn[i].sum);
-        buf_add(out, "\n", 1);
+        textbuf_add(out, "\n", 1);
         write_name(out, f->name, "_count", f->label, v, f->n_labels, NULL);
-        buf_printf(out, " %" PRIu64 "\n", sn[i].count);
+        textbuf_printf(out, " %" PRIu64 "\n", sn[i].count);
     }
     free(sn);
     free(bk);
     return out->failed ? -1 : 0;
 }
 
-int metrics_render(metrics_buf *b)
+int metrics_render(textbuf *b)
 {
     int rc = 0;
     pthread_mutex_lock(&render_lock);
@@ -636,11 +562,11 @@ int metrics_render(metrics_buf *b)
             pthread_mutex_unlock(&families[i].lock);
             write_name(b, "evhost_metrics_series_overflow_total", "",
                        (const char *const[]){"metric"}, &families[i].name, 1, NULL);
-            buf_printf(b, " %" PRIu64 "\n", n);
+            textbuf_printf(b, " %" PRIu64 "\n", n);
         }
         metrics_write_header(b, "evhost_deliveries_pending", "gauge",
                              "Outbound webhook deliveries not yet delivered or dead.");
-        buf_printf(b, "evhost_deliveries_pending %" PRId64 "\n",
+        textbuf_printf(b, "evhost_deliveries_pending %" PRId64 "\n",
                    (int64_t)atomic_load(&deliveries_pending));
     }
     pthread_mutex_unlock(&render_lock);

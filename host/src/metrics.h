@@ -47,6 +47,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "textbuf.h"
+
 /* The value of free-form labels in a family's overflow series. */
 #define METRICS_OTHER "(other)"
 
@@ -98,27 +100,15 @@ void metrics_deliveries_pending_set(int64_t n);
 
 /* ---- rendering ------------------------------------------------------------- */
 
-/* A growing text buffer.  After an allocation failure it stops growing and
- * remembers it (failed); data is then incomplete. */
-typedef struct metrics_buf {
-    char *data; /* NUL-terminated, malloc'd; NULL until something is written */
-    size_t len, cap;
-    int failed;
-} metrics_buf;
-
-void metrics_buf_free(metrics_buf *b);
-/* Take data (the caller frees it); the buffer is empty again. */
-char *metrics_buf_take(metrics_buf *b, size_t *len);
-
 /* Append every family of the module: # HELP and # TYPE lines, then one
  * line per sample, series in label order.  0, or -1 when memory ran out. */
-int metrics_render(metrics_buf *b);
+int metrics_render(textbuf *b);
 
 /* For scrape-time families: "# HELP name help" and "# TYPE name type". */
-void metrics_write_header(metrics_buf *b, const char *name, const char *type, const char *help);
+void metrics_write_header(textbuf *b, const char *name, const char *type, const char *help);
 /* name{names[0]="values[0]",...} value, label values escaped (and cut and
  * made valid UTF-8 as above); n may be 0. */
-void metrics_write_sample(metrics_buf *b, const char *name, const char *const *names,
+void metrics_write_sample(textbuf *b, const char *name, const char *const *names,
                           const char *const *values, size_t n, double value);
 
 /* Forget every series and overflow count (tests).  Safe against

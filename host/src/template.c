@@ -21,6 +21,7 @@
 
 #include "jsonpath.h"
 #include "evh_limits.h"
+#include "textbuf.h"
 
 /* Longest piece of user text quoted in a reason: a reason is one line of
  * a log or terminal, and a template can be as long as its string. */
@@ -364,57 +365,22 @@ static cJSON *render_whole(walk *w, const tok *t, const char *where)
     return copy;
 }
 
-/* Text built for a mixed string, bounded by TEMPLATE_MAX_OUTPUT_BYTES so
- * that a large value or many templates cannot grow a config without end. */
-typedef struct text {
-    char *buf;
-    size_t len;
-    size_t cap;
-    int over; /* passed the bound; the rest is only checked, not built */
-    int oom;
-} text;
-
-static void text_add(text *b, const char *s, size_t n)
-{
-    if (b->over || b->oom)
-        return;
-    if (n > (size_t)TEMPLATE_MAX_OUTPUT_BYTES - b->len) {
-        b->over = 1;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(b->buf, cap);
-        if (!grown) {
-            b->oom = 1;
-            return;
-        }
-        b->buf = grown;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-}
-
 /* Strings go in as they are (no quotes: "Hello {{ name }}" reads as text);
  * everything else as compact JSON, numbers printed the way cJSON does. */
-static void text_add_value(text *b, const cJSON *v)
+static void text_add_value(textbuf *b, const cJSON *v)
 {
-    if (b->over || b->oom)
+    if (b->over || b->failed)
         return;
     if (cJSON_IsString(v)) {
         const char *s = v->valuestring ? v->valuestring : "";
-        text_add(b, s, strlen(s));
+        textbuf_add(b, s, strlen(s));
         return;
     }
     char *json = cJSON_PrintUnformatted(v);
     if (json)
-        text_add(b, json, strlen(json));
+        textbuf_add(b, json, strlen(json));
     else
-        b->oom = 1;
+        b->failed = 1;
     cJSON_free(json);
 }
 
@@ -424,12 +390,14 @@ static void text_add_value(text *b, const cJSON *v)
 static cJSON *render_mixed(walk *w, const char *s, const char *where)
 {
     int before = w->problems;
-    text b = {0};
-    text_add(&b, "", 0);
+    /* bounded, so that a large value or many templates cannot grow a
+     * config without end */
+    textbuf b = {.max = TEMPLATE_MAX_OUTPUT_BYTES};
+    textbuf_add(&b, "", 0);
     tok t;
     while ((t = next_tok(&s)).kind != TOK_END) {
         if (t.kind == TOK_TEXT) {
-            text_add(&b, t.start, t.len);
+            textbuf_add(&b, t.start, t.len);
         } else if (t.kind == TOK_OPEN) {
             report_tok(w, where, &t,
                        "unterminated template: no closing \"}}\" "
@@ -442,12 +410,12 @@ static cJSON *render_mixed(walk *w, const char *s, const char *where)
     }
     if (b.over)
         too_long(w, where);
-    else if (b.oom)
+    else if (b.failed)
         out_of_memory(w, where);
-    cJSON *out = w->problems == before ? cJSON_CreateString(b.buf) : NULL;
+    cJSON *out = w->problems == before ? cJSON_CreateString(b.data) : NULL;
     if (!out && w->problems == before)
         out_of_memory(w, where);
-    free(b.buf);
+    textbuf_free(&b);
     return out;
 }
 

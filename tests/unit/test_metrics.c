@@ -218,11 +218,11 @@ static const char *type_of(const parsed *p, const char *family)
 
 static parsed *render(void)
 {
-    metrics_buf b = {0};
+    textbuf b = {0};
     assert_int_equal(metrics_render(&b), 0);
     assert_false(b.failed);
     parsed *p = parse(b.data);
-    metrics_buf_free(&b);
+    textbuf_free(&b);
     return p;
 }
 
@@ -285,14 +285,14 @@ static void test_counters(void **state)
     parsed_free(p);
 
     /* series come out sorted by their label values: stable scrapes */
-    metrics_buf b = {0};
+    textbuf b = {0};
     assert_int_equal(metrics_render(&b), 0);
     const char *x = strstr(b.data, "source=\"\",");
     const char *y = strstr(b.data, "source=\"src-a\",event_type=\"other_thing\"");
     const char *z = strstr(b.data, "source=\"src-a\",event_type=\"thing\"");
     const char *w = strstr(b.data, "source=\"src-b\"");
     assert_true(x && y && z && w && x < y && y < z && z < w);
-    metrics_buf_free(&b);
+    textbuf_free(&b);
 }
 
 static void test_outcome_mapping(void **state)
@@ -360,7 +360,7 @@ static void test_histogram_buckets(void **state)
     parsed_free(p);
 
     /* the bucket lines are in le order, each after the previous */
-    metrics_buf b = {0};
+    textbuf b = {0};
     assert_int_equal(metrics_render(&b), 0);
     const char *prev = b.data;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -370,7 +370,7 @@ static void test_histogram_buckets(void **state)
         prev = at;
     }
     assert_true(strstr(prev, "evhost_step_duration_seconds_sum{") > prev);
-    metrics_buf_free(&b);
+    textbuf_free(&b);
 }
 
 static void test_escaping_and_normalizing(void **state)
@@ -406,7 +406,7 @@ static void test_escaping_and_normalizing(void **state)
     parsed_free(p);
 
     /* scrape-time samples: escaped the same way; numbers as Prometheus reads them */
-    metrics_buf b = {0};
+    textbuf b = {0};
     metrics_write_header(&b, "g", "gauge", "help with \\ and\nnewline");
     const char *names[] = {"k"};
     const char *vals[] = {"q\"uote"};
@@ -421,7 +421,7 @@ static void test_escaping_and_normalizing(void **state)
                                 "g +Inf\n"
                                 "g 12345678901\n");
     size_t len = 0;
-    char *text = metrics_buf_take(&b, &len);
+    char *text = textbuf_take(&b, &len);
     assert_int_equal(len, strlen(text));
     assert_null(b.data);
     free(text);
@@ -509,10 +509,10 @@ static void *scraper(void *arg)
 {
     scrape_ctl *c = arg;
     while (!atomic_load(&c->stop)) {
-        metrics_buf b = {0};
+        textbuf b = {0};
         if (metrics_render(&b) != 0 || !b.data || !strstr(b.data, "# TYPE evhost_"))
             atomic_fetch_add(&c->failures, 1);
-        metrics_buf_free(&b);
+        textbuf_free(&b);
     }
     return NULL;
 }

@@ -36,9 +36,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 
 #include <evhost/evhost.h>
 
@@ -53,6 +50,8 @@
 #include "runtime.h"
 #include "store.h"
 #include "subscription.h"
+
+#include "receiver.h"
 
 typedef struct opts {
     long deliveries, events;
@@ -93,55 +92,6 @@ static void die(const char *what)
 {
     fprintf(stderr, "bench_webhooks: %s\n", what);
     exit(1);
-}
-
-/* ---- the receiver -------------------------------------------------------- */
-
-static atomic_long received, connections;
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
-{
-    (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
-    if (!*con_cls) {
-        *con_cls = (void *)1;
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        *upload_data_size = 0; /* the body is read and dropped */
-        return MHD_YES;
-    }
-    *con_cls = NULL;
-    atomic_fetch_add(&received, 1);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result ret = MHD_queue_response(c, 204, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    (void)cls, (void)c, (void)socket_context;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
-        atomic_fetch_add(&connections, 1);
-}
-
-static struct MHD_Daemon *receiver_start(unsigned threads, int *port)
-{
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY, 0, NULL, NULL, on_request,
-        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        threads, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        NULL, MHD_OPTION_END);
-    if (!d)
-        die("cannot start the receiver");
-    *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
-    return d;
 }
 
 /* ---- subscriptions ------------------------------------------------------- */
@@ -433,6 +383,8 @@ int main(int argc, char **argv)
            sysconf(_SC_NPROCESSORS_ONLN));
     int port = 0;
     struct MHD_Daemon *rx = receiver_start(o.receiver_threads, &port);
+    if (!rx)
+        die("cannot start the receiver");
     if (o.deliveries > 0)
         deliveries(&o, port);
     if (o.events > 0) {

@@ -1,8 +1,7 @@
 /*
  * curl_floor.c - the floor under the webhook deliveries figure: libcurl's
  * multi interface POSTing one fixed envelope, over and over, to the same
- * receiver bench_webhooks uses (libmicrohttpd in this process, a pool of
- * threads answering 204 at once, keep-alive), doing nothing else: no
+ * receiver bench_webhooks uses (receiver.h), doing nothing else: no
  * database, no signing, no envelope, easy handles set up once and reused
  * without a reset.  No delivery thread built on these two libraries can
  * deliver faster on this machine than this loop does.
@@ -18,10 +17,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
+
+#include "receiver.h"
 
 /* As big as bench_webhooks' envelope, and as many headers as a signed
  * delivery with a token sends. */
@@ -31,30 +29,6 @@ static const char BODY[] =
     "\"noop\"},\"progress\":{\"done\":1,\"total\":1},\"result\":{\"metrics\":[],\"summary\":"
     "{\"status\":\"succeeded\",\"duration_ms\":1}}}},\"timestamp\":"
     "\"2026-11-23T10:30:00.123Z\"}";
-
-static atomic_long received;
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
-{
-    (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
-    if (!*con_cls) {
-        *con_cls = (void *)1;
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    *con_cls = NULL;
-    atomic_fetch_add(&received, 1);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result ret = MHD_queue_response(c, 204, r);
-    MHD_destroy_response(r);
-    return ret;
-}
 
 static size_t discard(char *p, size_t size, size_t nmemb, void *ud)
 {
@@ -90,19 +64,14 @@ int main(int argc, char **argv)
                         "positive counts (concurrency at most 1024)\n");
         return 2;
     }
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL_LINUX_ONLY, 0, NULL, NULL, on_request,
-        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        threads, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+    int port = 0;
+    struct MHD_Daemon *d = receiver_start(threads, &port);
     if (!d) {
         fprintf(stderr, "curl_floor: cannot start the receiver\n");
         return 1;
     }
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/floor",
-             (unsigned)MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/floor", port);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURLM *multi = curl_multi_init();
     struct curl_slist *headers = NULL;

@@ -18,11 +18,13 @@
  * per event for each, the slowdown against 0 subscribers, and the time
  * until every delivery was made.  --repeat runs that many rounds, the
  * counts interleaved, and prints the medians (this machine's figures vary
- * by a fifth from run to run).
+ * by a fifth from run to run).  --take gives the subscriptions a list of
+ * events instead of all of them (an n8n flow that reacts to finished jobs
+ * takes '["jobComplete","jobError"]': one delivery per execution).
  *
  *   bench_webhooks [--deliveries N] [--concurrency C] [--events N]
  *                  [--workers N] [--receiver-threads N] [--dir DIR]
- *                  [--subscribers 1,10] [--repeat N]
+ *                  [--subscribers 1,10] [--repeat N] [--take '["jobComplete"]']
  *
  * Runs in process against the same static library as the daemon.  Not a
  * test: it asserts nothing and prints figures (docs/BENCHMARKS.md records
@@ -96,15 +98,20 @@ static void die(const char *what)
 
 /* ---- subscriptions ------------------------------------------------------- */
 
+/* The subscriptions' "events": "all", or a JSON list of names
+ * (--take); and how many of them a succeeding one-step execution makes. */
+static const char *take_json = "\"all\"";
+static int take_per_execution = 4;
+
 static subscription **make_subs(int port, int n)
 {
     subscription **subs = calloc((size_t)(n ? n : 1), sizeof *subs);
     for (int i = 0; i < n; i++) {
         char spec[512];
         snprintf(spec, sizeof spec,
-                 "{\"id\": \"s%d\", \"url\": \"http://127.0.0.1:%d/s%d\", \"events\": \"all\", "
+                 "{\"id\": \"s%d\", \"url\": \"http://127.0.0.1:%d/s%d\", \"events\": %s, "
                  "\"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"token\": \"t\"}",
-                 i, port, i);
+                 i, port, i, take_json);
         cJSON *j = cJSON_Parse(spec);
         diag d;
         diag_init(&d, NULL);
@@ -295,7 +302,7 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
     if (baseline > 0)
         printf(", %+.1f%% vs none", (rate / baseline - 1) * 100);
     fflush(stdout);
-    uint64_t want = (uint64_t)o->events * 4 * (uint64_t)n_subs;
+    uint64_t want = (uint64_t)o->events * (uint64_t)take_per_execution * (uint64_t)n_subs;
     notifier_stats ns;
     for (;;) {
         notifier_get_stats(x.nt, &ns);
@@ -352,7 +359,27 @@ int main(int argc, char **argv)
             o.workers = (unsigned)atoi(v);
         else if (!strcmp(a, "--receiver-threads"))
             o.receiver_threads = (unsigned)atoi(v);
-        else if (!strcmp(a, "--repeat"))
+        else if (!strcmp(a, "--take")) {
+            /* the names a succeeding one-step execution emits count */
+            static const char *const ok[] = {"jobStart", "pluginStart", "pluginComplete",
+                                             "jobComplete"};
+            cJSON *list = cJSON_Parse(v);
+            const cJSON *names = cJSON_IsArray(list) ? list : NULL, *e;
+            take_per_execution = 0;
+            cJSON_ArrayForEach(e, names)
+            {
+                for (size_t k = 0; k < 4; k++)
+                    take_per_execution += cJSON_IsString(e) && !strcmp(e->valuestring, ok[k]);
+            }
+            cJSON_Delete(list);
+            if (!take_per_execution) {
+                fprintf(stderr, "--take: a JSON list of lifecycle event names, one of them an "
+                                "event a succeeding execution makes, as "
+                                "'[\"jobComplete\",\"jobError\"]'\n");
+                return 2;
+            }
+            take_json = v;
+        } else if (!strcmp(a, "--repeat"))
             o.repeat = (unsigned)atoi(v);
         else if (!strcmp(a, "--subscribers"))
             o.subscribers = v;
@@ -388,9 +415,9 @@ int main(int argc, char **argv)
     if (o.deliveries > 0)
         deliveries(&o, port);
     if (o.events > 0) {
-        printf("pipeline: %ld events, workers %u, one no-op step, every lifecycle event "
-               "(4 per execution) to each subscriber\n",
-               o.events, o.workers);
+        printf("pipeline: %ld events, workers %u, one no-op step; each subscriber takes %s "
+               "(%d per execution)\n",
+               o.events, o.workers, take_json, take_per_execution);
         int counts[16], n_counts = 0;
         for (const char *c = o.subscribers; *c;) {
             char *end = NULL;

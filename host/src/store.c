@@ -2984,13 +2984,14 @@ int store_outbox_insert(store *s, const store_outbox_message *m, size_t n)
             }
         }
     }
+    size_t made = r;
     if (rc == EVH_OK)
-        rc = outbox_put(s, MR_DELIVERIES, ST_DL_INSERT_ONE, bind_delivery_row, r, &ctx, row_ids);
+        rc = outbox_put(s, MR_DELIVERIES, ST_DL_INSERT_ONE, bind_delivery_row, made, &ctx, row_ids);
     /* the ids back to their messages, in the order the rows were made */
     r = 0;
     for (size_t i = 0; rc == EVH_OK && i < n_msgs; i++) {
         for (size_t j = 0; j < msgs[i]->n_subs; j++) {
-            if (r < n_rows && sub_ids[r] == msgs[i]->subscription_ids[j] &&
+            if (r < made && sub_ids[r] == msgs[i]->subscription_ids[j] &&
                 row_msg[r] == msg_ids[i])
                 msgs[i]->delivery_ids[j] = row_ids[r++];
         }

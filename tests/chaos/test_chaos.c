@@ -343,23 +343,6 @@ static void dump_log(const chaos *x, int life)
     free(path);
 }
 
-/* The port from the daemon's log, waiting until deadline (ms); 0 when it
- * did not come (yet). */
-static int wait_port(const char *log, long long deadline)
-{
-    static const char needle[] = "API on http://127.0.0.1:";
-    do {
-        char *text = tu_read_file(log);
-        const char *at = text ? strstr(text, needle) : NULL;
-        int port = at ? atoi(at + sizeof needle - 1) : 0;
-        free(text);
-        if (port > 0)
-            return port;
-        usleep(10000);
-    } while (tu_now_ms() < deadline);
-    return 0;
-}
-
 static pid_t spawn_life(chaos *x, int life)
 {
     char *log = log_path(x, life);
@@ -771,7 +754,7 @@ static void test_chaos_sigkill(void **state)
         pid_t pid = spawn_life(x, round);
         long long kill_at = spawned + rnd_range(&x->rng, KILL_MIN_MS, KILL_MAX_MS);
         char *log = log_path(x, round);
-        int port = wait_port(log, kill_at);
+        int port = tu_wait_api_port(log, "127.0.0.1", (int)(kill_at - tu_now_ms()));
         free(log);
         if (port)
             client_start(&x->cl, port);
@@ -795,7 +778,7 @@ static void test_chaos_sigkill(void **state)
     write_config(x, life, 0);
     pid_t pid = spawn_life(x, life);
     char *log = log_path(x, life);
-    int port = wait_port(log, tu_now_ms() + 60000);
+    int port = tu_wait_api_port(log, "127.0.0.1", 60000);
     if (!port)
         dump_log(x, life);
     assert_true(port > 0);

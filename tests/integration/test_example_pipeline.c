@@ -312,15 +312,11 @@ static example *example_start(int self)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", self_port);
     x->pid = spawn_in(x->dir, x->log, listen);
     assert_true(x->pid > 0);
-    if (!tu_wait_for_text(x->log, "API on http://127.0.0.1:", 30000)) {
+    x->port = tu_wait_api_port(x->log, "127.0.0.1", 30000);
+    if (!x->port) {
         dump_log(x);
         fail_msg("the daemon did not start");
     }
-    char *text = tu_read_file(x->log);
-    const char *at = strstr(text, "API on http://127.0.0.1:");
-    x->port = atoi(at + strlen("API on http://127.0.0.1:"));
-    free(text);
-    assert_true(x->port > 0);
     return x;
 }
 

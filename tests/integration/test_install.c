@@ -834,16 +834,9 @@ static void test_validate_reads_the_library(void **state)
 /* The port in the daemon's "API on http://HOST:PORT/" line. */
 static int api_port(const test_daemon *d, const char *host)
 {
-    char *needle = fmt("API on http://%s:", host);
-    int port = 0;
-    if (tu_wait_for_text(d->log, needle, 20000)) {
-        char *text = tu_read_file(d->log);
-        port = atoi(strstr(text, needle) + strlen(needle));
-        free(text);
-    } else {
+    int port = tu_wait_api_port(d->log, host, 20000);
+    if (!port)
         daemon_show_log(d);
-    }
-    free(needle);
     assert_true(port > 0);
     return port;
 }

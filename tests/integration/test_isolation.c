@@ -799,19 +799,16 @@ static void test_in_process_crash_attributed(void **state)
     char *log3 = tu_join(root, "run3.log");
     status = run_daemon(later, log3, 0, &pid);
     assert_int_equal(status, -2);
-    int up = tu_wait_for_text(log3, "API on http://127.0.0.1:", 15000);
-    if (!up)
-        show_log(log3);
-    assert_true(up);
-    text = tu_read_file(log3);
-    const char *at = strstr(text, "API on http://127.0.0.1:");
     apitest fake;
     memset(&fake, 0, sizeof fake);
-    fake.port = atoi(at + strlen("API on http://127.0.0.1:"));
+    fake.port = tu_wait_api_port(log3, "127.0.0.1", 15000);
+    if (!fake.port)
+        show_log(log3);
+    assert_true(fake.port > 0);
+    text = tu_read_file(log3);
     assert_non_null(strstr(text, "plugin 'crashy-step'"));
     assert_non_null(strstr(text, "quarantined: crashed 2 time(s) within 300 s"));
     free(text);
-    assert_true(fake.port > 0);
     cJSON *p = get(&fake, "/api/steps/crashy-step", 200);
     assert_string_equal(sget(p, "state"), "quarantined");
     assert_string_equal(sget(p, "isolation"), "in-process");

@@ -296,6 +296,23 @@ int tu_wait_for_text(const char *path, const char *needle, int timeout_ms)
     return 0;
 }
 
+int tu_wait_api_port(const char *path, const char *host, int timeout_ms)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "API on http://%s:", host);
+    long long deadline = tu_now_ms() + timeout_ms;
+    do {
+        char *text = tu_read_file(path);
+        const char *at = text ? strstr(text, needle) : NULL;
+        int port = at ? atoi(at + strlen(needle)) : 0;
+        free(text);
+        if (port > 0)
+            return port;
+        usleep(10000);
+    } while (tu_now_ms() < deadline);
+    return 0;
+}
+
 size_t tu_buf_append(char *p, size_t size, size_t n, void *tu_buf_ptr)
 {
     tu_buf *b = tu_buf_ptr;

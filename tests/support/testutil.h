@@ -50,6 +50,11 @@ int tu_wait(pid_t pid, int timeout_ms);
  * Returns 1 when found. */
 int tu_wait_for_text(const char *path, const char *needle, int timeout_ms);
 
+/* The port of a daemon's API, from the "API on http://HOST:PORT/" line of
+ * its log at path (host: "127.0.0.1", or what it listens on), waiting up to
+ * timeout_ms; 0 when the line did not come. */
+int tu_wait_api_port(const char *path, const char *host, int timeout_ms);
+
 /* Milliseconds of a monotonic clock. */
 long long tu_now_ms(void);
 

@@ -28,6 +28,8 @@
  * by init and never changes, so it needs no lock.  run() only waits. */
 #include <evhost/evhost.h>
 
+#include "../common/http_source.h"
+
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -85,27 +87,6 @@ typedef struct aw {
 } aw;
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static const char *header(const evh_http_request *req, const char *name)
-{
-    for (uint32_t i = 0; i < req->n_headers; i++) {
-        if (!strcasecmp(req->headers[i].name, name))
-            return req->headers[i].value;
-    }
-    return NULL;
-}
-
-/* Constant-time equality of two secrets of any lengths: their SHA-256
- * digests are compared, so neither the content nor the length leaks. */
-static int same_secret(const char *given, size_t given_len, const char *want)
-{
-    unsigned char a[SHA256_LEN], b[SHA256_LEN];
-    unsigned int la = 0, lb = 0;
-    if (!given || !EVP_Digest(given, given_len, a, &la, EVP_sha256(), NULL) ||
-        !EVP_Digest(want, strlen(want), b, &lb, EVP_sha256(), NULL))
-        return 0;
-    return la == SHA256_LEN && lb == SHA256_LEN && CRYPTO_memcmp(a, b, SHA256_LEN) == 0;
-}
 
 /* HMAC-SHA256 of the n pieces data[i] (len[i] bytes each) one after the
  * other, without copying them together; 0 on success. */
@@ -222,41 +203,7 @@ static cJSON *clean_string(const char *s, size_t n)
     return v;
 }
 
-/* RFC 3339 UTC with milliseconds. */
-static void now_iso(char out[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* ---- answers ------------------------------------------------------------- */
-
-/* {"error": {"code", "message", "details": []}}, the host's error shape. */
-static int32_t answer_error(const aw *a, evh_http_response *res, int status, const char *code,
-                            const char *message, const char *extra_headers)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddArrayToObject(e, "details");
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text)
-        return EVH_E_NOMEM;
-    res->status = status;
-    res->content_type = "application/json";
-    res->body = a->api->strdup(text);
-    res->body_len = EVH_NUL_TERMINATED;
-    cJSON_free(text);
-    if (extra_headers)
-        res->headers = a->api->strdup(extra_headers);
-    return res->body ? EVH_OK : EVH_E_NOMEM;
-}
 
 /* ---- configuration -------------------------------------------------------- */
 
@@ -477,7 +424,7 @@ static const char *check_token(const hook *h, const evh_http_request *req)
 {
     if (!h->token)
         return NULL;
-    const char *v = header(req, h->token_header);
+    const char *v = evh_sources_header(req, h->token_header);
     if (!v)
         return h->bearer ? "missing Authorization: Bearer token" : "missing token header";
     if (h->bearer) {
@@ -487,7 +434,7 @@ static const char *check_token(const hook *h, const evh_http_request *req)
         while (*v == ' ')
             v++;
     }
-    return same_secret(v, strlen(v), h->token) ? NULL : "wrong token";
+    return evh_sources_same_secret(v, strlen(v), h->token) ? NULL : "wrong token";
 }
 
 static int hexval(int c)
@@ -501,7 +448,7 @@ static int hexval(int c)
 /* GitHub: X-Hub-Signature-256: sha256=<64 hex digits>. */
 static const char *check_github(const hook *h, const evh_http_request *req)
 {
-    const char *v = header(req, "X-Hub-Signature-256");
+    const char *v = evh_sources_header(req, "X-Hub-Signature-256");
     if (!v)
         return "missing X-Hub-Signature-256 header";
     if (strncmp(v, "sha256=", 7) != 0 || strlen(v + 7) != 2 * SHA256_LEN)
@@ -525,9 +472,9 @@ static const char *check_github(const hook *h, const evh_http_request *req)
  * "v1,<base64 of HMAC-SHA256(key, id.timestamp.body)>"; one must match. */
 static const char *check_standard(const hook *h, const evh_http_request *req)
 {
-    const char *id = header(req, "webhook-id");
-    const char *ts = header(req, "webhook-timestamp");
-    const char *sigs = header(req, "webhook-signature");
+    const char *id = evh_sources_header(req, "webhook-id");
+    const char *ts = evh_sources_header(req, "webhook-timestamp");
+    const char *sigs = evh_sources_header(req, "webhook-signature");
     if (!id || !ts || !sigs)
         return "missing webhook-id, webhook-timestamp or webhook-signature header";
     if (!*id || strlen(id) > WEBHOOK_ID_MAX)
@@ -649,8 +596,8 @@ static cJSON *body_value(const evh_http_request *req, const char *ctype, int *ba
 static char *event_data(const hook *h, const evh_http_request *req, int *bad_json)
 {
     char at[32];
-    now_iso(at);
-    const char *ctype = header(req, "Content-Type");
+    evh_sources_now_iso(at);
+    const char *ctype = evh_sources_header(req, "Content-Type");
     cJSON *body = body_value(req, ctype, bad_json);
     if (!body)
         return NULL;
@@ -697,10 +644,11 @@ static int32_t aw_http(void *ctx, const evh_http_request *req, evh_http_response
     const evh_host_api *api = a->api;
     const hook *h = hook_for_path(a, req->path);
     if (!h)
-        return answer_error(a, res, 404, "not_found",
-                            "no such webhook: the hooks are /api/webhooks/<name> for the names "
-                            "configured in plugins.config.api-webhook.hooks",
-                            NULL);
+        return evh_sources_answer_error(
+            a->api, res, 404, "not_found",
+            "no such webhook: the hooks are /api/webhooks/<name> for the names "
+            "configured in plugins.config.api-webhook.hooks",
+            NULL);
 
     unsigned bit = 0;
     for (size_t m = 0; m < N_METHODS; m++) {
@@ -716,8 +664,8 @@ static int32_t aw_http(void *ctx, const evh_http_request *req, evh_http_response
                 first = 0;
             }
         }
-        return answer_error(a, res, 405, "method_not_allowed",
-                            "this webhook does not take that method", allow);
+        return evh_sources_answer_error(a->api, res, 405, "method_not_allowed",
+                                        "this webhook does not take that method", allow);
     }
 
     const char *why = check_token(h, req);
@@ -730,15 +678,17 @@ static int32_t aw_http(void *ctx, const evh_http_request *req, evh_http_response
                  req->remote_addr && *req->remote_addr ? req->remote_addr : "?", why);
         char msg[160];
         snprintf(msg, sizeof msg, "authentication failed: %s", why);
-        return answer_error(a, res, 401, "unauthorized", msg, NULL);
+        return evh_sources_answer_error(a->api, res, 401, "unauthorized", msg, NULL);
     }
 
     int bad_json = 0;
     char *data = event_data(h, req, &bad_json);
     if (!data)
-        return bad_json ? answer_error(a, res, 400, "invalid_body",
-                                       "the Content-Type says JSON but the body is not valid "
-                                       "JSON", NULL)
+        return bad_json ? evh_sources_answer_error(
+                              a->api, res, 400, "invalid_body",
+                              "the Content-Type says JSON but the body is not valid "
+                              "JSON",
+                              NULL)
                         : EVH_E_NOMEM;
     size_t len = strlen(data);
     /* emit_id (ABI 1.1) also tells the event's id, for the answer */
@@ -749,8 +699,8 @@ static int32_t aw_http(void *ctx, const evh_http_request *req, evh_http_response
                      : api->emit(a->host, "webhook_received", data, len, NULL);
     cJSON_free(data);
     if (len > EVENT_MAX_BYTES)
-        return answer_error(a, res, 413, "payload_too_large",
-                            "the request would make an event larger than 1 MiB", NULL);
+        return evh_sources_answer_error(a->api, res, 413, "payload_too_large",
+                                        "the request would make an event larger than 1 MiB", NULL);
     switch (rc) {
     case EVH_OK:
         res->status = 202;
@@ -759,21 +709,23 @@ static int32_t aw_http(void *ctx, const evh_http_request *req, evh_http_response
         res->body_len = EVH_NUL_TERMINATED;
         return res->body ? EVH_OK : EVH_E_NOMEM;
     case EVH_E_QUEUE_FULL:
-        return answer_error(a, res, 503, "unavailable", "the event queue is full; retry later",
-                            "Retry-After: 1");
+        return evh_sources_answer_error(a->api, res, 503, "unavailable",
+                                        "the event queue is full; retry later", "Retry-After: 1");
     case EVH_E_STOPPING:
-        return answer_error(a, res, 503, "unavailable", "the host is stopping; retry later",
-                            "Retry-After: 5");
+        return evh_sources_answer_error(a->api, res, 503, "unavailable",
+                                        "the host is stopping; retry later", "Retry-After: 5");
     case EVH_E_SCHEMA:
         /* the host logged why: nested too deeply, for instance */
-        return answer_error(a, res, 400, "invalid_event",
-                            "the host refused the event (see its log): the body is nested "
-                            "too deeply or too large", NULL);
+        return evh_sources_answer_error(
+            a->api, res, 400, "invalid_event",
+            "the host refused the event (see its log): the body is nested "
+            "too deeply or too large",
+            NULL);
     default:
         api->log(a->host, EVH_LOG_ERROR, "hook '%s': emit failed: %s", h->name,
                  evh_status_message(rc));
-        return answer_error(a, res, 503, "unavailable", "the event could not be stored; retry",
-                            "Retry-After: 5");
+        return evh_sources_answer_error(a->api, res, 503, "unavailable",
+                                        "the event could not be stored; retry", "Retry-After: 5");
     }
 }
 

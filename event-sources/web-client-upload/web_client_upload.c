@@ -30,6 +30,8 @@
 #endif
 #include <evhost/evhost.h>
 
+#include "../common/http_source.h"
+
 #include "multipart.h"
 
 #include <cjson/cJSON.h>
@@ -88,26 +90,6 @@ typedef struct upload {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static const char *header(const evh_http_request *req, const char *name)
-{
-    for (uint32_t i = 0; i < req->n_headers; i++) {
-        if (!strcasecmp(req->headers[i].name, name))
-            return req->headers[i].value;
-    }
-    return NULL;
-}
-
-/* Constant-time equality of secrets of any length (their digests). */
-static int same_secret(const char *given, const char *want)
-{
-    unsigned char a[SHA256_LEN], b[SHA256_LEN];
-    unsigned int la = 0, lb = 0;
-    if (!EVP_Digest(given, strlen(given), a, &la, EVP_sha256(), NULL) ||
-        !EVP_Digest(want, strlen(want), b, &lb, EVP_sha256(), NULL))
-        return 0;
-    return la == SHA256_LEN && lb == SHA256_LEN && CRYPTO_memcmp(a, b, SHA256_LEN) == 0;
-}
-
 /* Valid UTF-8 of at most max bytes: invalid sequences become U+FFFD, and
  * so do control characters when no_controls (cut at a character
  * boundary).  New string (malloc), NULL when out of memory. */
@@ -143,16 +125,6 @@ static char *utf8_clean(const char *s, size_t n, size_t max, int no_controls)
     return out;
 }
 
-static void now_iso(char out[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 static int new_uuid(char out[37])
 {
     unsigned char b[16];
@@ -165,28 +137,6 @@ static int new_uuid(char out[37])
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
     return 0;
-}
-
-static int32_t answer_error(const wcu *w, evh_http_response *res, int status, const char *code,
-                            const char *message, const char *extra_headers)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddArrayToObject(e, "details");
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text)
-        return EVH_E_NOMEM;
-    res->status = status;
-    res->content_type = "application/json";
-    res->body = w->api->strdup(text);
-    res->body_len = EVH_NUL_TERMINATED;
-    cJSON_free(text);
-    if (extra_headers)
-        res->headers = w->api->strdup(extra_headers);
-    return res->body ? EVH_OK : EVH_E_NOMEM;
 }
 
 /* ---- names ----------------------------------------------------------------- */
@@ -394,7 +344,7 @@ static void wcu_fini(void *ctx)
 static const char *authenticate(const wcu *w, const evh_http_request *req, const char **user)
 {
     *user = NULL;
-    const char *auth = header(req, "Authorization");
+    const char *auth = evh_sources_header(req, "Authorization");
     if (!auth) {
         if (w->anonymous)
             return NULL;
@@ -410,7 +360,7 @@ static const char *authenticate(const wcu *w, const evh_http_request *req, const
     /* look at every client, so the time taken does not say which matched */
     const client *found = NULL;
     for (size_t i = 0; i < w->n_clients; i++) {
-        if (same_secret(token, w->clients[i].token))
+        if (evh_sources_same_secret(token, strlen(token), w->clients[i].token))
             found = &w->clients[i];
     }
     if (!found)
@@ -647,7 +597,7 @@ static int32_t emit_all(const wcu *w, request *r, const char *user, evh_http_res
 {
     const evh_host_api *api = w->api;
     char at[32];
-    now_iso(at);
+    evh_sources_now_iso(at);
     for (size_t i = 0; i < r->n_uploads; i++) {
         char *data = event_data(w, &r->uploads[i], user, r->fields, at);
         if (!data) {
@@ -672,8 +622,9 @@ static int32_t emit_all(const wcu *w, request *r, const char *user, evh_http_res
             snprintf(msg, sizeof msg, "the event for file %zu of %zu could not be stored (%s); "
                      "%zu file(s) before it were accepted", i + 1, r->n_uploads,
                      evh_status_name(rc), i);
-            return answer_error(w, res, 503, "unavailable", msg,
-                                rc == EVH_E_QUEUE_FULL ? "Retry-After: 1" : "Retry-After: 5");
+            return evh_sources_answer_error(w->api, res, 503, "unavailable", msg,
+                                            rc == EVH_E_QUEUE_FULL ? "Retry-After: 1"
+                                                                   : "Retry-After: 5");
         }
     }
     char *text = summary(r);
@@ -693,25 +644,27 @@ static int32_t wcu_http(void *ctx, const evh_http_request *req, evh_http_respons
     wcu *w = ctx;
     const evh_host_api *api = w->api;
     if (strcmp(req->method, "POST") != 0)
-        return answer_error(w, res, 405, "method_not_allowed",
-                            "upload files with POST multipart/form-data", "Allow: POST");
+        return evh_sources_answer_error(w->api, res, 405, "method_not_allowed",
+                                        "upload files with POST multipart/form-data",
+                                        "Allow: POST");
     const char *user = NULL;
     const char *why = authenticate(w, req, &user);
     if (why) {
         api->log(w->host, EVH_LOG_WARN, "refused an upload from %s: %s",
                  req->remote_addr && *req->remote_addr ? req->remote_addr : "?", why);
-        return answer_error(w, res, 401, "unauthorized", why, "WWW-Authenticate: Bearer");
+        return evh_sources_answer_error(w->api, res, 401, "unauthorized", why,
+                                        "WWW-Authenticate: Bearer");
     }
     char boundary[MP_BOUNDARY_MAX + 1];
     why = NULL;
-    int rc = mp_boundary(header(req, "Content-Type"), boundary, &why);
+    int rc = mp_boundary(evh_sources_header(req, "Content-Type"), boundary, &why);
     if (rc == MP_NOT_MULTIPART)
-        return answer_error(w, res, 415, "unsupported_media_type",
-                            "send the files as multipart/form-data", NULL);
+        return evh_sources_answer_error(w->api, res, 415, "unsupported_media_type",
+                                        "send the files as multipart/form-data", NULL);
     if (rc == MP_NOMEM)
         return EVH_E_NOMEM;
     if (rc != MP_OK)
-        return answer_error(w, res, 400, "invalid_body", why, NULL);
+        return evh_sources_answer_error(w->api, res, 400, "invalid_body", why, NULL);
 
     request r = {0};
     /* room for every allowed file plus the form fields and user_id */
@@ -723,26 +676,28 @@ static int32_t wcu_http(void *ctx, const evh_http_request *req, evh_http_respons
     if (rc != MP_OK) {
         char msg[200];
         snprintf(msg, sizeof msg, "malformed multipart body: %s", why);
-        return answer_error(w, res, 400, "invalid_body", msg, NULL);
+        return evh_sources_answer_error(w->api, res, 400, "invalid_body", msg, NULL);
     }
     int status = 0;
     const char *msg = NULL;
     int32_t st = classify(w, &r, &status, &msg);
     if (st != EVH_OK || status) {
         request_release(w, &r, 0);
-        return st != EVH_OK ? st
-                            : answer_error(w, res, status,
-                                           status == 413 ? "payload_too_large" : "invalid_body",
-                                           msg, NULL);
+        return st != EVH_OK
+                   ? st
+                   : evh_sources_answer_error(w->api, res, status,
+                                              status == 413 ? "payload_too_large" : "invalid_body",
+                                              msg, NULL);
     }
     if (!user && r.claimed_user)
         user = r.claimed_user;
     else if (!user) {
-        const char *h = header(req, "X-User-Id");
+        const char *h = evh_sources_header(req, "X-User-Id");
         if (h && !user_id_ok(h, strlen(h))) {
             request_release(w, &r, 0);
-            return answer_error(w, res, 400, "invalid_body",
-                                "X-User-Id must be 1 to 128 bytes of printable UTF-8", NULL);
+            return evh_sources_answer_error(w->api, res, 400, "invalid_body",
+                                            "X-User-Id must be 1 to 128 bytes of printable UTF-8",
+                                            NULL);
         }
         user = h;
     }
@@ -753,9 +708,10 @@ static int32_t wcu_http(void *ctx, const evh_http_request *req, evh_http_respons
         request_release(w, &r, 0);
         if (err == ENOMEM)
             return EVH_E_NOMEM;
-        return answer_error(w, res, err == ENOSPC || err == EDQUOT ? 507 : 500,
-                            err == ENOSPC || err == EDQUOT ? "insufficient_storage" : "internal",
-                            "the file could not be stored", NULL);
+        return evh_sources_answer_error(w->api, res, err == ENOSPC || err == EDQUOT ? 507 : 500,
+                                        err == ENOSPC || err == EDQUOT ? "insufficient_storage"
+                                                                       : "internal",
+                                        "the file could not be stored", NULL);
     }
     return emit_all(w, &r, user, res);
 }

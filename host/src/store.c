@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -532,6 +533,7 @@ struct store {
     sqlite3_stmt *ex_list[F_VARIANTS];
     sqlite3_stmt *multi[MR_COUNT][MULTI_SIZES]; /* see "multi-row writes" */
     int outer_tx; /* inside store_batch_begin: tx_begin/tx_end join that one */
+    pthread_mutex_t *gate; /* its file's write gate (see "the write gate") */
     int gated;    /* holds the write gate (a transaction is open) */
     char errmsg[512];
 };
@@ -759,8 +761,42 @@ static int run(store *s, enum stmt_id which, const char *what)
  * the pipeline's latency.  So this process's write transactions queue on a
  * mutex first, which hands over the moment the holder commits; SQLite's
  * lock, and busy_wait, remain for other processes (the CLI, a sqlite3
- * shell).  One gate for every database file: a process writes one. */
-static pthread_mutex_t write_gate = PTHREAD_MUTEX_INITIALIZER;
+ * shell).  One gate per database file, as SQLite has one lock per file:
+ * writers of different files do not wait for each other.  A file is known
+ * by its device and inode, so two names of one file share its gate.  Gates
+ * are made on first open and kept until the process ends (a process opens
+ * a few files). */
+typedef struct write_gate {
+    struct write_gate *next;
+    dev_t dev;
+    ino_t ino;
+    pthread_mutex_t lock;
+} write_gate;
+
+static pthread_mutex_t gates_lock = PTHREAD_MUTEX_INITIALIZER;
+static write_gate *gates;
+
+/* The gate of the database file at path (which exists); NULL when it
+ * cannot be looked at or on out-of-memory. */
+static pthread_mutex_t *gate_of(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return NULL;
+    pthread_mutex_lock(&gates_lock);
+    write_gate *g = gates;
+    while (g && (g->dev != st.st_dev || g->ino != st.st_ino))
+        g = g->next;
+    if (!g && (g = calloc(1, sizeof *g))) {
+        g->dev = st.st_dev;
+        g->ino = st.st_ino;
+        pthread_mutex_init(&g->lock, NULL);
+        g->next = gates;
+        gates = g;
+    }
+    pthread_mutex_unlock(&gates_lock);
+    return g ? &g->lock : NULL;
+}
 
 static int gate_enter(store *s)
 {
@@ -769,7 +805,7 @@ static int gate_enter(store *s)
     int64_t ns = until.tv_nsec + (int64_t)(s->busy_ms > 0 ? s->busy_ms : 0) * 1000000;
     until.tv_sec += (time_t)(ns / 1000000000);
     until.tv_nsec = (long)(ns % 1000000000);
-    int rc = pthread_mutex_timedlock(&write_gate, &until);
+    int rc = pthread_mutex_timedlock(s->gate, &until);
     if (rc != 0) {
         set_err(s, "beginning a transaction: the database stayed busy for %d ms", s->busy_ms);
         return EVH_E_IO;
@@ -782,7 +818,7 @@ static void gate_leave(store *s)
 {
     if (s->gated) {
         s->gated = 0;
-        pthread_mutex_unlock(&write_gate);
+        pthread_mutex_unlock(s->gate);
     }
 }
 
@@ -1383,6 +1419,10 @@ int store_open(const store_options *o, store **out, char **err)
                     SQLITE_OPEN_NOMUTEX;
         int src = sqlite3_open_v2(s->path, &s->db, flags, NULL);
         rc = src == SQLITE_OK ? EVH_OK : fail(s, src, "cannot open");
+    }
+    if (rc == EVH_OK && !(s->gate = gate_of(s->path))) {
+        set_err(s, "cannot look at the file: %s", strerror(errno));
+        rc = EVH_E_IO;
     }
     if (rc == EVH_OK && o->read_only)
         rc = check_readable(s);

@@ -328,10 +328,6 @@ _Static_assert(STORE_SCHEMA_VERSION == 4, "add the migration to MIGRATIONS");
     X(ST_SUB_LIST, "SELECT " SUB_COLS " FROM subscriptions ORDER BY created_at, id")               \
     X(ST_SUB_GET, "SELECT " SUB_COLS " FROM subscriptions WHERE id = ?1")                          \
     X(ST_SUB_EXISTS, "SELECT 1 FROM subscriptions WHERE id = ?1")                                  \
-    X(ST_OB_INSERT, "INSERT INTO outbox_messages(message_id, event, job_id, body, created_at) "   \
-                    "VALUES(?1, ?2, ?3, ?4, ?5)")                                                  \
-    X(ST_DL_INSERT_ONE, "INSERT INTO deliveries(subscription_id, message, next_attempt_at, "      \
-                        "created_at, updated_at) VALUES(?, ?, ?, ?, ?)")                         \
     X(ST_DL_CLAIM, "SELECT d.id, m.event, m.job_id, m.message_id, m.body, d.attempt "               \
                    "FROM deliveries d INDEXED BY deliveries_due "                                  \
                    "JOIN outbox_messages m ON m.id = d.message "                                   \
@@ -388,7 +384,7 @@ _Static_assert(STORE_SCHEMA_VERSION == 4, "add the migration to MIGRATIONS");
     X(ST_EX_INSERT,                                                                                \
       "INSERT INTO workflow_executions(id, workflow_id, workflow_version, trigger_id, "            \
       "event_id, status, created_at, replay_of, started_at, finished_at, error) "                  \
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                  \
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")                                      \
     X(ST_EX_FIND, "SELECT id FROM workflow_executions "                                            \
                   "WHERE trigger_id = ?1 AND event_id = ?2 AND replay_of IS ?3")                   \
     X(ST_EX_STATUS, "UPDATE workflow_executions SET status = ?2, error = ?3, "                     \
@@ -399,7 +395,7 @@ _Static_assert(STORE_SCHEMA_VERSION == 4, "add the migration to MIGRATIONS");
     X(ST_EX_GET, "SELECT " EX_COLS " FROM workflow_executions WHERE id = ?1")                      \
     X(ST_EX_UNFINISHED,                                                                            \
       "SELECT id, workflow_id, trigger_id, event_id, status, replay_of FROM workflow_executions "  \
-      "WHERE status IN ('queued', 'running') ORDER BY seq")                             \
+      "WHERE status IN ('queued', 'running') ORDER BY seq")                                        \
     X(ST_STEP_PUT, "INSERT INTO step_runs(execution_id, step_id, plugin, attempt, status, "        \
                    "started_at, finished_at, duration_ms, output, error, metrics) "                \
                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "                         \
@@ -454,12 +450,12 @@ static const char *const STMT_SQL[ST_COUNT] = {STATEMENTS(ST_SQL_)};
  * program, opening a cursor on the table and on each index, the statement
  * journal) then serves many rows; per row, that was most of the cost
  * (bench/bench_store.c measures it: ~31 us per event stored one by one,
- * ~11 us 32 at a time).  Statements of 32, 16, 8, 4 and 2 rows, so a batch
- * of n rows takes at most n / 32 + 4 statements (an HTTP ingest's batches
- * are often under 32), and a last single row the one-row statement.  Row
- * order, and so rowid order, is the caller's. */
+ * ~11 us 32 at a time).  Statements of 32, 16, 8, 4, 2 and 1 rows, so a
+ * batch of n rows takes at most n / 32 + 5 statements (an HTTP ingest's
+ * batches are often under 32).  Row order, and so rowid order, is the
+ * caller's. */
 #define MULTI_ROWS 32
-#define MULTI_SIZES 5
+#define MULTI_SIZES 6
 
 typedef enum {
     MR_EVENTS,
@@ -623,8 +619,7 @@ static sqlite3_stmt *stmt(store *s, enum stmt_id which)
     return s->stmts[which];
 }
 
-/* The largest statement size (32, 16, ... 2 rows) that n rows fill, or 1:
- * use the one-row statement. */
+/* The largest statement size (32, 16, ... 2, 1 rows) that n rows fill. */
 static int multi_rows_for(size_t n)
 {
     int rows = MULTI_ROWS;
@@ -633,8 +628,8 @@ static int multi_rows_for(size_t n)
     return rows;
 }
 
-/* The cached statement of kind k for rows rows (a multi_rows_for result
- * above 1); NULL (errmsg set) on error. */
+/* The cached statement of kind k for rows rows (a multi_rows_for
+ * result); NULL (errmsg set) on error. */
 static sqlite3_stmt *multi_stmt(store *s, multi_kind k, int rows)
 {
     int slot = 0;
@@ -1493,33 +1488,54 @@ static int insert_event(store *s, sqlite3_stmt *st, evh_event *ev)
     return out;
 }
 
+/* Binds row `row` of the caller's rows (ctx) from parameter first on, in
+ * MULTI_SQL's column order for its kind. */
+typedef int (*row_binder)(sqlite3_stmt *st, int first, size_t row, const void *ctx);
+
+/* One INSERT of kind k writing rows rows (a multi_rows_for size), rows
+ * from, from + 1, ... of ctx; the ids they got go to ids[0..rows).  The
+ * rows went in in order, under the write lock: their ids are the ones
+ * ending at the last (AUTOINCREMENT takes the sequence's next, an INTEGER
+ * PRIMARY KEY without it the table's max + 1). */
+static int insert_rows(store *s, multi_kind k, int rows, row_binder bind_row, const void *ctx,
+                       size_t from, const char *doing, int64_t *ids)
+{
+    sqlite3_stmt *st = multi_stmt(s, k, rows);
+    if (!st)
+        return EVH_E_IO;
+    int rc = SQLITE_OK;
+    for (int r = 0; r < rows && rc == SQLITE_OK; r++)
+        rc = bind_row(st, 1 + r * MULTI_SQL[k].params, from + (size_t)r, ctx);
+    int out = rc == SQLITE_OK ? step_done(s, st, doing) : fail(s, rc, "binding");
+    if (out == EVH_OK && sqlite3_changes(s->db) != rows) {
+        set_err(s, "%s: %d of %d rows written", doing, sqlite3_changes(s->db), rows);
+        out = EVH_E_IO;
+    }
+    int64_t last = sqlite3_last_insert_rowid(s->db);
+    for (int r = 0; out == EVH_OK && r < rows; r++)
+        ids[r] = last - (rows - 1) + r;
+    done(st);
+    return out;
+}
+
+static int bind_event_row(sqlite3_stmt *st, int first, size_t row, const void *ctx)
+{
+    const evh_event *ev = ((evh_event *const *)ctx)[row];
+    return bind_at(st, first, "tttntttiit", ev->id, ev->source, ev->event_type, ev->data_json,
+                   ev->data_len, ev->user_id, ev->additional_json, ev->timestamp,
+                   (int64_t)ev->timestamp_us, (int64_t)ev->chain_depth,
+                   ev->unmatched ? "unmatched" : "pending");
+}
+
 /* rows events (a multi_rows_for size) without an idempotency key (so none
  * can be skipped as seen before) in one statement; each gets its seq. */
 static int insert_events_multi(store *s, evh_event *const *evs, int rows)
 {
-    sqlite3_stmt *st = multi_stmt(s, MR_EVENTS, rows);
-    if (!st)
-        return EVH_E_IO;
-    int rc = SQLITE_OK;
-    for (int i = 0; i < rows && rc == SQLITE_OK; i++) {
-        const evh_event *ev = evs[i];
-        rc = bind_at(st, 1 + i * MULTI_SQL[MR_EVENTS].params, "tttntttiit", ev->id, ev->source,
-                     ev->event_type, ev->data_json, ev->data_len, ev->user_id,
-                     ev->additional_json, ev->timestamp, (int64_t)ev->timestamp_us,
-                     (int64_t)ev->chain_depth, ev->unmatched ? "unmatched" : "pending");
-    }
-    int out = rc == SQLITE_OK ? step_done(s, st, "storing events") : fail(s, rc, "binding");
-    if (out == EVH_OK && sqlite3_changes(s->db) != rows) {
-        set_err(s, "storing events: %d of %d rows written", sqlite3_changes(s->db), rows);
-        out = EVH_E_IO;
-    }
-    /* the rows went in in order, under the write lock, with AUTOINCREMENT:
-     * their seqs are the rows ending at the last one */
-    int64_t last = sqlite3_last_insert_rowid(s->db);
-    for (int i = 0; out == EVH_OK && i < rows; i++)
-        evs[i]->seq = last - (rows - 1) + i;
-    done(st);
-    return out;
+    int64_t seqs[MULTI_ROWS];
+    int rc = insert_rows(s, MR_EVENTS, rows, bind_event_row, evs, 0, "storing events", seqs);
+    for (int i = 0; rc == EVH_OK && i < rows; i++)
+        evs[i]->seq = seqs[i];
+    return rc;
 }
 
 /* How many of evs[0..n) from the first on have no idempotency key (at most
@@ -2890,35 +2906,6 @@ static int subscription_exists(store *s, const char *id)
     return out;
 }
 
-/* One multi-row (or one-row) INSERT of the outbox: rows rows of kind k
- * (MR_OUTBOX or MR_DELIVERIES), bound by the caller's bind_row; the ids
- * the rows got go to ids[0..rows).  They went in in order under the write
- * lock, so they are the ids ending at the last one (outbox_messages takes
- * max + 1, deliveries' AUTOINCREMENT the sequence's next). */
-typedef int (*outbox_binder)(sqlite3_stmt *st, int first, size_t row, const void *ctx);
-static int outbox_rows(store *s, multi_kind k, int rows, enum stmt_id one, outbox_binder bind_row,
-                       size_t from, const void *ctx, int64_t *ids)
-{
-    sqlite3_stmt *st = rows > 1 ? multi_stmt(s, k, rows) : stmt(s, one);
-    if (!st)
-        return EVH_E_IO;
-    int rc = SQLITE_OK;
-    for (int r = 0; r < rows && rc == SQLITE_OK; r++)
-        rc = bind_row(st, 1 + r * MULTI_SQL[k].params, from + (size_t)r, ctx);
-    int out = rc == SQLITE_OK ? step_done(s, st, k == MR_OUTBOX ? "storing lifecycle events"
-                                                                 : "storing deliveries")
-                              : fail(s, rc, "binding");
-    if (out == EVH_OK && sqlite3_changes(s->db) != rows) {
-        set_err(s, "storing the outbox: %d of %d rows written", sqlite3_changes(s->db), rows);
-        out = EVH_E_IO;
-    }
-    int64_t last = sqlite3_last_insert_rowid(s->db);
-    for (int r = 0; out == EVH_OK && r < rows; r++)
-        ids[r] = last - (rows - 1) + r;
-    done(st);
-    return out;
-}
-
 typedef struct outbox_ctx {
     const store_outbox_message *const *msgs; /* the messages stored */
     const char *const *sub_ids;              /* per delivery row */
@@ -2941,14 +2928,14 @@ static int bind_delivery_row(sqlite3_stmt *st, int first, size_t row, const void
                    c->now);
 }
 
-/* rows rows in statements of 32, 16, ... 1. */
-static int outbox_put(store *s, multi_kind k, enum stmt_id one, outbox_binder bind_row,
-                      size_t rows, const void *ctx, int64_t *ids)
+/* rows rows of kind k in statements of 32, 16, ... 1. */
+static int outbox_put(store *s, multi_kind k, row_binder bind_row, size_t rows, const void *ctx,
+                      const char *doing, int64_t *ids)
 {
     int rc = EVH_OK;
     for (size_t i = 0; i < rows && rc == EVH_OK;) {
         int m = multi_rows_for(rows - i);
-        rc = outbox_rows(s, k, m, one, bind_row, i, ctx, ids + i);
+        rc = insert_rows(s, k, m, bind_row, ctx, i, doing, ids + i);
         i += (size_t)m;
     }
     return rc;
@@ -2993,7 +2980,8 @@ int store_outbox_insert(store *s, const store_outbox_message *m, size_t n)
     }
     outbox_ctx ctx = {.msgs = msgs, .sub_ids = sub_ids, .message_ids = row_msg, .now = now};
     if (rc == EVH_OK)
-        rc = outbox_put(s, MR_OUTBOX, ST_OB_INSERT, bind_outbox_row, n_msgs, &ctx, msg_ids);
+        rc = outbox_put(s, MR_OUTBOX, bind_outbox_row, n_msgs, &ctx, "storing lifecycle events",
+                        msg_ids);
     /* a delivery per subscription that still exists (one deleted since
      * the batch was made gets none: its id is 0); inside the transaction
      * none can go meanwhile */
@@ -3026,7 +3014,8 @@ int store_outbox_insert(store *s, const store_outbox_message *m, size_t n)
     }
     size_t made = r;
     if (rc == EVH_OK)
-        rc = outbox_put(s, MR_DELIVERIES, ST_DL_INSERT_ONE, bind_delivery_row, made, &ctx, row_ids);
+        rc = outbox_put(s, MR_DELIVERIES, bind_delivery_row, made, &ctx, "storing deliveries",
+                        row_ids);
     /* the ids back to their messages, in the order the rows were made */
     r = 0;
     for (size_t i = 0; rc == EVH_OK && i < n_msgs; i++) {

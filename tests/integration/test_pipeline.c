@@ -569,17 +569,27 @@ static char *write_host_yaml(const char *root, const char *name, const char *emi
     return path;
 }
 
-/* Events stored in the database at path, read through a second connection
- * while the daemon runs (WAL lets it); 0 while the file is not there yet. */
-static int count_events(const char *path)
+/* The database at path, opened read-only: a second connection while the
+ * daemon writes it (WAL lets it; read-only does no migration check, so it
+ * takes no write lock); NULL while the file is not there yet. */
+static store *peek(const char *path)
 {
     store *st = NULL;
-    store_options so = {.path = path, .read_only = 1}; /* no migration check: no write */
+    store_options so = {.path = path, .read_only = 1};
     char *err = NULL;
     if (store_open(&so, &st, &err) != EVH_OK) {
         free(err);
-        return 0;
+        return NULL;
     }
+    return st;
+}
+
+/* Events stored in the database at path; 0 while it is not there. */
+static int count_events(const char *path)
+{
+    store *st = peek(path);
+    if (!st)
+        return 0;
     store_filter all = {.limit = 100};
     cJSON *rows = store_events_list(st, &all, NULL);
     int n = rows ? cJSON_GetArraySize(rows) : 0;
@@ -588,17 +598,12 @@ static int count_events(const char *path)
     return n;
 }
 
-/* How many step runs of the database's executions have failed (read-only:
- * the daemon is writing it). */
+/* How many step runs of the database's executions have failed. */
 static int count_failed_runs(const char *path)
 {
-    store *st = NULL;
-    store_options so = {.path = path, .read_only = 1};
-    char *err = NULL;
-    if (store_open(&so, &st, &err) != EVH_OK) {
-        free(err);
+    store *st = peek(path);
+    if (!st)
         return 0;
-    }
     int n = 0;
     store_filter all = {.limit = 100};
     cJSON *rows = store_executions_list(st, &all, NULL);

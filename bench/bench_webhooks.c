@@ -131,29 +131,53 @@ static void free_subs(subscription **subs, int n)
     free(subs);
 }
 
+/* Remove path and its -wal and -shm files. */
+static void remove_db(const char *path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        char *p = NULL;
+        if (asprintf(&p, "%s%s", path, suffix[i]) < 0)
+            die("out of memory");
+        unlink(p);
+        free(p);
+    }
+}
+
 static char *fresh_db(const opts *o, const char *tag)
 {
-    char *root = NULL, *db = NULL, *wal = NULL;
-    if (asprintf(&root, "%s/%s", o->dir, tag) < 0 || asprintf(&db, "%s/evhost.db", root) < 0 ||
-        asprintf(&wal, "%s-wal", db) < 0)
+    char *root = NULL, *db = NULL;
+    if (asprintf(&root, "%s/%s", o->dir, tag) < 0 || asprintf(&db, "%s/evhost.db", root) < 0)
         die("out of memory");
     mkdir(root, 0700);
-    unlink(db);
-    unlink(wal);
-    free(wal);
+    char *outbox = store_outbox_path(db);
+    if (!outbox)
+        die("out of memory");
+    remove_db(db);
+    remove_db(outbox);
+    free(outbox);
     free(root);
     return db;
 }
 
 static notifier *notifier_for(const opts *o, const char *db, subscription **subs, int n)
 {
-    notify_options no = {.db_path = db,
+    /* the main database first (as the daemon does), then its outbox file */
+    store *st = NULL;
+    char *err = NULL;
+    if (store_open(&(store_options){.path = db}, &st, &err) != EVH_OK)
+        die(err ? err : "database");
+    store_close(st);
+    char *outbox = store_outbox_path(db);
+    if (!outbox)
+        die("out of memory");
+    notify_options no = {.outbox_path = outbox,
                          .concurrency = o->concurrency,
                          .queue = 1 << 20,
                          .config_subs = subs,
                          .n_config_subs = (size_t)n};
-    char *err = NULL;
     notifier *nt = notifier_new(&no, &err);
+    free(outbox);
     if (!nt)
         die(err ? err : "notifier");
     return nt;

@@ -17,34 +17,48 @@
 #include "log.h"
 #include "system_events.h"
 
+static void pool_init(api_pool *p)
+{
+    pthread_mutex_init(&p->lock, NULL);
+    p->idle = NULL;
+    p->count = p->cap = 0;
+}
+
+static void pool_release(api_pool *p)
+{
+    for (size_t i = 0; i < p->count; i++)
+        store_close(p->idle[i]);
+    free(p->idle);
+    p->idle = NULL;
+    p->count = p->cap = 0;
+    pthread_mutex_destroy(&p->lock);
+}
+
 void api_ctx_init(api_ctx *a)
 {
-    pthread_mutex_init(&a->pool_lock, NULL);
-    a->pool = NULL;
-    a->pool_count = a->pool_cap = 0;
+    pool_init(&a->pool);
+    pool_init(&a->outbox_pool);
 }
 
 void api_ctx_release(api_ctx *a)
 {
-    for (size_t i = 0; i < a->pool_count; i++)
-        store_close(a->pool[i]);
-    free(a->pool);
-    a->pool = NULL;
-    a->pool_count = a->pool_cap = 0;
-    pthread_mutex_destroy(&a->pool_lock);
+    pool_release(&a->pool);
+    pool_release(&a->outbox_pool);
 }
 
-store *api_store_acquire(api_ctx *a, http_response *res)
+/* An idle connection of p, or a new one to path. */
+static store *pool_take(api_pool *p, const char *path, int outbox, int synchronous_full,
+                        http_response *res)
 {
-    pthread_mutex_lock(&a->pool_lock);
-    store *st = a->pool_count ? a->pool[--a->pool_count] : NULL;
-    pthread_mutex_unlock(&a->pool_lock);
+    pthread_mutex_lock(&p->lock);
+    store *st = p->count ? p->idle[--p->count] : NULL;
+    pthread_mutex_unlock(&p->lock);
     if (st)
         return st;
-    store_options so = {.path = a->db_path, .synchronous_full = a->synchronous_full};
+    store_options so = {.path = path, .synchronous_full = synchronous_full, .outbox = outbox};
     char *err = NULL;
     if (store_open(&so, &st, &err) != EVH_OK) {
-        log_error("api", "database '%s': %s", a->db_path, err ? err : "cannot open");
+        log_error("api", "database '%s': %s", path ? path : "(none)", err ? err : "cannot open");
         if (res)
             http_respond_error(res, 503, "unavailable", NULL, "the database cannot be opened");
         free(err);
@@ -53,24 +67,44 @@ store *api_store_acquire(api_ctx *a, http_response *res)
     return st;
 }
 
-void api_store_release(api_ctx *a, store *st)
+static void pool_give(api_pool *p, store *st)
 {
     if (!st)
         return;
-    pthread_mutex_lock(&a->pool_lock);
-    if (a->pool_count == a->pool_cap) {
-        size_t cap = a->pool_cap ? a->pool_cap * 2 : 8;
-        store **p = realloc(a->pool, cap * sizeof *p);
-        if (!p) {
-            pthread_mutex_unlock(&a->pool_lock);
+    pthread_mutex_lock(&p->lock);
+    if (p->count == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        store **idle = realloc(p->idle, cap * sizeof *idle);
+        if (!idle) {
+            pthread_mutex_unlock(&p->lock);
             store_close(st);
             return;
         }
-        a->pool = p;
-        a->pool_cap = cap;
+        p->idle = idle;
+        p->cap = cap;
     }
-    a->pool[a->pool_count++] = st;
-    pthread_mutex_unlock(&a->pool_lock);
+    p->idle[p->count++] = st;
+    pthread_mutex_unlock(&p->lock);
+}
+
+store *api_store_acquire(api_ctx *a, http_response *res)
+{
+    return pool_take(&a->pool, a->db_path, 0, a->synchronous_full, res);
+}
+
+void api_store_release(api_ctx *a, store *st)
+{
+    pool_give(&a->pool, st);
+}
+
+store *api_outbox_acquire(api_ctx *a, http_response *res)
+{
+    return pool_take(&a->outbox_pool, a->outbox_path, 1, a->synchronous_full, res);
+}
+
+void api_outbox_release(api_ctx *a, store *st)
+{
+    pool_give(&a->outbox_pool, st);
 }
 
 /* "application/json; charset=utf-8" -> matches "application/json". */

@@ -24,12 +24,20 @@
 #include "runtime.h"
 #include "store.h"
 
+/* Idle connections to one database file, for the next request. */
+typedef struct api_pool {
+    pthread_mutex_t lock;
+    store **idle;
+    size_t count, cap;
+} api_pool;
+
 typedef struct api_ctx {
     runtime *rt;
     registry *reg;
     engine *eng;
     const evh_config *cfg;
     const char *db_path;
+    const char *outbox_path; /* the webhook tables' file (store_outbox_path) */
     int synchronous_full;
     /* Rebuild workflows and triggers from their files and the
      * workflow_triggers table and put them in force (what SIGHUP does);
@@ -47,10 +55,8 @@ typedef struct api_ctx {
     /* the live stream's hub (stream.h, api_stream_hub_new); NULL: GET
      * /api/events/stream answers 503 */
     struct stream_hub *stream;
-    /* the connection pool (api.c) */
-    pthread_mutex_t pool_lock;
-    store **pool;
-    size_t pool_count, pool_cap;
+    /* the connection pools (api.c): the main database's, the outbox's */
+    api_pool pool, outbox_pool;
 } api_ctx;
 
 /* Initialize the pool part of a (otherwise filled) api_ctx; free it. */
@@ -61,6 +67,9 @@ void api_ctx_release(api_ctx *a);
  * api_store_release.  NULL (and a 503 answered) when it cannot be opened. */
 store *api_store_acquire(api_ctx *a, http_response *res);
 void api_store_release(api_ctx *a, store *st);
+/* The same for the outbox file (subscriptions and deliveries). */
+store *api_outbox_acquire(api_ctx *a, http_response *res);
+void api_outbox_release(api_ctx *a, store *st);
 
 /*
  * The body as a JSON object (size and depth bounded), or NULL after

@@ -44,13 +44,14 @@ static void count_plugins(const api_ctx *a, size_t counts[N_PLUGIN_STATES])
 
 /*
  * GET /api/ready: 200 {"status": "ready", "checks": {"pipeline": "ok",
- * "database": "ok", "plugins": {"<state>": n, ...}}}.
+ * "database": "ok", "outbox": "ok", "plugins": {"<state>": n, ...}}}.
  *
  * The API starts serving only after the daemon loaded the plugins, opened
  * and migrated the database and started the pipeline, so answering at all
  * means "started"; what is left to check is that it is not stopping and
  * that the database takes writes now (accepted events must be committed
- * before they are acknowledged).  Plugins that failed to load are reported
+ * before they are acknowledged), and so does the outbox file (lifecycle
+ * events are stored there before they are sent).  Plugins that failed to load are reported
  * but do not make the daemon unready: they stay failed until an operator
  * acts, and taking the whole instance out of rotation for one bad plugin
  * would turn a partial outage into a full one.  Alert on
@@ -60,6 +61,17 @@ static void count_plugins(const api_ctx *a, size_t counts[N_PLUGIN_STATES])
  * the same checks (a failing one says why) and the API's usual error
  * object, whose details name each failing check.
  */
+/* "ok", or why st (NULL: it could not be opened) cannot be written now. */
+static void writable(store *st, const char *what, char *out, size_t size)
+{
+    if (!st)
+        snprintf(out, size, "%s cannot be opened", what);
+    else if (store_check_writable(st, EVH_READY_DB_TIMEOUT_MS) != EVH_OK)
+        snprintf(out, size, "not writable: %s", store_errmsg(st));
+    else
+        snprintf(out, size, "ok");
+}
+
 static void get_ready(void *ctx, const http_request *req, http_response *res)
 {
     api_ctx *a = ctx;
@@ -75,14 +87,19 @@ static void get_ready(void *ctx, const http_request *req, http_response *res)
 
     char db[600] = "ok";
     store *st = api_store_acquire(a, NULL);
-    if (!st)
-        snprintf(db, sizeof db, "the database cannot be opened");
-    else if (store_check_writable(st, EVH_READY_DB_TIMEOUT_MS) != EVH_OK)
-        snprintf(db, sizeof db, "not writable: %s", store_errmsg(st));
+    writable(st, "the database", db, sizeof db);
     api_store_release(a, st);
     cJSON_AddStringToObject(checks, "database", db);
     if (strcmp(db, "ok") != 0)
         diag_add(&failing, "checks.database", "%s", db);
+    if (a->outbox_path) { /* outbound webhooks' file (store_outbox_path) */
+        st = api_outbox_acquire(a, NULL);
+        writable(st, "the outbox file", db, sizeof db);
+        api_outbox_release(a, st);
+        cJSON_AddStringToObject(checks, "outbox", db);
+        if (strcmp(db, "ok") != 0)
+            diag_add(&failing, "checks.outbox", "%s", db);
+    }
 
     size_t counts[N_PLUGIN_STATES];
     count_plugins(a, counts);

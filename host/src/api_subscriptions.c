@@ -154,16 +154,16 @@ static void list_subscriptions(void *ctx, const http_request *req, http_response
 {
     api_ctx *a = ctx;
     (void)req;
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st)
         return;
     cJSON *rows = store_subscriptions_list(st);
     if (!rows) {
         api_respond_store_error(res, st, "listing subscriptions");
-        api_store_release(a, st);
+        api_outbox_release(a, st);
         return;
     }
-    api_store_release(a, st);
+    api_outbox_release(a, st);
     cJSON *items = cJSON_CreateArray();
     const cJSON *row;
     cJSON_ArrayForEach(row, rows)
@@ -180,16 +180,16 @@ static void get_subscription(void *ctx, const http_request *req, http_response *
 {
     api_ctx *a = ctx;
     const char *id = http_param(req, "id");
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st)
         return;
     cJSON *row = store_subscription_get(st, id);
     if (!row) {
         respond_missing(res, st, id);
-        api_store_release(a, st);
+        api_outbox_release(a, st);
         return;
     }
-    api_store_release(a, st);
+    api_outbox_release(a, st);
     cJSON *view = public_view(row);
     cJSON_Delete(row);
     if (view)
@@ -233,7 +233,7 @@ static void create_subscription(void *ctx, const http_request *req, http_respons
         return;
     }
     diag_free(&d);
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st) {
         subscription_free(s);
         return;
@@ -259,7 +259,7 @@ static void create_subscription(void *ctx, const http_request *req, http_respons
     } else {
         api_respond_store_error(res, st, "storing the subscription");
     }
-    api_store_release(a, st);
+    api_outbox_release(a, st);
     free(events);
     free(headers);
     subscription_free(s);
@@ -308,7 +308,7 @@ static void change_subscription(api_ctx *a, const http_request *req, http_respon
     cJSON *body = api_body_object(req, res, 0);
     if (!body)
         return;
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st) {
         cJSON_Delete(body);
         return;
@@ -388,7 +388,7 @@ static void change_subscription(api_ctx *a, const http_request *req, http_respon
     else
         api_respond_store_error(res, st, "storing the subscription");
 out:
-    api_store_release(a, st);
+    api_outbox_release(a, st);
     free(events);
     free(headers);
     subscription_free(s);
@@ -412,7 +412,7 @@ static void delete_subscription(void *ctx, const http_request *req, http_respons
 {
     api_ctx *a = ctx;
     const char *id = http_param(req, "id");
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st)
         return;
     cJSON *row = store_subscription_get(st, id);
@@ -441,7 +441,7 @@ static void delete_subscription(void *ctx, const http_request *req, http_respons
         }
     }
     cJSON_Delete(row);
-    api_store_release(a, st);
+    api_outbox_release(a, st);
 }
 
 /* ---- deliveries -------------------------------------------------------------------- */
@@ -465,14 +465,14 @@ static void list_deliveries(void *ctx, const http_request *req, http_response *r
                         NULL);
         return;
     }
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st)
         return;
     char *next = NULL;
     errno = 0;
     cJSON *items = store_deliveries_list(st, &f, &next);
     api_respond_list(res, st, items, next, errno, "listing deliveries");
-    api_store_release(a, st);
+    api_outbox_release(a, st);
 }
 
 /* The {id} of a delivery path; 0 after answering 404. */
@@ -500,7 +500,7 @@ static void get_delivery(void *ctx, const http_request *req, http_response *res)
     int64_t id = delivery_id(req, res);
     if (!id)
         return;
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st)
         return;
     cJSON *d = store_delivery_get(st, id);
@@ -513,7 +513,7 @@ static void get_delivery(void *ctx, const http_request *req, http_response *res)
         snprintf(reason, sizeof reason, "no delivery %lld", (long long)id);
         api_respond_one(res, 404, "not_found", "id", reason, NULL);
     }
-    api_store_release(a, st);
+    api_outbox_release(a, st);
 }
 
 static void retry_delivery(void *ctx, const http_request *req, http_response *res)
@@ -522,7 +522,7 @@ static void retry_delivery(void *ctx, const http_request *req, http_response *re
     int64_t id = delivery_id(req, res);
     if (!id)
         return;
-    store *st = api_store_acquire(a, res);
+    store *st = api_outbox_acquire(a, res);
     if (!st)
         return;
     int rc = store_delivery_retry(st, id);
@@ -552,7 +552,7 @@ static void retry_delivery(void *ctx, const http_request *req, http_response *re
     } else {
         api_respond_store_error(res, st, "retrying the delivery");
     }
-    api_store_release(a, st);
+    api_outbox_release(a, st);
 }
 
 const http_route api_routes_subscriptions[] = {

@@ -397,6 +397,7 @@ int cli_run(int argc, char **argv)
     store *st = NULL;
     engine *e = NULL;
     notifier *nt = NULL;
+    char *outbox_path = NULL;
     lifecycle *lc = NULL;
     stream_hub *hub = NULL;
     http_server *http = NULL;
@@ -432,8 +433,19 @@ int cli_run(int argc, char **argv)
                          .workers = (unsigned)c->workers,
                          .dispatch_queue = c->queue_size,
                          .max_chain_depth = (uint32_t)c->max_chain_depth};
+    /* the main database first: opening an older one moves its webhook
+     * tables to the outbox file (store.h, store_outbox_path) */
+    store_options so = {.path = c->storage_path, .synchronous_full = eo.synchronous_full};
+    if (store_open(&so, &st, &err) != EVH_OK) {
+        log_error("daemon", "database '%s': %s", c->storage_path, err ? err : "out of memory");
+        goto out_unload;
+    }
+    if (!(outbox_path = store_outbox_path(c->storage_path))) {
+        log_error("daemon", "out of memory");
+        goto out_unload;
+    }
     /* outbound webhooks: the outbox and its delivery thread (notify.h) */
-    nt = notifier_new(&(notify_options){.db_path = c->storage_path,
+    nt = notifier_new(&(notify_options){.outbox_path = outbox_path,
                                         .synchronous_full = eo.synchronous_full,
                                         .concurrency = (unsigned)c->notify_concurrency,
                                         .queue = c->notify_queue_size,
@@ -456,8 +468,7 @@ int cli_run(int argc, char **argv)
     }
     eo.lifecycle = lc;
     e = engine_new(rt, r, &eo, &err);
-    store_options so = {.path = c->storage_path, .synchronous_full = eo.synchronous_full};
-    if (!e || store_open(&so, &st, &err) != EVH_OK) {
+    if (!e) {
         log_error("daemon", "database '%s': %s", c->storage_path, err ? err : "out of memory");
         goto out_unload;
     }
@@ -482,6 +493,7 @@ int cli_run(int argc, char **argv)
     api.eng = e;
     api.cfg = c;
     api.db_path = c->storage_path;
+    api.outbox_path = outbox_path;
     api.synchronous_full = eo.synchronous_full;
     api.reload = pipeline_reload;
     api.reload_ud = &rl;
@@ -538,6 +550,7 @@ out_unload:
     api_ctx_release(&api);
     pthread_mutex_destroy(&rl.lock);
     store_close(st);
+    free(outbox_path);
     loader_unload_all(r);
 out_free:
     registry_free(r);

@@ -134,7 +134,7 @@ typedef struct xfer {
 
 struct notifier {
     notify_options opt;
-    char *db_path;
+    char *outbox_path;
     store *st; /* the delivery thread's connection */
     CURLM *multi;
     pthread_t thread;
@@ -391,9 +391,9 @@ static int sync_config(notifier *n, const notify_options *o, char **err)
     }
     if (rc == EVH_OK)
         rc = store_subscriptions_sync_config(n->st, rows, m);
-    if (rc != EVH_OK && err && asprintf(err, "%s: host.yaml subscriptions: %s", n->db_path,
-                                        rc == EVH_E_NOMEM ? "out of memory"
-                                                          : store_errmsg(n->st)) < 0)
+    if (rc != EVH_OK && err &&
+        asprintf(err, "%s: host.yaml subscriptions: %s", n->outbox_path,
+                 rc == EVH_E_NOMEM ? "out of memory" : store_errmsg(n->st)) < 0)
         *err = NULL;
     for (size_t i = 0; texts && i < 2 * m; i++)
         free(texts[i]);
@@ -440,7 +440,7 @@ notifier *notifier_new(const notify_options *o, char **err)
     n->rng = (uint64_t)monotonic_ns() ^ ((uint64_t)time(NULL) << 20) ^ (uint64_t)(uintptr_t)n;
     if (!n->rng)
         n->rng = 0x9E3779B97F4A7C15ULL;
-    n->db_path = o->db_path ? strdup(o->db_path) : NULL;
+    n->outbox_path = o->outbox_path ? strdup(o->outbox_path) : NULL;
     n->flying = calloc(n->opt.concurrency, sizeof *n->flying);
     n->idle = calloc(n->opt.concurrency, sizeof *n->idle);
     n->done = calloc(DONE_MAX, sizeof *n->done);
@@ -450,9 +450,8 @@ notifier *notifier_new(const notify_options *o, char **err)
     while (n->busy_cap < 2 * ((size_t)n->opt.concurrency + DONE_MAX))
         n->busy_cap *= 2;
     n->busy = calloc(n->busy_cap, sizeof *n->busy);
-    if (!n->db_path || !n->flying || !n->idle || !n->done || !n->done_err || !n->done_lane ||
-        !n->busy ||
-        !curl_ok || !(n->multi = curl_multi_init())) {
+    if (!n->outbox_path || !n->flying || !n->idle || !n->done || !n->done_err || !n->done_lane ||
+        !n->busy || !curl_ok || !(n->multi = curl_multi_init())) {
         if (err && asprintf(err, "%s", !curl_ok ? "libcurl could not be initialized"
                                                  : "out of memory") < 0)
             *err = NULL;
@@ -461,7 +460,8 @@ notifier *notifier_new(const notify_options *o, char **err)
     }
     curl_multi_setopt(n->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n->opt.concurrency);
     curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, (long)n->opt.concurrency * 2);
-    store_options so = {.path = n->db_path, .synchronous_full = o->synchronous_full};
+    store_options so = {
+        .path = n->outbox_path, .synchronous_full = o->synchronous_full, .outbox = 1};
     if (store_open(&so, &n->st, err) != EVH_OK || store_open(&so, &n->wst, err) != EVH_OK ||
         sync_config(n, o, err) != EVH_OK) {
         notifier_free(n);
@@ -470,7 +470,7 @@ notifier *notifier_new(const notify_options *o, char **err)
     store_set_cache_kib(n->wst, STORE_CACHE_KIB);
     int64_t open = 0;
     if (load_subs(n, n->st) != EVH_OK || store_deliveries_count_open(n->st, &open) != EVH_OK) {
-        if (err && asprintf(err, "%s: outbox: %s", n->db_path, store_errmsg(n->st)) < 0)
+        if (err && asprintf(err, "%s: outbox: %s", n->outbox_path, store_errmsg(n->st)) < 0)
             *err = NULL;
         notifier_free(n);
         return NULL;
@@ -576,7 +576,7 @@ void notifier_free(notifier *n)
     pthread_cond_destroy(&n->q_room);
     pthread_cond_destroy(&n->q_work);
     pthread_mutex_destroy(&n->q_lock);
-    free(n->db_path);
+    free(n->outbox_path);
     free(n);
 }
 

@@ -58,7 +58,10 @@
 #define NOTIFY_ERROR_BODY_MAX 200
 
 typedef struct notify_options {
-    const char *db_path;
+    /* the outbox file (store_outbox_path of the main database, which must
+     * have been opened first: opening it moves an older database's outbox
+     * there) */
+    const char *outbox_path;
     int synchronous_full;
     unsigned concurrency;   /* transfers at once; 0: NOTIFY_DEFAULT_CONCURRENCY */
     size_t queue;           /* events waiting to be stored; 0: NOTIFY_DEFAULT_QUEUE */
@@ -73,7 +76,7 @@ typedef struct notify_options {
 
 typedef struct notifier notifier;
 
-/* Open the database (its own connection), bring the host.yaml subscriptions
+/* Open the outbox file (its own connections), bring the host.yaml subscriptions
  * into the subscriptions table (store_subscriptions_sync_config), make
  * attempts a previous process left in flight due again, and load the
  * subscriptions.  NULL and a malloc'd reason in *err on failure. */

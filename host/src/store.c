@@ -31,6 +31,9 @@ typedef struct migration {
     int version;
     const char *sql;
     int fk_off; /* rebuilds a table that others reference: foreign keys off */
+    /* run before the migration's transaction while the database lacks it
+     * (what a transaction cannot do: ATTACH); NULL: nothing */
+    int (*before)(store *s);
 } migration;
 
 static const char MIGRATION_1[] =
@@ -248,15 +251,103 @@ static const char MIGRATION_4[] =
     "CREATE INDEX deliveries_subscription ON deliveries(subscription_id, id);"
     "CREATE INDEX deliveries_dead ON deliveries(id) WHERE status = 'dead';";
 
+/* The outbox moves to a file of its own (store_outbox_path): its
+ * transactions took the one write lock that the pipeline's event writer
+ * and recorder wait on, and with subscribers the pipeline lost half to
+ * three quarters of its rate to that (docs/BENCHMARKS.md).  move_outbox
+ * has copied the rows over before this drops them; deliveries go first,
+ * as they reference the other two. */
+static const char MIGRATION_5[] = "DROP TABLE deliveries;"
+                                  "DROP TABLE outbox_messages;"
+                                  "DROP TABLE subscriptions;";
+
+static int move_outbox(store *s);
+
 static const migration MIGRATIONS[] = {
-    {1, MIGRATION_1, 0},
-    {2, MIGRATION_2, 0},
-    {3, MIGRATION_3, 1},
-    {4, MIGRATION_4, 0},
+    {1, MIGRATION_1, 0, NULL}, {2, MIGRATION_2, 0, NULL},        {3, MIGRATION_3, 1, NULL},
+    {4, MIGRATION_4, 0, NULL}, {5, MIGRATION_5, 0, move_outbox},
 };
 #define N_MIGRATIONS (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 
-_Static_assert(STORE_SCHEMA_VERSION == 4, "add the migration to MIGRATIONS");
+_Static_assert(STORE_SCHEMA_VERSION == 5, "add the migration to MIGRATIONS");
+
+/* The outbox file's schema: the tables migrations 2 and 4 made in the main
+ * database before migration 5 moved them, the same columns in the same
+ * order, with the same indexes (see MIGRATION_4 for what each serves). */
+static const char OUTBOX_MIGRATION_1[] =
+    "CREATE TABLE subscriptions("
+    " id TEXT PRIMARY KEY,"
+    " url TEXT NOT NULL,"
+    " events TEXT NOT NULL,"
+    " token TEXT,"
+    " secret TEXT,"
+    " headers TEXT,"
+    " timeout_ms INTEGER,"
+    " max_attempts INTEGER,"
+    " backoff_base_ms INTEGER,"
+    " backoff_cap_ms INTEGER,"
+    " enabled INTEGER NOT NULL DEFAULT 1,"
+    " disabled_reason TEXT,"
+    " origin TEXT NOT NULL DEFAULT 'api',"
+    " created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL);"
+    "CREATE TABLE outbox_messages("
+    " id INTEGER PRIMARY KEY,"
+    " message_id TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " job_id TEXT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " created_at TEXT NOT NULL);"
+    "CREATE INDEX outbox_messages_job ON outbox_messages(job_id, id);"
+    "CREATE TABLE deliveries("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " subscription_id TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,"
+    " message INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL DEFAULT 0,"
+    " status TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK(status IN ('pending','delivered','failed','dead')),"
+    " next_attempt_at TEXT NOT NULL,"
+    " last_status INTEGER,"
+    " last_error TEXT,"
+    " created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL);"
+    "CREATE INDEX deliveries_due ON deliveries(subscription_id, next_attempt_at, id)"
+    " WHERE status IN ('pending','failed');"
+    "CREATE INDEX deliveries_message ON deliveries(message, subscription_id);"
+    "CREATE INDEX deliveries_subscription ON deliveries(subscription_id, id);"
+    "CREATE INDEX deliveries_dead ON deliveries(id) WHERE status = 'dead';";
+
+static const migration OUTBOX_MIGRATIONS[] = {
+    {1, OUTBOX_MIGRATION_1, 0, NULL},
+};
+#define N_OUTBOX_MIGRATIONS (sizeof OUTBOX_MIGRATIONS / sizeof *OUTBOX_MIGRATIONS)
+
+_Static_assert(STORE_OUTBOX_SCHEMA_VERSION == 1, "add the migration to OUTBOX_MIGRATIONS");
+
+/* Migration 5's copy, on the main database's connection with the outbox
+ * file attached as "outbox".  Every row keeps its id (deliveries point at
+ * messages, and receivers and GET /api/deliveries/{id} know them), and
+ * rows already there are left alone, so a copy that a crash cut short is
+ * simply made again.  Delivery ids are never reused, not even those of rows
+ * pruned before: the new file's sequence starts where the old one was. */
+static const char OUTBOX_COPY[] =
+    "INSERT OR IGNORE INTO outbox.subscriptions(id, url, events, token, secret, headers,"
+    " timeout_ms, max_attempts, backoff_base_ms, backoff_cap_ms, enabled, disabled_reason,"
+    " origin, created_at, updated_at)"
+    " SELECT id, url, events, token, secret, headers, timeout_ms, max_attempts,"
+    " backoff_base_ms, backoff_cap_ms, enabled, disabled_reason, origin, created_at,"
+    " updated_at FROM main.subscriptions;"
+    "INSERT OR IGNORE INTO outbox.outbox_messages(id, message_id, event, job_id, body,"
+    " created_at)"
+    " SELECT id, message_id, event, job_id, body, created_at FROM main.outbox_messages;"
+    "INSERT OR IGNORE INTO outbox.deliveries(id, subscription_id, message, attempt, status,"
+    " next_attempt_at, last_status, last_error, created_at, updated_at)"
+    " SELECT id, subscription_id, message, attempt, status, next_attempt_at, last_status,"
+    " last_error, created_at, updated_at FROM main.deliveries ORDER BY id;"
+    "DELETE FROM outbox.sqlite_sequence WHERE name = 'deliveries';"
+    "INSERT INTO outbox.sqlite_sequence(name, seq) SELECT 'deliveries',"
+    " MAX(COALESCE((SELECT seq FROM main.sqlite_sequence WHERE name = 'deliveries'), 0),"
+    " COALESCE((SELECT MAX(id) FROM outbox.deliveries), 0));";
 
 /* ---- cached statements ---------------------------------------------------- */
 
@@ -531,6 +622,7 @@ struct store {
     int outer_tx; /* inside store_batch_begin: tx_begin/tx_end join that one */
     pthread_mutex_t *gate; /* its file's write gate (see "the write gate") */
     int gated;    /* holds the write gate (a transaction is open) */
+    int outbox;   /* the outbox file (store_options.outbox), not the main database */
     char errmsg[512];
 };
 
@@ -1262,6 +1354,12 @@ static int configure(store *s, int synchronous_full)
 
 static int schema_version(store *s, int64_t *v);
 
+/* The newest migration of s's kind of file. */
+static int64_t newest_version(const store *s)
+{
+    return s->outbox ? STORE_OUTBOX_SCHEMA_VERSION : STORE_SCHEMA_VERSION;
+}
+
 /* A reader (the CLI) changes nothing: no pragmas that write, no
  * migrations; it only needs a database the daemon has set up. */
 static int check_readable(store *s)
@@ -1273,9 +1371,9 @@ static int check_readable(store *s)
     if (rc == EVH_OK && v < 1) {
         set_err(s, "no evhost tables yet (the daemon has not finished creating it)");
         rc = EVH_E_NOT_FOUND;
-    } else if (rc == EVH_OK && v > STORE_SCHEMA_VERSION) {
-        set_err(s, "schema version %lld is newer than this evhost knows (%d)", (long long)v,
-                STORE_SCHEMA_VERSION);
+    } else if (rc == EVH_OK && v > newest_version(s)) {
+        set_err(s, "schema version %lld is newer than this evhost knows (%lld)", (long long)v,
+                (long long)newest_version(s));
         rc = EVH_E_UNSUPPORTED;
     }
     return rc;
@@ -1342,11 +1440,11 @@ static int migrate_one(store *s, const migration *m)
     int64_t v = 0;
     if (rc == EVH_OK)
         rc = schema_version(s, &v);
-    if (rc == EVH_OK && v > STORE_SCHEMA_VERSION) {
+    if (rc == EVH_OK && v > newest_version(s)) {
         set_err(s,
-                "database schema version %lld is newer than this evhost supports (%d); "
+                "%s schema version %lld is newer than this evhost supports (%lld); "
                 "run a newer evhost or use another database file",
-                (long long)v, STORE_SCHEMA_VERSION);
+                s->outbox ? "outbox" : "database", (long long)v, (long long)newest_version(s));
         rc = EVH_E_UNSUPPORTED;
     }
     if (rc == EVH_OK && v < m->version) {
@@ -1363,11 +1461,14 @@ static int migrate_one(store *s, const migration *m)
 
 static int migrate(store *s)
 {
-    for (size_t i = 0; i < N_MIGRATIONS; i++) {
-        const migration *m = &MIGRATIONS[i];
+    const migration *list = s->outbox ? OUTBOX_MIGRATIONS : MIGRATIONS;
+    size_t n = s->outbox ? N_OUTBOX_MIGRATIONS : N_MIGRATIONS;
+    for (size_t i = 0; i < n; i++) {
+        const migration *m = &list[i];
+        int rc = m->before ? m->before(s) : EVH_OK;
         /* PRAGMA foreign_keys is a no-op inside a transaction: set around it */
-        int rc = m->fk_off ? exec_sql(s, "PRAGMA foreign_keys=OFF", "disabling foreign keys")
-                           : EVH_OK;
+        if (rc == EVH_OK && m->fk_off)
+            rc = exec_sql(s, "PRAGMA foreign_keys=OFF", "disabling foreign keys");
         if (rc == EVH_OK)
             rc = migrate_one(s, m);
         if (m->fk_off) {
@@ -1378,6 +1479,78 @@ static int migrate(store *s)
             return rc;
     }
     return EVH_OK;
+}
+
+char *store_outbox_path(const char *db_path)
+{
+    if (!db_path)
+        return NULL;
+    size_t n = strlen(db_path);
+    int dot_db = n > 3 && !strcmp(db_path + n - 3, ".db");
+    char *out = NULL;
+    if (asprintf(&out, "%.*s-outbox.db", (int)(dot_db ? n - 3 : n), db_path) < 0)
+        return NULL;
+    return out;
+}
+
+/* Has the main database anything in the tables migration 5 moves?  Only
+ * then is the outbox file made here (a new database has nothing; the
+ * notifier makes its file when it opens it). */
+static int outbox_has_rows(store *s, int *yes)
+{
+    sqlite3_stmt *st = prepare(s, "SELECT EXISTS (SELECT 1 FROM subscriptions)"
+                                  " OR EXISTS (SELECT 1 FROM outbox_messages)"
+                                  " OR EXISTS (SELECT 1 FROM deliveries)");
+    if (!st)
+        return EVH_E_IO;
+    int rc = sqlite3_step(st);
+    *yes = rc == SQLITE_ROW && sqlite3_column_int(st, 0);
+    int out = rc == SQLITE_ROW ? EVH_OK : fail(s, rc, "looking at the outbox");
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* The first half of migration 5: copy the outbox's rows into the outbox
+ * file, in a transaction of their own, committed with fsync before
+ * migration 5 drops them here.  A crash between the two leaves both copies
+ * and the database at version 4, and the next open copies again
+ * (OUTBOX_COPY ignores what is there already). */
+static int move_outbox(store *s)
+{
+    int64_t v = 0;
+    int yes = 0;
+    int rc = schema_version(s, &v);
+    if (rc != EVH_OK || v >= 5 || (rc = outbox_has_rows(s, &yes)) != EVH_OK || !yes)
+        return rc;
+    char *path = store_outbox_path(s->path);
+    if (!path) {
+        set_err(s, "migration 5: out of memory");
+        return EVH_E_NOMEM;
+    }
+    store *ob = NULL;
+    char *err = NULL;
+    rc = store_open(&(store_options){.path = path, .outbox = 1, .synchronous_full = 1}, &ob, &err);
+    store_close(ob); /* made with its tables; the copy goes through the attachment */
+    if (rc != EVH_OK) {
+        set_err(s, "migration 5, moving the outbox out: %s", err ? err : "cannot open it");
+        free(err);
+        free(path);
+        return rc;
+    }
+    sqlite3_stmt *at = prepare(s, "ATTACH ?1 AS outbox");
+    int src = at ? sqlite3_bind_text(at, 1, path, -1, SQLITE_STATIC) : SQLITE_ERROR;
+    src = src == SQLITE_OK ? sqlite3_step(at) : src;
+    sqlite3_finalize(at);
+    free(path);
+    if (!at)
+        return EVH_E_IO;
+    if (src != SQLITE_DONE)
+        return fail(s, src, "migration 5: attaching the outbox file");
+    rc = exec_sql(s, "PRAGMA outbox.synchronous=FULL", "migration 5: setting synchronous");
+    if (rc == EVH_OK && (rc = tx_begin(s)) == EVH_OK)
+        rc = tx_end(s, exec_sql(s, OUTBOX_COPY, "migration 5: copying the outbox"));
+    int det = exec_sql(s, "DETACH outbox", "migration 5: detaching the outbox file");
+    return rc == EVH_OK ? det : rc;
 }
 
 static void open_error(char **err, const char *path, const char *reason)
@@ -1408,6 +1581,7 @@ int store_open(const store_options *o, store **out, char **err)
         open_error(err, o->path, "out of memory");
         return EVH_E_NOMEM;
     }
+    s->outbox = o->outbox;
     int rc = o->read_only ? EVH_OK : create_file(s);
     if (rc == EVH_OK) {
         int flags = (o->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |

@@ -30,8 +30,10 @@
 
 #include "event.h"
 
-/* The newest schema migration this build knows. */
-#define STORE_SCHEMA_VERSION 4
+/* The newest schema migration this build knows, of the main database and
+ * of the outbox file. */
+#define STORE_SCHEMA_VERSION 5
+#define STORE_OUTBOX_SCHEMA_VERSION 1
 
 /* Page sizes of the list functions. */
 #define STORE_LIST_DEFAULT_LIMIT 50
@@ -44,7 +46,20 @@ typedef struct store_options {
     int synchronous_full; /* 1: PRAGMA synchronous=FULL, 0: NORMAL */
     int read_only;        /* 1: read an existing database; create, configure
                              and migrate nothing (the CLI's reports) */
+    int outbox;           /* 1: the outbox file (store_outbox_path): the
+                             subscriptions, outbox_messages and deliveries
+                             tables, and only those */
 } store_options;
+
+/*
+ * The outbox file that goes with the main database db_path: "x.db" ->
+ * "x-outbox.db", any other name gets "-outbox.db" appended (malloc'd; NULL
+ * on out-of-memory).  Outbound webhooks keep their tables there so that
+ * their writes never wait for the pipeline's, nor it for theirs (SQLite
+ * has one write lock per file).  Opening a main database of an older
+ * schema moves its webhook tables there (migration 5).
+ */
+char *store_outbox_path(const char *db_path);
 
 /*
  * Open (creating with mode 0600 when missing) the database at o->path and
@@ -299,6 +314,8 @@ void store_set_cache_kib(store *s, int kib);
 
 /* ---- outbound webhooks: subscriptions and deliveries (the outbox) -------------
  *
+ * These work on a store opened with store_options.outbox, the outbox file
+ * (store_outbox_path); the main database has none of these tables.
  * subscriptions: where lifecycle events go (subscription.h checks the
  * definition; the row keeps it as given, secrets included: the file is
  * 0600).  outbox_messages: one row per lifecycle event (its envelope, its

@@ -940,7 +940,7 @@ static void test_restart_delivers_pending(void **state)
     free(db);
 }
 
-/* ---- an older database: its outbox is converted (schema 4) ------------------------------ */
+/* ---- an older database: its outbox is converted (schema 4) and moved to its file (5) ----- */
 
 static void exec_ok(sqlite3 *db, const char *sql)
 {
@@ -955,18 +955,23 @@ static void test_schema2_outbox_migrated(void **state)
     receiver *rx = rx_start(0);
     char *dir = tu_tempdir("hooks-v2");
     char *db = tu_join(dir, "evhost.db");
-    /* a database as schema 3 left it (its outbox as version 2 made it):
-     * made new, then the outbox taken back to that shape, with rows in it */
+    /* a database as schema 3 left it (its outbox as version 2 made it, in
+     * the main database): made new, then that outbox added, with rows in it */
     store *st = NULL;
     store_options so = {.path = db};
     assert_int_equal(store_open(&so, &st, NULL), EVH_OK);
     store_close(st);
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    char sql[4096];
+    char sql[8192];
     snprintf(sql, sizeof sql,
-             "DROP TABLE deliveries; DROP TABLE outbox_messages;"
-             "DELETE FROM schema_migrations WHERE version = 4;"
+             "DELETE FROM schema_migrations WHERE version >= 4;"
+             "CREATE TABLE subscriptions(id TEXT PRIMARY KEY, url TEXT NOT NULL,"
+             " events TEXT NOT NULL, token TEXT, secret TEXT, headers TEXT, timeout_ms INTEGER,"
+             " max_attempts INTEGER, backoff_base_ms INTEGER, backoff_cap_ms INTEGER,"
+             " enabled INTEGER NOT NULL DEFAULT 1, disabled_reason TEXT,"
+             " origin TEXT NOT NULL DEFAULT 'api', created_at TEXT NOT NULL,"
+             " updated_at TEXT NOT NULL);"
              "CREATE TABLE deliveries(id INTEGER PRIMARY KEY AUTOINCREMENT,"
              " subscription_id TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,"
              " event TEXT NOT NULL, job_id TEXT NOT NULL, message_id TEXT NOT NULL,"
@@ -1058,6 +1063,18 @@ static void test_schema2_outbox_migrated(void **state)
     assert_true(nget(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(d, "items"), 0), "id") >
                 20);
     cJSON_Delete(d);
+    /* the main database has no outbox tables left: they are in the outbox file */
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
+                                        " ('subscriptions', 'outbox_messages', 'deliveries')",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    sqlite3_close(h);
     at_stop(t);
     rx_stop(rx);
     tu_rmtree(dir);
@@ -1169,11 +1186,16 @@ static void test_subscriptions_api(void **state)
     cJSON_Delete(edit);
     assert_string_equal(sget(s, "events"), "all");
     cJSON_Delete(s);
-    cJSON *row = store_subscription_get(t->st, "n8n");
+    /* stored as given (the outbox file is 0600), only the API redacts */
+    store *ob = NULL;
+    assert_int_equal(store_open(&(store_options){.path = t->outbox, .outbox = 1}, &ob, NULL),
+                     EVH_OK);
+    cJSON *row = store_subscription_get(ob, "n8n");
     assert_string_equal(sget(row, "token"), "t-1");
     assert_string_equal(sget(row, "secret"), "raw-secret");
     assert_string_equal(sget(cJSON_GetObjectItemCaseSensitive(row, "headers"), "X-Key"), "k-1");
     cJSON_Delete(row);
+    store_close(ob);
     /* PATCH: some fields; null removes */
     s = call(t, "PATCH", "/api/subscriptions/n8n", "{\"token\": null, \"max_attempts\": 3}", 200);
     assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s, "token")));

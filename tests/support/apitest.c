@@ -118,7 +118,12 @@ apitest *at_start(const at_options *o)
                          .dispatch_queue = queue,
                          .max_chain_depth = 4};
     char *err = NULL;
-    notify_options no = {.db_path = t->db,
+    /* the main database first: it may move an old outbox to its file */
+    store_options so = {.path = t->db};
+    assert_int_equal(store_open(&so, &t->st, &err), EVH_OK);
+    t->outbox = store_outbox_path(t->db);
+    assert_non_null(t->outbox);
+    notify_options no = {.outbox_path = t->outbox,
                          .concurrency = (unsigned)t->cfg->notify_concurrency,
                          .queue = t->cfg->notify_queue_size,
                          .timeout_ms = (uint32_t)t->cfg->notify_timeout_ms,
@@ -136,8 +141,6 @@ apitest *at_start(const at_options *o)
     t->e = engine_new(t->rt, t->r, &eo, &err);
     if (!t->e)
         fail_msg("engine: %s", err ? err : "?");
-    store_options so = {.path = t->db};
-    assert_int_equal(store_open(&so, &t->st, &err), EVH_OK);
 
     t->wf_dirs[0] = t->wfdir;
     t->trig_files[0] = t->trigfile;
@@ -156,6 +159,7 @@ apitest *at_start(const at_options *o)
     t->api.eng = t->e;
     t->api.cfg = t->cfg;
     t->api.db_path = t->db;
+    t->api.outbox_path = t->outbox;
     t->api.reload = pipeline_reload;
     t->api.reload_ud = &t->rl;
     t->api.started_ns = monotonic_ns();
@@ -224,6 +228,7 @@ void at_stop(apitest *t)
     free(t->wfdir);
     free(t->trigfile);
     free(t->db);
+    free(t->outbox);
     free(t);
 }
 

@@ -38,6 +38,7 @@ typedef struct at_options {
 
 typedef struct apitest {
     char *root, *plugins, *data, *wfdir, *trigfile, *db;
+    char *outbox; /* the outbox file (store_outbox_path(db)) */
     const char *wf_dirs[1], *trig_files[1];
     pipeline_sources src;
     pipeline_reloader rl;

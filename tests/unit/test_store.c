@@ -51,6 +51,18 @@ static store *open_at(const char *path)
     return s;
 }
 
+static store *open_outbox(const char *path)
+{
+    store_options o = {.path = path, .outbox = 1};
+    store *s = NULL;
+    char *err = NULL;
+    int rc = store_open(&o, &s, &err);
+    if (rc != EVH_OK)
+        fprintf(stderr, "store_open: %s\n", err ? err : "?");
+    assert_int_equal(rc, EVH_OK);
+    return s;
+}
+
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -1322,6 +1334,13 @@ static void test_write_gate_per_file(void **state)
 static void test_outbox_insert_many(void **state)
 {
     fixture *f = *state;
+    /* the outbox tables live in the outbox file: f->s stands for it here */
+    store_close(f->s);
+    char *outbox = store_outbox_path(f->path);
+    f->s = open_outbox(outbox);
+    struct stat sb; /* it holds secrets */
+    assert_int_equal(stat(outbox, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
     const store_subscription a = {.id = "a", .url = "http://127.0.0.1:9/a", .events_json = "\"all\"",
                                   .enabled = 1};
     const store_subscription b = {.id = "b", .url = "http://127.0.0.1:9/b", .events_json = "\"all\"",
@@ -1380,14 +1399,147 @@ static void test_outbox_insert_many(void **state)
     assert_int_equal(store_outbox_insert(f->s, &one, 1), EVH_OK);
     assert_true(more[0] > last);
     assert_int_equal(more[1], 0);
-    sqlite3 *raw = raw_open(f->path);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(raw, "SELECT COUNT(*) FROM outbox_messages", -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), N); /* N - 1 + msg_again */
-    sqlite3_finalize(st);
+    sqlite3 *raw = raw_open(outbox);
+    assert_int_equal(raw_int(raw, "SELECT COUNT(*) FROM outbox_messages"), N); /* N-1 + again */
     sqlite3_close(raw);
+    free(outbox);
+}
+
+static void test_outbox_path(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"./evhost-data/evhost.db", "./evhost-data/evhost-outbox.db"},
+        {"/var/lib/evhost/state", "/var/lib/evhost/state-outbox.db"},
+        {"a.sqlite", "a.sqlite-outbox.db"},
+        {".db", ".db-outbox.db"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *p = store_outbox_path(cases[i][0]);
+        assert_string_equal(p, cases[i][1]);
+        free(p);
+    }
+    assert_null(store_outbox_path(NULL));
+}
+
+/* The DDL of every table and index in the file at path, for making them
+ * elsewhere (';'-separated, malloc'd). */
+static char *schema_of(const char *path)
+{
+    sqlite3 *db = raw_open(path);
+    char *sql = raw_text(db, "SELECT group_concat(sql, ';') FROM sqlite_master WHERE sql NOT NULL"
+                             " AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'");
+    sqlite3_close(db);
+    return sql;
+}
+
+/* A database at schema 4 kept its outbox in its own tables; opening it moves
+ * every row, with its id, to the outbox file (migration 5), drops the tables
+ * there, and the delivery ids go on where they were.  A copy that a crash
+ * cut short (the outbox file already holds some of the rows) is made again
+ * without duplicates. */
+static void test_migration_5_moves_outbox(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    /* the old tables are exactly what the outbox file has (same DDL) */
+    char *scratch = tu_join(f->dir, "scratch.db");
+    store_close(open_outbox(scratch));
+    char *ddl = schema_of(scratch);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db, ddl, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "DELETE FROM schema_migrations WHERE version = 5;"
+            "INSERT INTO subscriptions(id, url, events, secret, enabled, origin, created_at,"
+            " updated_at) VALUES('a', 'http://127.0.0.1:9/a', '\"all\"', 'k', 1, 'api',"
+            " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),"
+            " ('b', 'http://127.0.0.1:9/b', '[\"jobError\"]', NULL, 0, 'host.yaml',"
+            " '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');"
+            "INSERT INTO outbox_messages VALUES (3, 'msg_1', 'jobStart', 'job-1', '{\"n\":1}',"
+            " '2026-01-01T00:00:00.000Z'), (4, 'msg_2', 'jobError', 'job-1', '{\"n\":2}',"
+            " '2026-01-01T00:00:00.000Z');"
+            "INSERT INTO deliveries(id, subscription_id, message, attempt, status, next_attempt_at,"
+            " last_status, last_error, created_at, updated_at) VALUES"
+            " (7, 'a', 3, 1, 'delivered', '2026-01-01T00:00:00.000Z', 204, NULL,"
+            "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z'),"
+            " (8, 'a', 4, 2, 'failed', '2026-01-01T00:00:09.000Z', 503, 'HTTP 503',"
+            "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z'),"
+            " (9, 'b', 4, 8, 'dead', '2026-01-01T00:00:00.000Z', 500, 'HTTP 500',"
+            "  '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z');"
+            /* rows up to 40 were made and pruned once */
+            "UPDATE sqlite_sequence SET seq = 40 WHERE name = 'deliveries';",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    /* an earlier try got as far as copying subscription a and message 3 */
+    char *outbox = store_outbox_path(f->path);
+    store_close(open_outbox(outbox));
+    db = raw_open(outbox);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO subscriptions(id, url, events, secret, enabled, origin,"
+                     " created_at, updated_at) VALUES('a', 'http://127.0.0.1:9/a', '\"all\"',"
+                     " 'k', 1, 'api', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');"
+                     "INSERT INTO outbox_messages VALUES (3, 'msg_1', 'jobStart', 'job-1',"
+                     " '{\"n\":1}', '2026-01-01T00:00:00.000Z');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    f->s = open_at(f->path);
+    db = raw_open(f->path);
+    assert_int_equal(raw_int(db, "SELECT MAX(version) FROM schema_migrations"), 5);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
+                                 " ('subscriptions', 'outbox_messages', 'deliveries')"),
+                     0);
+    sqlite3_close(db);
+
+    store *ob = open_outbox(outbox);
+    db = raw_open(outbox);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM subscriptions"), 2);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM outbox_messages"), 2);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM deliveries"), 3);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
+    sqlite3_close(db);
+    cJSON *d = store_delivery_get(ob, 8);
+    assert_non_null(d);
+    assert_string_equal(str_of(d, "status"), "failed");
+    assert_string_equal(str_of(d, "message_id"), "msg_2");
+    assert_string_equal(str_of(d, "last_error"), "HTTP 503");
+    cJSON_Delete(d);
+    cJSON *sub = store_subscription_get(ob, "b");
+    assert_non_null(sub);
+    assert_string_equal(str_of(sub, "origin"), "host.yaml");
+    cJSON_Delete(sub);
+    int64_t open = 0;
+    assert_int_equal(store_deliveries_count_open(ob, &open), EVH_OK);
+    assert_int_equal(open, 1);
+    /* a new delivery's id comes after every id ever given */
+    static const char *const to_a[] = {"a"};
+    int64_t id = 0;
+    store_outbox_message m = {.event = "jobStart",
+                              .job_id = "job-2",
+                              .message_id = "msg_3",
+                              .body = "{}",
+                              .body_len = 2,
+                              .subscription_ids = to_a,
+                              .n_subs = 1,
+                              .delivery_ids = &id};
+    assert_int_equal(store_outbox_insert(ob, &m, 1), EVH_OK);
+    assert_int_equal(id, 41);
+    store_close(ob);
+    /* opening again moves nothing more */
+    store_close(f->s);
+    f->s = open_at(f->path);
+    db = raw_open(outbox);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM deliveries"), 4);
+    sqlite3_close(db);
+    free(outbox);
+    free(ddl);
+    free(scratch);
 }
 
 int main(void)
@@ -1413,6 +1565,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_insert_many, setup, teardown),
+        cmocka_unit_test(test_outbox_path),
+        cmocka_unit_test_setup_teardown(test_migration_5_moves_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_gate_per_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -496,6 +496,9 @@ int notifier_start(notifier *n)
     if (pthread_create(&n->thread, NULL, notify_main, n) != 0)
         return EVH_E_NOMEM;
     n->started = 1;
+    /* named for top -H and perf */
+    pthread_setname_np(n->store_thread, "evh-outbox");
+    pthread_setname_np(n->thread, "evh-deliver");
     return EVH_OK;
 }
 

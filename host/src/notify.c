@@ -8,8 +8,11 @@
  * subscription taking it) and hands the stored deliveries, with their row
  * ids, straight to the delivery thread in memory.  The delivery thread runs
  * them as concurrent transfers on one curl multi handle (whose connection
- * cache gives keep-alive) and records the outcomes (one transaction per
- * batch of completions).  Batching is by count or a few milliseconds
+ * cache gives keep-alive) and hands each batch of outcomes back to the
+ * storing thread, which records it (one transaction per batch): the
+ * delivery thread is the one that cannot be split, so it does no database
+ * writes while the storing thread can take them (they were a sixth of its
+ * time).  Batching is by count or a few milliseconds
  * (STORE_WAIT_NS, DONE_WAIT_NS), so the outbox takes the database's write
  * lock seldom, however fast events come.
  *
@@ -70,6 +73,9 @@
  * DONE_WAIT_NS, for the same reason. */
 #define DONE_MAX 256
 #define DONE_WAIT_NS (20 * 1000000LL)
+/* Batches of outcomes handed to the storing thread and not yet recorded;
+ * past this, the delivery thread records the next batch itself. */
+#define TRANSIT_MAX 4
 
 /* Deliveries handed over in memory that may wait for the delivery thread;
  * past this, lanes fall back to the table (which holds them all anyway). */
@@ -112,6 +118,20 @@ typedef struct fresh {
     uint64_t key; /* (subscription, job) */
 } fresh;
 
+/* A batch of outcomes handed to the storing thread (flush_done): its
+ * arrays are the delivery thread's until handed over, then read by both
+ * until `recorded`, then the delivery thread's again (take_recorded). */
+typedef struct done_batch {
+    struct done_batch *next;    /* the storing thread's queue (under q_lock) */
+    struct done_batch *transit; /* the delivery thread's list of those out */
+    atomic_int recorded;        /* set by the storing thread, with ok */
+    int ok;
+    size_t n;
+    store_delivery_outcome *o;
+    char **err; /* the last_error copies o[i].error points at */
+    lane **lane;
+} done_batch;
+
 /* One attempt on the wire. */
 typedef struct xfer {
     CURL *easy;
@@ -149,6 +169,10 @@ struct notifier {
     atomic_int kick; /* deliveries were handed over */
     atomic_int rescan; /* every lane back to the table (a retry, a reload) */
     int joined;      /* the thread is gone (under q_lock) */
+    /* outcomes to record, for the storing thread (under q_lock); once it
+     * is gone (store_gone), the delivery thread records its own */
+    done_batch *out_head, *out_tail;
+    int store_gone;
 
     /* lanes, one per subscription seen */
     pthread_mutex_t lanes_lock;
@@ -187,6 +211,10 @@ struct notifier {
     lane **done_lane;
     size_t n_done;
     int64_t done_since_ns;
+    /* batches handed over and not yet taken back (take_recorded) */
+    done_batch *transit;
+    size_t n_transit;
+    int scan_on_record; /* read the lanes again once they are recorded */
     /* the delivery thread's: read lanes from the table now; when next */
     int need_scan;
     int64_t due_us;
@@ -447,7 +475,7 @@ notifier *notifier_new(const notify_options *o, char **err)
     n->done_err = calloc(DONE_MAX, sizeof *n->done_err);
     n->done_lane = calloc(DONE_MAX, sizeof *n->done_lane);
     n->busy_cap = 64;
-    while (n->busy_cap < 2 * ((size_t)n->opt.concurrency + DONE_MAX))
+    while (n->busy_cap < 2 * ((size_t)n->opt.concurrency + DONE_MAX * (TRANSIT_MAX + 1)))
         n->busy_cap *= 2;
     n->busy = calloc(n->busy_cap, sizeof *n->busy);
     if (!n->outbox_path || !n->flying || !n->idle || !n->done || !n->done_err || !n->done_lane ||
@@ -485,6 +513,7 @@ notifier *notifier_new(const notify_options *o, char **err)
 
 static void *notify_main(void *arg);
 static void *store_main(void *arg);
+static void batch_free(done_batch *b);
 
 int notifier_start(notifier *n)
 {
@@ -556,6 +585,11 @@ void notifier_free(notifier *n)
     free(n->done);
     free(n->done_err);
     free(n->done_lane);
+    while (n->transit) { /* recorded: the thread waited for them */
+        done_batch *b = n->transit;
+        n->transit = b->transit;
+        batch_free(b);
+    }
     free(n->busy);
     for (size_t i = 0; i < n->ib_len; i++)
         msg_unref(n->ib[i].m);
@@ -1022,42 +1056,147 @@ static int busy_has(const notifier *n, int64_t id)
     return 0;
 }
 
-/* Only what is on the wire now. */
+static void batch_free(done_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->err[i]);
+    free(b);
+}
+
+/* What follows the recording of n outcomes (ok: it succeeded). */
+static void recorded(notifier *n, const store_delivery_outcome *o, char **err, lane **lanes,
+                     size_t count, int ok)
+{
+    if (ok) {
+        int64_t closed = 0;
+        for (size_t i = 0; i < count; i++)
+            closed += strcmp(o[i].status, "failed") != 0;
+        atomic_fetch_sub(&n->open, closed);
+    }
+    for (size_t i = 0; i < count; i++) {
+        free(err[i]);
+        err[i] = NULL;
+        lanes[i]->n_unrecorded--;
+        if (!ok) {
+            /* they stay open in the table and are sent again from there: at
+             * least once */
+            lanes[i]->live = 0;
+            n->need_scan = 1;
+        }
+    }
+}
+
+/* Only what is on the wire now, and the outcomes not yet recorded. */
 static void busy_rebuild(notifier *n)
 {
     memset(n->busy, 0, n->busy_cap * sizeof *n->busy);
     for (size_t i = 0; i < n->n_flying; i++)
         busy_add(n, n->flying[i]->d.id);
+    for (size_t i = 0; i < n->n_done; i++)
+        busy_add(n, n->done[i].id);
+    for (const done_batch *b = n->transit; b; b = b->transit)
+        for (size_t i = 0; i < b->n; i++)
+            busy_add(n, b->o[i].id);
 }
 
-/* Record the outcomes waiting, in one transaction. */
+/* Take back the batches the storing thread has recorded. */
+static void take_recorded(notifier *n)
+{
+    size_t taken = 0;
+    for (done_batch **p = &n->transit; *p;) {
+        done_batch *b = *p;
+        if (!atomic_load_explicit(&b->recorded, memory_order_acquire)) {
+            p = &b->transit;
+            continue;
+        }
+        *p = b->transit;
+        n->n_transit--;
+        recorded(n, b->o, b->err, b->lane, b->n, b->ok);
+        b->n = 0; /* its error copies are freed */
+        batch_free(b);
+        taken++;
+    }
+    if (!taken)
+        return;
+    busy_rebuild(n);
+    if (n->scan_on_record && !n->n_transit) {
+        n->scan_on_record = 0;
+        n->need_scan = 1;
+    }
+}
+
+/* Record the outcomes waiting, here, in one transaction. */
+static void record_here(notifier *n)
+{
+    int ok = store_deliveries_finish(n->st, n->done, n->n_done) == EVH_OK;
+    if (!ok)
+        log_error("notify", "recording %zu delivery outcome(s) failed: %s", n->n_done,
+                  store_errmsg(n->st));
+    recorded(n, n->done, n->done_err, n->done_lane, n->n_done, ok);
+    n->n_done = 0;
+    busy_rebuild(n);
+}
+
+/* Hand the outcomes waiting to the storing thread to record; their ids
+ * stay busy until it has (take_recorded).  Records them here when it is
+ * gone, TRANSIT_MAX batches are out already, or out of memory. */
 static void flush_done(notifier *n)
 {
     if (!n->n_done)
         return;
-    int ok = store_deliveries_finish(n->st, n->done, n->n_done) == EVH_OK;
-    if (!ok) {
-        /* they stay open in the table and are sent again from there: at
-         * least once */
-        log_error("notify", "recording %zu delivery outcome(s) failed: %s", n->n_done,
-                  store_errmsg(n->st));
-    } else {
-        int64_t closed = 0;
-        for (size_t i = 0; i < n->n_done; i++)
-            closed += strcmp(n->done[i].status, "failed") != 0;
-        atomic_fetch_sub(&n->open, closed);
+    size_t k = n->n_done;
+    done_batch *b =
+        n->n_transit < TRANSIT_MAX
+            ? calloc(1, sizeof *b + k * (sizeof *b->o + sizeof *b->err + sizeof *b->lane))
+            : NULL;
+    if (!b) {
+        record_here(n);
+        return;
     }
-    for (size_t i = 0; i < n->n_done; i++) {
-        free(n->done_err[i]);
-        n->done_err[i] = NULL;
-        n->done_lane[i]->n_unrecorded--;
-        if (!ok) {
-            n->done_lane[i]->live = 0;
-            n->need_scan = 1;
-        }
+    b->o = (store_delivery_outcome *)(b + 1);
+    b->err = (char **)(b->o + k);
+    b->lane = (lane **)(b->err + k);
+    b->n = k;
+    memcpy(b->o, n->done, k * sizeof *b->o);
+    memcpy(b->err, n->done_err, k * sizeof *b->err);
+    memcpy(b->lane, n->done_lane, k * sizeof *b->lane);
+    pthread_mutex_lock(&n->q_lock);
+    int gone = n->store_gone;
+    if (!gone) {
+        if (n->out_tail)
+            n->out_tail->next = b;
+        else
+            n->out_head = b;
+        n->out_tail = b;
+        pthread_cond_signal(&n->q_work);
     }
-    n->n_done = 0;
-    busy_rebuild(n);
+    pthread_mutex_unlock(&n->q_lock);
+    if (gone) {
+        free(b); /* the error copies are still n->done_err's */
+        record_here(n);
+        return;
+    }
+    b->transit = n->transit;
+    n->transit = b;
+    n->n_transit++;
+    memset(n->done_err, 0, k * sizeof *n->done_err);
+    n->n_done = 0; /* their ids stay busy: busy_rebuild keeps the batch's */
+}
+
+/* The storing thread: record the batches handed over (b and what follows
+ * it), each in one transaction, and wake the delivery thread. */
+static void record_batches(notifier *n, done_batch *b)
+{
+    while (b) {
+        done_batch *next = b->next;
+        b->ok = store_deliveries_finish(n->wst, b->o, b->n) == EVH_OK;
+        if (!b->ok)
+            log_error("notify", "recording %zu delivery outcome(s) failed: %s", b->n,
+                      store_errmsg(n->wst));
+        atomic_store_explicit(&b->recorded, 1, memory_order_release);
+        b = next;
+    }
+    curl_multi_wakeup(n->multi);
 }
 
 static int64_t wall_us(void);
@@ -1250,9 +1389,13 @@ static void scan_lanes(notifier *n)
         if (started)
             continue; /* read again as they finish (collect_done) */
         if (l->n_unrecorded) {
-            /* what was read may be rows whose outcome is not recorded yet */
+            /* what was read may be rows whose outcome is not recorded yet:
+             * read again once they are */
             flush_done(n);
-            n->need_scan = 1;
+            if (n->n_transit)
+                n->scan_on_record = 1;
+            else
+                n->need_scan = 1;
             continue;
         }
         int idle = 0;
@@ -1427,6 +1570,7 @@ static void *notify_main(void *arg)
     for (;;) {
         int stopping = atomic_load(&n->stop);
         int64_t now_ns = monotonic_ns();
+        take_recorded(n);
         if (n->opt.retention_days > 0 && (last_prune_ns == 0 ||
                                           now_ns - last_prune_ns > PRUNE_PERIOD_S * 1000000000LL)) {
             size_t pruned = 0;
@@ -1495,21 +1639,35 @@ static void *notify_main(void *arg)
             curl_multi_poll(n->multi, NULL, 0, timeout_ms, NULL);
     }
     flush_done(n);
+    /* the storing thread records what was handed to it before it ends */
+    while (n->n_transit) {
+        take_recorded(n);
+        if (n->n_transit)
+            curl_multi_poll(n->multi, NULL, 0, 10, NULL);
+    }
     recount(n);
     return NULL;
 }
 
-/* The storing thread: the queue into the outbox, STORE_EARLY events or
- * STORE_WAIT_NS at a time (a few milliseconds buy transactions of many
- * rows, so the outbox takes the database's write lock seldom), then a
- * wake-up for the delivery thread.  At stop it stores what is left, trying
- * until the stop deadline if the database refuses. */
+/* The storing thread: the delivery thread's outcomes as soon as they are
+ * handed over (flush_done), and the queue into the outbox, STORE_EARLY
+ * events or STORE_WAIT_NS at a time (a few milliseconds buy transactions of
+ * many rows), then a wake-up for the delivery thread.  At stop it stores
+ * what is left, trying until the stop deadline if the database refuses. */
 static void *store_main(void *arg)
 {
     notifier *n = arg;
     pthread_mutex_lock(&n->q_lock);
     for (;;) {
         int stopping = atomic_load(&n->stop);
+        if (n->out_head) { /* outcomes first: the delivery thread waits for them */
+            done_batch *b = n->out_head;
+            n->out_head = n->out_tail = NULL;
+            pthread_mutex_unlock(&n->q_lock);
+            record_batches(n, b);
+            pthread_mutex_lock(&n->q_lock);
+            continue;
+        }
         if (!n->q_len) {
             if (stopping)
                 break;
@@ -1541,6 +1699,11 @@ static void *store_main(void *arg)
         }
         pthread_mutex_lock(&n->q_lock);
     }
+    /* from now on the delivery thread records its own outcomes */
+    n->store_gone = 1;
+    done_batch *left = n->out_head;
+    n->out_head = n->out_tail = NULL;
     pthread_mutex_unlock(&n->q_lock);
+    record_batches(n, left);
     return NULL;
 }

@@ -10,11 +10,13 @@
  * them as concurrent transfers on one curl multi handle (whose connection
  * cache gives keep-alive) and hands each batch of outcomes back to the
  * storing thread, which records it (one transaction per batch): the
- * delivery thread is the one that cannot be split, so it does no database
- * writes while the storing thread can take them (they were a sixth of its
- * time).  Batching is by count or a few milliseconds
- * (STORE_WAIT_NS, DONE_WAIT_NS), so the outbox takes the database's write
- * lock seldom, however fast events come.
+ * delivery thread is the one that cannot be split, so it leaves the
+ * writing of outcomes, a sixth of its time, to the other (it still writes
+ * the rare things: hourly pruning, a subscription a 410 disables, attempts
+ * given back at stop).  Batching is by count or a few milliseconds
+ * (STORE_WAIT_NS, DONE_WAIT_NS), so that a transaction holds many rows,
+ * however fast events come.  All of this is in the outbox file
+ * (store_outbox_path), whose write lock the pipeline never takes.
  *
  * Each subscription has a lane, live or not.  A live lane's deliveries
  * come from memory only: the table holds nothing open of it that the
@@ -63,13 +65,13 @@
 /* Events stored per transaction, and the storing connection's page cache:
  * a transaction's dirty pages (bodies of ~1 KiB, the indexes' leaves) fit
  * in it, so none is spilled to the WAL and written again mid-transaction,
- * and the write lock, which the pipeline's writers share, is held briefly
- * (measured: 4096 events, 2 MiB cache: 150 to 350 ms per transaction). */
+ * and the write lock is held briefly (measured: 4096 events, 2 MiB cache:
+ * 150 to 350 ms per transaction). */
 #define STORE_BATCH 512
 #define STORE_CACHE_KIB (16 * 1024)
 /* Queued events are stored once this many wait, or the oldest waited
- * STORE_WAIT_NS: a few milliseconds buy transactions of many rows, so the
- * outbox takes the database's write lock seldom (the pipeline needs it). */
+ * STORE_WAIT_NS: a few milliseconds buy transactions of many rows (a
+ * commit costs more than a row). */
 #define STORE_EARLY 256
 #define STORE_WAIT_NS (10 * 1000000LL)
 /* Outcomes are recorded once this many wait, or the oldest waited

@@ -6,9 +6,11 @@
  *        --> storing thread: matches subscriptions, stores each event once
  *            (outbox_messages) and a deliveries row per (event,
  *            subscription), in one transaction per batch (the durable
- *            outbox), and hands those rows over in memory
+ *            outbox, a database file of its own: store_outbox_path), and
+ *            hands those rows over in memory
  *        --> delivery thread: sends them through curl's multi interface:
- *            concurrent, keep-alive, bounded (notifications.concurrency)
+ *            concurrent, keep-alive, bounded (notifications.concurrency),
+ *            and hands the outcomes back to the storing thread to record
  *
  * Nothing here runs on a pipeline thread except notifier_submit and the
  * notifier_wants check, so a slow, hanging or dead receiver never slows

@@ -94,6 +94,7 @@ static void test_ready(void **state)
     assert_string_equal(str(r.json, "status"), "ready");
     const cJSON *checks = cJSON_GetObjectItemCaseSensitive(r.json, "checks");
     assert_string_equal(str(checks, "database"), "ok");
+    assert_string_equal(str(checks, "outbox"), "ok");
     assert_string_equal(str(checks, "pipeline"), "ok");
     /* every state is listed; a failed plugin is reported but the host is ready */
     const cJSON *plugins = cJSON_GetObjectItemCaseSensitive(checks, "plugins");
@@ -138,6 +139,27 @@ static void test_ready(void **state)
     at_response_free(&r);
 
     /* the lock released: ready again (the pooled connection was not spoiled) */
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_response_free(&r);
+
+    /* the same for the webhooks' outbox file, checked on its own */
+    assert_int_equal(sqlite3_open(t->outbox, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 503);
+    checks = cJSON_GetObjectItemCaseSensitive(r.json, "checks");
+    assert_string_equal(str(checks, "database"), "ok");
+    why = str(checks, "outbox");
+    assert_non_null(why);
+    assert_non_null(strstr(why, "not writable"));
+    details = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r.json, "error"),
+                                               "details");
+    assert_int_equal(cJSON_GetArraySize(details), 1);
+    assert_string_equal(str(cJSON_GetArrayItem(details, 0), "path"), "checks.outbox");
+    at_response_free(&r);
     assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);

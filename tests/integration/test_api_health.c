@@ -82,6 +82,46 @@ static const char *const metrics_triggers =
 
 /* ---- /api/ready ---------------------------------------------------------------- */
 
+/* Hold file's write lock from another connection: /api/ready answers 503
+ * after the check's timeout, checks.<check> says why and checks.<other> is
+ * ok; released, the host is ready again (the pooled connection was not
+ * spoiled). */
+static void ready_while_locked(apitest *t, const char *file, const char *check, const char *other)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    at_response r;
+    long long t0 = tu_now_ms();
+    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
+    long long took = tu_now_ms() - t0;
+    assert_int_equal(r.status, 503);
+    assert_true(took >= EVH_READY_DB_TIMEOUT_MS - 100 && took < EVH_READY_DB_TIMEOUT_MS + 5000);
+    assert_string_equal(str(r.json, "status"), "not_ready");
+    const cJSON *checks = cJSON_GetObjectItemCaseSensitive(r.json, "checks");
+    const char *why = str(checks, check);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "not writable"));
+    assert_non_null(strstr(why, "locked"));
+    assert_string_equal(str(checks, other), "ok");
+    assert_string_equal(str(checks, "pipeline"), "ok");
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(checks, "plugins"));
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(r.json, "error");
+    assert_string_equal(str(err, "code"), "not_ready");
+    const cJSON *details = cJSON_GetObjectItemCaseSensitive(err, "details");
+    assert_int_equal(cJSON_GetArraySize(details), 1);
+    char path[64];
+    snprintf(path, sizeof path, "checks.%s", check);
+    assert_string_equal(str(cJSON_GetArrayItem(details, 0), "path"), path);
+    at_response_free(&r);
+
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    at_response_free(&r);
+}
+
 static void test_ready(void **state)
 {
     static const char *const fixtures[] = {"ok-minimal", "test-step", "init-fails", NULL};
@@ -113,58 +153,10 @@ static void test_ready(void **state)
     free(ctype);
     at_response_free(&r);
 
-    /* another connection holds the write lock: after the check's timeout
-     * the database is not writable, and the host not ready */
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(t->db, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    long long t0 = tu_now_ms();
-    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
-    long long took = tu_now_ms() - t0;
-    assert_int_equal(r.status, 503);
-    assert_true(took >= EVH_READY_DB_TIMEOUT_MS - 100 && took < EVH_READY_DB_TIMEOUT_MS + 5000);
-    assert_string_equal(str(r.json, "status"), "not_ready");
-    checks = cJSON_GetObjectItemCaseSensitive(r.json, "checks");
-    const char *why = str(checks, "database");
-    assert_non_null(why);
-    assert_non_null(strstr(why, "not writable"));
-    assert_non_null(strstr(why, "locked"));
-    assert_string_equal(str(checks, "pipeline"), "ok");
-    assert_non_null(cJSON_GetObjectItemCaseSensitive(checks, "plugins"));
-    const cJSON *err = cJSON_GetObjectItemCaseSensitive(r.json, "error");
-    assert_string_equal(str(err, "code"), "not_ready");
-    const cJSON *details = cJSON_GetObjectItemCaseSensitive(err, "details");
-    assert_int_equal(cJSON_GetArraySize(details), 1);
-    assert_string_equal(str(cJSON_GetArrayItem(details, 0), "path"), "checks.database");
-    at_response_free(&r);
-
-    /* the lock released: ready again (the pooled connection was not spoiled) */
-    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
-    assert_int_equal(r.status, 200);
-    at_response_free(&r);
-
-    /* the same for the webhooks' outbox file, checked on its own */
-    assert_int_equal(sqlite3_open(t->outbox, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
-    assert_int_equal(r.status, 503);
-    checks = cJSON_GetObjectItemCaseSensitive(r.json, "checks");
-    assert_string_equal(str(checks, "database"), "ok");
-    why = str(checks, "outbox");
-    assert_non_null(why);
-    assert_non_null(strstr(why, "not writable"));
-    details = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r.json, "error"),
-                                               "details");
-    assert_int_equal(cJSON_GetArraySize(details), 1);
-    assert_string_equal(str(cJSON_GetArrayItem(details, 0), "path"), "checks.outbox");
-    at_response_free(&r);
-    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    assert_int_equal(at_request(t, "GET", "/api/ready", NULL, NULL, 0, &r), 0);
-    assert_int_equal(r.status, 200);
-    at_response_free(&r);
+    /* another connection holds a file's write lock: after the check's
+     * timeout that file is not writable, and the host not ready */
+    ready_while_locked(t, t->db, "database", "outbox");
+    ready_while_locked(t, t->outbox, "outbox", "database");
     at_stop(t);
     (void)state;
 }

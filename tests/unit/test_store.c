@@ -37,9 +37,10 @@ typedef struct fixture {
     store *s;
 } fixture;
 
-static store *open_at(const char *path)
+/* A store of the main database (outbox 0) or of the outbox file (1). */
+static store *open_kind(const char *path, int outbox)
 {
-    store_options o = {.path = path, .synchronous_full = 0};
+    store_options o = {.path = path, .outbox = outbox};
     store *s = NULL;
     char *err = NULL;
     int rc = store_open(&o, &s, &err);
@@ -51,16 +52,14 @@ static store *open_at(const char *path)
     return s;
 }
 
+static store *open_at(const char *path)
+{
+    return open_kind(path, 0);
+}
+
 static store *open_outbox(const char *path)
 {
-    store_options o = {.path = path, .outbox = 1};
-    store *s = NULL;
-    char *err = NULL;
-    int rc = store_open(&o, &s, &err);
-    if (rc != EVH_OK)
-        fprintf(stderr, "store_open: %s\n", err ? err : "?");
-    assert_int_equal(rc, EVH_OK);
-    return s;
+    return open_kind(path, 1);
 }
 
 static int setup(void **state)

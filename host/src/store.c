@@ -263,10 +263,15 @@ static const char MIGRATION_5[] = "DROP TABLE deliveries;"
 
 static int move_outbox(store *s);
 
+/* clang-format off */
 static const migration MIGRATIONS[] = {
-    {1, MIGRATION_1, 0, NULL}, {2, MIGRATION_2, 0, NULL},        {3, MIGRATION_3, 1, NULL},
-    {4, MIGRATION_4, 0, NULL}, {5, MIGRATION_5, 0, move_outbox},
+    {1, MIGRATION_1, 0, NULL},
+    {2, MIGRATION_2, 0, NULL},
+    {3, MIGRATION_3, 1, NULL},
+    {4, MIGRATION_4, 0, NULL},
+    {5, MIGRATION_5, 0, move_outbox},
 };
+/* clang-format on */
 #define N_MIGRATIONS (sizeof MIGRATIONS / sizeof *MIGRATIONS)
 
 _Static_assert(STORE_SCHEMA_VERSION == 5, "add the migration to MIGRATIONS");

@@ -42,25 +42,6 @@ static void count_plugins(const api_ctx *a, size_t counts[N_PLUGIN_STATES])
         counts[s] = a->reg ? registry_count(a->reg, 0, s) : 0;
 }
 
-/*
- * GET /api/ready: 200 {"status": "ready", "checks": {"pipeline": "ok",
- * "database": "ok", "outbox": "ok", "plugins": {"<state>": n, ...}}}.
- *
- * The API starts serving only after the daemon loaded the plugins, opened
- * and migrated the database and started the pipeline, so answering at all
- * means "started"; what is left to check is that it is not stopping and
- * that the database takes writes now (accepted events must be committed
- * before they are acknowledged), and so does the outbox file (lifecycle
- * events are stored there before they are sent).  Plugins that failed to load are reported
- * but do not make the daemon unready: they stay failed until an operator
- * acts, and taking the whole instance out of rotation for one bad plugin
- * would turn a partial outage into a full one.  Alert on
- * evhost_plugins{state="failed"} instead.
- *
- * Otherwise 503 {"status": "not_ready", "checks": {...}, "error": {...}}:
- * the same checks (a failing one says why) and the API's usual error
- * object, whose details name each failing check.
- */
 /* "ok", or why st (NULL: it could not be opened) cannot be written now. */
 static void writable(store *st, const char *what, char *out, size_t size)
 {
@@ -72,6 +53,25 @@ static void writable(store *st, const char *what, char *out, size_t size)
         snprintf(out, size, "ok");
 }
 
+/*
+ * GET /api/ready: 200 {"status": "ready", "checks": {"pipeline": "ok",
+ * "database": "ok", "outbox": "ok", "plugins": {"<state>": n, ...}}}.
+ *
+ * The API starts serving only after the daemon loaded the plugins, opened
+ * and migrated the database and started the pipeline, so answering at all
+ * means "started"; what is left to check is that it is not stopping and
+ * that the database takes writes now (accepted events must be committed
+ * before they are acknowledged), and so does the outbox file (lifecycle
+ * events are stored there before they are sent).  Plugins that failed to
+ * load are reported but do not make the daemon unready: they stay failed
+ * until an operator acts, and taking the whole instance out of rotation
+ * for one bad plugin would turn a partial outage into a full one.  Alert on
+ * evhost_plugins{state="failed"} instead.
+ *
+ * Otherwise 503 {"status": "not_ready", "checks": {...}, "error": {...}}:
+ * the same checks (a failing one says why) and the API's usual error
+ * object, whose details name each failing check.
+ */
 static void get_ready(void *ctx, const http_request *req, http_response *res)
 {
     api_ctx *a = ctx;

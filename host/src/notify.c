@@ -44,14 +44,13 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <evhost/evhost.h>
 
 #include "event.h"
 #include "log.h"
 #include "metrics.h"
+#include "signature.h"
 
 /* The outbox is pruned this often (and at start). */
 #define PRUNE_PERIOD_S 3600
@@ -113,6 +112,7 @@ typedef struct lane {
     int live;
     int64_t live_after; /* deliveries up to this id were the table's */
     size_t n_flying, n_unrecorded;
+    signer *sig; /* the subscription's key, made ready once; NULL until signed */
 } lane;
 
 /* A stored delivery handed to the delivery thread. */
@@ -246,33 +246,12 @@ int notify_sign(const unsigned char *key, size_t key_len, const char *msg_id, lo
                 const char *body, size_t body_len, char **out)
 {
     *out = NULL;
-    char ts[32];
-    int ts_len = snprintf(ts, sizeof ts, "%lld", timestamp);
-    size_t id_len = strlen(msg_id);
-    size_t n = id_len + 1 + (size_t)ts_len + 1 + body_len;
-    unsigned char *content = malloc(n);
-    if (!content)
+    signer *s = signer_new(key, key_len);
+    if (!s)
         return EVH_E_NOMEM;
-    memcpy(content, msg_id, id_len);
-    content[id_len] = '.';
-    memcpy(content + id_len + 1, ts, (size_t)ts_len);
-    content[id_len + 1 + (size_t)ts_len] = '.';
-    memcpy(content + id_len + 2 + (size_t)ts_len, body, body_len);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    unsigned char empty = 0;
-    const unsigned char *ok = HMAC(EVP_sha256(), key_len ? key : &empty, (int)key_len, content, n,
-                                   mac, &mac_len);
-    free(content);
-    if (!ok)
-        return EVH_E_NOMEM;
-    char *sig = malloc(3 + 4 * ((mac_len + 2) / 3) + 1);
-    if (!sig)
-        return EVH_E_NOMEM;
-    memcpy(sig, "v1,", 3);
-    EVP_EncodeBlock((unsigned char *)sig + 3, mac, (int)mac_len);
-    *out = sig;
-    return EVH_OK;
+    int rc = signer_sign(s, msg_id, timestamp, body, body_len, out);
+    signer_free(s);
+    return rc;
 }
 
 int64_t notify_backoff_ms(int64_t base_ms, int64_t cap_ms, int attempt, uint64_t r)
@@ -603,6 +582,7 @@ void notifier_free(notifier *n)
     free(n->rq);
     for (lane *l = atomic_load(&n->lanes), *next; l; l = next) {
         next = l->next;
+        signer_free(l->sig);
         free(l->id);
         free(l);
     }
@@ -982,9 +962,13 @@ static xfer *xfer_new(notifier *n, store_delivery *d, msg *m, lane *l)
         ok = ok && add_header(&x->headers, "webhook-id", d->message_id) &&
              add_header(&x->headers, "webhook-timestamp", ts);
         if (ok && s->key) {
+            if (!signer_is_for(l->sig, s->key, s->key_len)) { /* first, or a new secret */
+                signer_free(l->sig);
+                l->sig = signer_new(s->key, s->key_len);
+            }
             char *sig = NULL;
-            ok = notify_sign(s->key, s->key_len, d->message_id, now_s, d->body, d->body_len,
-                             &sig) == EVH_OK &&
+            ok = l->sig &&
+                 signer_sign(l->sig, d->message_id, now_s, d->body, d->body_len, &sig) == EVH_OK &&
                  add_header(&x->headers, "webhook-signature", sig);
             free(sig);
         }

@@ -49,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "signature.h"
 #include "store.h"
 #include "subscription.h"
 #include "testutil.h"
@@ -678,6 +679,23 @@ static void test_sign_reference_vector(void **state)
                      EVH_OK);
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     free(sig);
+    /* a signer starts each signature from the key's pads: a message signed
+     * before does not change the next one's signature */
+    signer *sg = signer_new(key, (size_t)n);
+    assert_non_null(sg);
+    assert_true(signer_is_for(sg, key, (size_t)n));
+    assert_false(signer_is_for(sg, (const unsigned char *)"other", 5));
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(signer_sign(sg, "msg_other", 1614265331, "{}", 2, &sig), EVH_OK);
+        assert_string_not_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        free(sig);
+        assert_int_equal(
+            signer_sign(sg, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body), &sig),
+            EVH_OK);
+        assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        free(sig);
+    }
+    signer_free(sg);
     /* full jitter within min(cap, base * 2^(n-1)) */
     for (uint64_t r = 0; r < 1000; r += 7) {
         assert_true(notify_backoff_ms(100, 1000, 1, r * 2654435761u) <= 100);

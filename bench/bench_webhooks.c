@@ -21,10 +21,15 @@
  * by a fifth from run to run).  --take gives the subscriptions a list of
  * events instead of all of them (an n8n flow that reacts to finished jobs
  * takes '["jobComplete","jobError"]': one delivery per execution).
+ * --hold makes the receiver hold every request until the pipeline has
+ * finished, so that nothing is delivered while it runs: the slowdown is
+ * then what storing the lifecycle events costs (and building them), with
+ * no HTTP at all.
  *
  *   bench_webhooks [--deliveries N] [--concurrency C] [--events N]
  *                  [--workers N] [--receiver-threads N] [--dir DIR]
  *                  [--subscribers 1,10] [--repeat N] [--take '["jobComplete"]']
+ *                  [--hold]
  *
  * Runs in process against the same static library as the daemon.  Not a
  * test: it asserts nothing and prints figures (docs/BENCHMARKS.md records
@@ -61,6 +66,7 @@ typedef struct opts {
     const char *dir;
     const char *subscribers; /* counts to compare with none, "1,10" */
     unsigned repeat;         /* rounds of phase 2 (medians printed) */
+    int hold;                /* phase 2: nothing delivered until the pipeline is done */
 } opts;
 
 static double now_s(void)
@@ -308,6 +314,8 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
     }
     diag_free(&d);
     engine_set_config(x.e, ws, ts);
+    if (o->hold && n_subs)
+        receiver_hold(1);
     notifier_start(x.nt);
     double t0 = now_s(), cpu0 = cpu_s();
     engine_start(x.e);
@@ -320,6 +328,7 @@ static double pipeline(const opts *o, int port, int n_subs, double baseline)
         usleep(2000);
     }
     double t_exec = now_s(), cpu = cpu_s() - cpu0;
+    receiver_hold(0);
     double rate = (double)o->events / (t_exec - t0);
     printf("  %2d subscriber(s): %10.0f events/s end to end (%.2f s, %.0f us CPU per event)",
            n_subs, rate, t_exec - t0, cpu * 1e6 / (double)o->events);
@@ -368,6 +377,10 @@ int main(int argc, char **argv)
               .repeat = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--hold")) {
+            o.hold = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "usage: see the comment at the top of bench/bench_webhooks.c\n");
             return 2;
@@ -440,8 +453,9 @@ int main(int argc, char **argv)
         deliveries(&o, port);
     if (o.events > 0) {
         printf("pipeline: %ld events, workers %u, one no-op step; each subscriber takes %s "
-               "(%d per execution)\n",
-               o.events, o.workers, take_json, take_per_execution);
+               "(%d per execution)%s\n",
+               o.events, o.workers, take_json, take_per_execution,
+               o.hold ? "; deliveries held until the pipeline is done (--hold)" : "");
         int counts[16], n_counts = 0;
         for (const char *c = o.subscribers; *c;) {
             char *end = NULL;

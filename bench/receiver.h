@@ -15,9 +15,26 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 
 /* Requests answered, and TCP connections accepted, so far. */
 static atomic_long received, connections;
+
+/* While held (receiver_hold), every request waits for its answer, and so
+ * does everything else its receiver thread serves: the sender's transfers
+ * stay on the wire and it sends nothing more. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_released = PTHREAD_COND_INITIALIZER;
+static int held;
+
+static inline void receiver_hold(int on)
+{
+    pthread_mutex_lock(&hold_lock);
+    held = on;
+    if (!on)
+        pthread_cond_broadcast(&hold_released);
+    pthread_mutex_unlock(&hold_lock);
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
@@ -34,6 +51,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     *con_cls = NULL;
+    pthread_mutex_lock(&hold_lock);
+    while (held)
+        pthread_cond_wait(&hold_released, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
     atomic_fetch_add(&received, 1);
     struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(c, 204, r);

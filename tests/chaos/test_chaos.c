@@ -14,12 +14,19 @@
  *   - no step ran more often than its retry policy allows, plus one re-run
  *     of the attempt a kill interrupted (chaos-step records every run with
  *     its attempt and the daemon's pid);
- *   - PRAGMA integrity_check is ok.
+ *   - PRAGMA integrity_check is ok;
+ *   - the webhook outbox (evhost-outbox.db, a subscription taking every
+ *     lifecycle event, to a receiver in this process that answers 503 to
+ *     one request in REFUSE_EVERY): integrity_check is ok, each stored
+ *     event has its delivery row and each delivery its event, and every
+ *     delivery recorded as delivered reached the receiver with a 2xx.
  *
  * Then one last daemon that emits nothing drains the backlog, the client
- * resends every keyed request whose answer the kills swallowed, and after a
- * clean SIGTERM everything is checked again, now with every execution
- * succeeded.
+ * resends every keyed request whose answer the kills swallowed, delivers
+ * every stored lifecycle event, and after a clean SIGTERM everything is
+ * checked again, now with every execution succeeded, every stored event
+ * delivered (none lost by the kills, none given up) and every event's job
+ * an execution of the main database.
  *
  *   EVH_CHAOS_ROUNDS   kills (default 5: the test command; docs/RELIABILITY.md
  *                      has the long run: EVH_CHAOS_ROUNDS=20 ctest -R chaos)
@@ -47,7 +54,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <curl/curl.h>
+#include <microhttpd.h>
 #include <sqlite3.h>
 
 #include "testutil.h"
@@ -60,6 +71,8 @@
 #define DRAIN_TIMEOUT_MS 180000  /* the last daemon's backlog (an ASan build is slow) */
 #define FLAKY_FAILS 2            /* the flaky step fails its first two attempts ... */
 #define FLAKY_RETRY_MAX 2        /* ... and succeeds on its last allowed one */
+#define REFUSE_EVERY 7           /* the webhook receiver answers 503 to one request in 7 */
+#define OUTBOX_TIMEOUT_MS 120000 /* the last daemon's deliveries */
 
 /* ---- random numbers: splitmix64, one stream per user, from the seed ------ */
 
@@ -249,8 +262,111 @@ static void client_join(client *c)
 
 /* ---- the daemon ---------------------------------------------------------- */
 
+/* ---- the webhook receiver ------------------------------------------------- */
+
+/* Records the webhook-id of every request it answered 2xx (a delivery
+ * evhost records as delivered must be among them). */
+typedef struct hooks {
+    struct MHD_Daemon *d;
+    int port;
+    pthread_mutex_t lock;
+    char **ids;
+    size_t n, cap;
+    size_t n_sorted; /* ids[0, n_sorted) are sorted (hooks_sorted) */
+    long requests, refused;
+} hooks;
+
+static enum MHD_Result hook_request(void *cls, struct MHD_Connection *c, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload_data, size_t *upload_data_size, void **state)
+{
+    hooks *h = cls;
+    static int started;
+    (void)url, (void)method, (void)version, (void)upload_data;
+    if (!*state) {
+        *state = &started;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* the body is not checked here (test_webhooks does) */
+        return MHD_YES;
+    }
+    const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-id");
+    pthread_mutex_lock(&h->lock);
+    unsigned status = ++h->requests % REFUSE_EVERY == 0 ? 503 : 204;
+    if (status == 503) {
+        h->refused++;
+    } else if (id) {
+        if (h->n == h->cap) {
+            h->cap = h->cap ? h->cap * 2 : 1024;
+            h->ids = realloc(h->ids, h->cap * sizeof *h->ids);
+            assert_non_null(h->ids);
+        }
+        h->ids[h->n] = strdup(id);
+        assert_non_null(h->ids[h->n]);
+        h->n++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void hooks_start(hooks *h)
+{
+    pthread_mutex_init(&h->lock, NULL);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+                            hook_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                            MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_END);
+    assert_non_null(h->d);
+    h->port = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    assert_true(h->port > 0);
+}
+
+static void hooks_stop(hooks *h)
+{
+    MHD_stop_daemon(h->d);
+    for (size_t i = 0; i < h->n; i++)
+        free(h->ids[i]);
+    free(h->ids);
+    pthread_mutex_destroy(&h->lock);
+}
+
+static int cmp_text(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort the ids received so far (for hooks_got), and count those that
+ * arrived more than once (at least once: a kill between the answer and the
+ * record sends it again).  A request the receiver answers later (from a
+ * killed daemon's last moment) is appended after them. */
+static size_t hooks_sorted(hooks *h, long *repeats)
+{
+    pthread_mutex_lock(&h->lock);
+    qsort(h->ids, h->n, sizeof *h->ids, cmp_text);
+    size_t n = h->n_sorted = h->n;
+    *repeats = 0;
+    for (size_t i = 1; i < n; i++)
+        *repeats += !strcmp(h->ids[i - 1], h->ids[i]);
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+static int hooks_got(hooks *h, const char *id)
+{
+    pthread_mutex_lock(&h->lock);
+    int got = bsearch(&id, h->ids, h->n_sorted, sizeof *h->ids, cmp_text) != NULL;
+    pthread_mutex_unlock(&h->lock);
+    return got;
+}
+
 typedef struct chaos {
-    char *root, *db, *emits, *steps, *cfg;
+    char *root, *db, *outbox, *emits, *steps, *cfg;
+    hooks rx;
     uint64_t rng;
     int rounds;
     client cl;
@@ -258,6 +374,11 @@ typedef struct chaos {
     int lives;
     /* figures */
     long reruns, resumed, step_lines, lost_emits, acked_emits;
+    long long messages, delivered;
+    long repeats;
+    /* the executions that had ended before the last daemon (sorted ids) */
+    char **done_before;
+    size_t n_done_before;
 } chaos;
 
 static void write_config(chaos *x, int life, int emit)
@@ -277,9 +398,13 @@ static void write_config(chaos *x, int life, int emit)
                          "workflows: {dirs: [\"%s/workflows\"]}\n"
                          "triggers: {files: [\"%s/triggers.yaml\"]}\n"
                          "data_dir: \"%s/data\"\n"
-                         "shutdown_timeout_s: 60\n",
+                         "shutdown_timeout_s: 60\n"
+                         "notifications:\n"
+                         "  subscriptions:\n"
+                         "    - {id: chaos, url: \"http://127.0.0.1:%d/hook\", events: all,\n"
+                         "       backoff_base_ms: 20, backoff_cap_ms: 200, max_attempts: 100}\n",
                          x->root, x->emits, life, TICK_RATE, emit ? "true" : "false", x->db,
-                         x->root, x->root, x->root) > 0);
+                         x->root, x->root, x->root, x->rx.port) > 0);
     assert_int_equal(tu_write_file(x->cfg, text), 0);
     free(text);
 }
@@ -679,6 +804,128 @@ static void check_step_runs(chaos *x, sqlite3 *db, int final)
     }
 }
 
+/* The webhook outbox after a kill: the file is sound, each stored event has
+ * its delivery and each delivery its event, and what is recorded as
+ * delivered reached the receiver.  final: every stored event is delivered,
+ * each belongs to an execution of the main database, and every execution
+ * the kills left unfinished announced its end (at least once: a kill
+ * between storing the end and recording it runs the last step again). */
+static void check_outbox(chaos *x, int final)
+{
+    char **done_before = x->done_before;
+    size_t n_done_before = x->n_done_before;
+    struct stat st;
+    if (stat(x->outbox, &st) != 0) {
+        if (final)
+            fail_msg("no outbox file %s", x->outbox);
+        return; /* killed before the daemon opened it */
+    }
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(x->outbox, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    check_integrity(db);
+    expect_none(db, "deliveries without their lifecycle event",
+                "SELECT COUNT(*) FROM deliveries d "
+                "WHERE NOT EXISTS (SELECT 1 FROM outbox_messages m WHERE m.id = d.message)");
+    expect_none(db, "lifecycle events stored without a delivery (the subscription takes all)",
+                "SELECT COUNT(*) FROM outbox_messages m WHERE NOT EXISTS "
+                "(SELECT 1 FROM deliveries d WHERE d.message = m.id AND d.subscription_id = "
+                "'chaos')");
+    expect_none(db, "a second delivery of one event to one subscription",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries "
+                "GROUP BY message, subscription_id HAVING COUNT(*) > 1)");
+    long repeats = 0;
+    hooks_sorted(&x->rx, &repeats);
+    sqlite3_stmt *s = prep(db, "SELECT d.id, m.message_id FROM deliveries d "
+                               "JOIN outbox_messages m ON m.id = d.message "
+                               "WHERE d.status = 'delivered'");
+    long long delivered = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 1);
+        if (!id || !hooks_got(&x->rx, id))
+            fail_msg("delivery %lld (%s) is recorded as delivered, but the receiver never "
+                     "answered it with a 2xx",
+                     (long long)sqlite3_column_int64(s, 0), id ? id : "(null)");
+        delivered++;
+    }
+    sqlite3_finalize(s);
+    if (final) {
+        expect_none(db, "deliveries not delivered when the last daemon stopped",
+                    "SELECT COUNT(*) FROM deliveries WHERE status <> 'delivered'");
+        s = prep(db, "ATTACH ?1 AS evh");
+        sqlite3_bind_text(s, 1, x->db, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+        expect_none(db, "lifecycle events of a job that is no execution",
+                    "SELECT COUNT(*) FROM outbox_messages m WHERE NOT EXISTS "
+                    "(SELECT 1 FROM evh.workflow_executions x WHERE x.id = m.job_id)");
+        sqlite3_stmt *jobs = prep(db, "SELECT id FROM evh.workflow_executions");
+        sqlite3_stmt *end = prep(db, "SELECT COUNT(*) FROM outbox_messages "
+                                     "WHERE job_id = ?1 AND event IN ('jobComplete', 'jobError')");
+        while (sqlite3_step(jobs) == SQLITE_ROW) {
+            const char *job = (const char *)sqlite3_column_text(jobs, 0);
+            if (bsearch(&job, done_before, n_done_before, sizeof *done_before, cmp_text))
+                continue; /* ended in a killed life: its end may be what a kill lost */
+            sqlite3_bind_text(end, 1, job, -1, SQLITE_TRANSIENT);
+            assert_int_equal(sqlite3_step(end), SQLITE_ROW);
+            if (sqlite3_column_int64(end, 0) < 1)
+                fail_msg("execution %s ended in the last daemon, and no jobComplete or "
+                         "jobError of it is in the outbox",
+                         job);
+            sqlite3_reset(end);
+        }
+        sqlite3_finalize(end);
+        sqlite3_finalize(jobs);
+        x->messages = q_int(db, "SELECT COUNT(*) FROM outbox_messages");
+        x->delivered = delivered;
+        x->repeats = repeats;
+    }
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The ids of the executions that have ended (succeeded or failed), sorted. */
+static char **ended_executions(chaos *x, size_t *n)
+{
+    sqlite3 *db = db_open(x);
+    sqlite3_stmt *s = prep(db, "SELECT id FROM workflow_executions "
+                               "WHERE status IN ('succeeded', 'failed') ORDER BY id");
+    char **ids = NULL;
+    size_t count = 0, cap = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        if (count == cap) {
+            cap = cap ? cap * 2 : 1024;
+            ids = realloc(ids, cap * sizeof *ids);
+            assert_non_null(ids);
+        }
+        ids[count] = strdup((const char *)sqlite3_column_text(s, 0));
+        assert_non_null(ids[count]);
+        count++;
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    qsort(ids, count, sizeof *ids, cmp_text);
+    *n = count;
+    return ids;
+}
+
+/* Wait until the outbox has nothing left to deliver. */
+static void wait_delivered(chaos *x, int life)
+{
+    long long end = tu_now_ms() + OUTBOX_TIMEOUT_MS, open = -1;
+    while (tu_now_ms() < end) {
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open_v2(x->outbox, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        open = q_int(db, "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed')");
+        sqlite3_close(db);
+        if (open == 0)
+            return;
+        usleep(200000);
+    }
+    dump_log(x, life);
+    fail_msg("%lld delivery(ies) still open after %d s", open, OUTBOX_TIMEOUT_MS / 1000);
+}
+
 static void check_all(chaos *x, int final)
 {
     sqlite3 *db = db_open(x);
@@ -688,6 +935,7 @@ static void check_all(chaos *x, int final)
     check_ticks(x, db, final);
     check_step_runs(x, db, final);
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    check_outbox(x, final);
 }
 
 /* ---- the test ------------------------------------------------------------- */
@@ -742,6 +990,8 @@ static void test_chaos_sigkill(void **state)
     x->cl.rng = seed ^ 0x5eedc11e57u;
     x->root = tu_tempdir("chaos");
     x->db = tu_join(x->root, "evhost.db");
+    x->outbox = tu_join(x->root, "evhost-outbox.db");
+    hooks_start(&x->rx);
     x->emits = tu_join(x->root, "emits.txt");
     x->steps = tu_join(x->root, "steps.txt");
     x->cfg = tu_join(x->root, "host.yaml");
@@ -773,7 +1023,9 @@ static void test_chaos_sigkill(void **state)
         check_all(x, 0);
     }
 
-    /* the last life: no ticks, resend what is unanswered, drain, stop */
+    /* the last life: no ticks, resend what is unanswered, drain, deliver,
+     * stop */
+    x->done_before = ended_executions(x, &x->n_done_before);
     int life = x->rounds;
     write_config(x, life, 0);
     pid_t pid = spawn_life(x, life);
@@ -792,6 +1044,7 @@ static void test_chaos_sigkill(void **state)
     curl_easy_cleanup(h);
     client_check(&x->cl);
     wait_drained(x, life);
+    wait_delivered(x, life);
     kill(pid, SIGTERM);
     int status = tu_wait(pid, 90000);
     if (status != 0)
@@ -835,13 +1088,21 @@ static void test_chaos_sigkill(void **state)
            "record(s), %ld step run(s) by the plugin, %ld execution step(s) resumed after a "
            "kill, %ld interrupted attempt(s) run again\n",
            events, execs, runs, x->step_lines, x->resumed, x->reruns);
+    printf("chaos: webhooks: %lld lifecycle event(s) stored, all delivered; the receiver "
+           "answered %ld request(s), %ld of them 503, and got %ld event(s) again after a kill\n",
+           x->messages, x->rx.requests, x->rx.refused, x->repeats);
     fflush(stdout);
 
     tu_rmtree(x->root);
     free(x->cl.posts);
     free(x->cl.error);
+    hooks_stop(&x->rx);
+    for (size_t i = 0; i < x->n_done_before; i++)
+        free(x->done_before[i]);
+    free(x->done_before);
     free(x->root);
     free(x->db);
+    free(x->outbox);
     free(x->emits);
     free(x->steps);
     free(x->cfg);

@@ -1065,6 +1065,11 @@ static void recorded(notifier *n, const store_delivery_outcome *o, char **err, l
         free(err[i]);
         err[i] = NULL;
         lanes[i]->n_unrecorded--;
+        /* a lane read from the table that found only rows waiting for
+         * their outcome (scan_lanes) reads again now, whatever other
+         * batches are still out: under steady load some always are */
+        if (!lanes[i]->n_unrecorded && !lanes[i]->live && n->scan_on_record)
+            n->need_scan = 1;
         if (!ok) {
             /* they stay open in the table and are sent again from there: at
              * least once */

@@ -46,7 +46,8 @@ signer *signer_new(const unsigned char *key, size_t key_len)
         signer_free(s);
         return NULL;
     }
-    memcpy(s->key, key, key_len);
+    if (key_len)
+        memcpy(s->key, key, key_len);
     s->key_len = key_len;
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
@@ -61,7 +62,7 @@ signer *signer_new(const unsigned char *key, size_t key_len)
 
 int signer_is_for(const signer *s, const unsigned char *key, size_t key_len)
 {
-    return s && s->key_len == key_len && !memcmp(s->key, key, key_len);
+    return s && s->key_len == key_len && (!key_len || !memcmp(s->key, key, key_len));
 }
 
 int signer_sign(signer *s, const char *msg_id, long long timestamp, const char *body,

@@ -753,6 +753,45 @@ static void test_recovers_after_failures(void **state)
     rx_stop(rx);
 }
 
+/* A subscription's secret changed through the API: the deliveries after it
+ * are signed with the new key (the delivery thread keeps each key made
+ * ready between deliveries, and must not keep the old one). */
+static void test_secret_change_signs_with_new_key(void **state)
+{
+    (void)state;
+    static const char other_b64[] = "c2Vjb25kIGtleSwgYWZ0ZXIgdGhlIFBBVENI"; /* 27 bytes */
+    receiver *rx = rx_start(0);
+    at_options o = {.workflows = one_wf, .triggers = one_trigger};
+    apitest *t = at_start(&o);
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"id\": \"rot\", \"url\": \"http://127.0.0.1:%d/x\", \"events\": "
+             "[\"jobComplete\"], \"secret\": \"whsec_" SECRET_B64 "\"}",
+             rx->port);
+    cJSON_Delete(call(t, "POST", "/api/subscriptions", body, 201));
+    char ev[37];
+    emit(t, 1, ev);
+    rx_wait(rx, 1);
+    snprintf(body, sizeof body, "{\"secret\": \"whsec_%s\"}", other_b64);
+    cJSON_Delete(call(t, "PATCH", "/api/subscriptions/rot", body, 200));
+    emit(t, 2, ev);
+    rx_wait(rx, 2);
+    pthread_mutex_lock(&rx->lock);
+    for (size_t i = 0; i < 2; i++) {
+        const rx_req *r = &rx->reqs[i];
+        const char *id = rx_header(r, "webhook-id"), *ts = rx_header(r, "webhook-timestamp");
+        char *before = independent_signature(SECRET_B64, id, ts, r->body);
+        char *after = independent_signature(other_b64, id, ts, r->body);
+        assert_string_equal(rx_header(r, "webhook-signature"), i == 0 ? before : after);
+        assert_string_not_equal(before, after);
+        free(before);
+        free(after);
+    }
+    pthread_mutex_unlock(&rx->lock);
+    at_stop(t);
+    rx_stop(rx);
+}
+
 /* ---- a receiver that is down: dead letters, then the retry API ---------------------- */
 
 /* A job's first event fails while its later ones are already handed to the
@@ -1392,6 +1431,7 @@ int main(void)
         cmocka_unit_test(test_sign_reference_vector),
         cmocka_unit_test(test_config_notifications),
         cmocka_unit_test(test_envelopes_headers_signature),
+        cmocka_unit_test(test_secret_change_signs_with_new_key),
         cmocka_unit_test(test_recovers_after_failures),
         cmocka_unit_test(test_order_kept_across_a_retry),
         cmocka_unit_test(test_dead_letters_and_retry),

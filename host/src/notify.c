@@ -26,8 +26,10 @@
  * in-memory queue) makes the lane not live: its deliveries handed over
  * are dropped (they are in the table) and the lane's due rows are read
  * from the table (store_deliveries_due, which keeps each job's order per
- * subscriber; the rows on the wire it knows itself and skips, so reading
- * writes nothing) until none is open, when it is live again.  It sleeps in
+ * subscriber: each row it returns is the first open one of its job, so
+ * the rows of one read can all go at once; the rows on the wire it knows
+ * itself and skips, so reading writes nothing), READ_AHEAD at a time and
+ * started as slots free, until none is open, when it is live again.  It sleeps in
  * curl_multi_poll; the storing thread, notifier_reload and notifier_wake
  * wake it with curl_multi_wakeup.
  */
@@ -86,6 +88,12 @@
 #define READY_MAX 262144
 /* Deliveries handed over that one pass looks at (the later ones wait). */
 #define READY_SCAN 4096
+/* Due rows a lane that is not live reads from the table at once (beyond
+ * those it holds), at least as many as there are transfers: each read
+ * checks every row it returns for an earlier open event of its job, and
+ * reading for the free slots only (a few rows, after skipping the many on
+ * the wire) made a backlog drain at half the rate from memory. */
+#define READ_AHEAD 256
 
 /* One queued lifecycle event; once stored, shared by its deliveries
  * handed to the delivery thread (refs). */
@@ -112,6 +120,11 @@ typedef struct lane {
     int live;
     int64_t live_after; /* deliveries up to this id were the table's */
     size_t n_flying, n_unrecorded;
+    /* due rows read from the table and not yet looked at ([i_ahead,
+     * n_ahead)): started as slots free, read again once used up */
+    store_delivery *ahead;
+    size_t n_ahead, i_ahead;
+    int ahead_full; /* the read returned all it was allowed: more may follow */
     signer *sig; /* the subscription's key, made ready once; NULL until signed */
 } lane;
 
@@ -582,6 +595,7 @@ void notifier_free(notifier *n)
     free(n->rq);
     for (lane *l = atomic_load(&n->lanes), *next; l; l = next) {
         next = l->next;
+        store_deliveries_free(l->ahead, l->n_ahead);
         signer_free(l->sig);
         free(l->id);
         free(l);
@@ -1224,10 +1238,25 @@ static int start_one(notifier *n, store_delivery *d, msg *m, lane *l, uint64_t k
     return 1;
 }
 
-static void lanes_to_table(notifier *n)
+/* Rows read ahead and not started are let go (they stay in the table). */
+static void ahead_drop(lane *l)
 {
-    for (lane *l = atomic_load(&n->lanes); l; l = l->next)
+    store_deliveries_free(l->ahead, l->n_ahead);
+    l->ahead = NULL;
+    l->n_ahead = l->i_ahead = 0;
+    l->ahead_full = 0;
+}
+
+/* Every lane reads from the table; forget: and what lanes read ahead is
+ * read again (a change through the API, a retry for one, may have made
+ * a row read ahead wait for an earlier one of its job). */
+static void lanes_to_table(notifier *n, int forget)
+{
+    for (lane *l = atomic_load(&n->lanes); l; l = l->next) {
         l->live = 0;
+        if (forget)
+            ahead_drop(l);
+    }
     n->need_scan = 1;
 }
 
@@ -1244,7 +1273,7 @@ static void take_handed(notifier *n)
         for (size_t i = n->rq_head; i < n->rq_len; i++)
             msg_unref(n->rq[i].m);
         n->rq_head = n->rq_len = 0;
-        lanes_to_table(n);
+        lanes_to_table(n, 0);
         k = 0;
     } else if (k) {
         if (n->rq_head) {
@@ -1260,7 +1289,7 @@ static void take_handed(notifier *n)
             if (!grown) {
                 for (size_t i = 0; i < k; i++)
                     msg_unref(n->ib[i].m);
-                lanes_to_table(n);
+                lanes_to_table(n, 0);
                 k = 0;
             } else {
                 n->rq = grown;
@@ -1351,33 +1380,46 @@ static void scan_lanes(notifier *n)
             n->need_scan = 1;
             return;
         }
-        /* the rows we hold come first: read past them */
-        size_t max = n->opt.concurrency - n->n_flying + l->n_flying + l->n_unrecorded;
-        store_delivery *d = NULL;
-        size_t count = 0, started = 0;
-        if (store_deliveries_due(n->st, l->id, max, &d, &count) != EVH_OK) {
-            log_error("notify", "reading due deliveries of '%s' failed: %s", l->id,
-                      store_errmsg(n->st));
-            int64_t later = wall_us() + 1000000;
-            if (!n->due_us || later < n->due_us)
-                n->due_us = later;
-            continue;
+        if (l->i_ahead == l->n_ahead) {
+            /* nothing left of the last read: read again (the rows we hold
+             * come first: read past them) */
+            ahead_drop(l);
+            size_t want = n->opt.concurrency > READ_AHEAD ? n->opt.concurrency : READ_AHEAD;
+            size_t max = want + l->n_flying + l->n_unrecorded;
+            if (store_deliveries_due(n->st, l->id, max, &l->ahead, &l->n_ahead) != EVH_OK) {
+                log_error("notify", "reading due deliveries of '%s' failed: %s", l->id,
+                          store_errmsg(n->st));
+                int64_t later = wall_us() + 1000000;
+                if (!n->due_us || later < n->due_us)
+                    n->due_us = later;
+                continue;
+            }
+            l->ahead_full = l->n_ahead == max;
         }
         int refused = 0;
-        for (size_t i = 0; i < count && n->n_flying < n->opt.concurrency; i++) {
-            if (busy_has(n, d[i].id))
+        size_t started = 0;
+        while (l->i_ahead < l->n_ahead && n->n_flying < n->opt.concurrency) {
+            store_delivery *d = &l->ahead[l->i_ahead++];
+            if (busy_has(n, d->id))
                 continue;
-            if (start_one(n, &d[i], NULL, l, 0)) {
-                memset(&d[i], 0, sizeof d[i]); /* owned by the transfer now */
-                started++;
-            } else {
+            if (!start_one(n, d, NULL, l, 0)) {
                 refused = 1; /* disabled meanwhile, or out of memory */
+                break;
             }
+            memset(d, 0, sizeof *d); /* owned by the transfer now */
+            started++;
         }
-        store_deliveries_free(d, count);
-        if (count == max) {
-            n->need_scan = 1;
-            continue;
+        if (refused) {
+            ahead_drop(l); /* they stay in the table */
+        } else if (l->i_ahead < l->n_ahead) {
+            continue; /* no slot left: the rest as transfers finish (collect_done) */
+        } else {
+            int full = l->ahead_full;
+            ahead_drop(l);
+            if (full) {
+                n->need_scan = 1;
+                continue;
+            }
         }
         if (started)
             continue; /* read again as they finish (collect_done) */
@@ -1575,7 +1617,7 @@ static void *notify_main(void *arg)
         }
         int timeout_ms = MAX_SLEEP_MS;
         if (atomic_exchange(&n->rescan, 0)) { /* a retry, a reload */
-            lanes_to_table(n);
+            lanes_to_table(n, 1);
             recount_now = 1;
         }
         if (n->due_us && wall_us() >= n->due_us)

@@ -997,6 +997,73 @@ static void test_restart_delivers_pending(void **state)
     free(db);
 }
 
+/* A backlog drained from the table: 60 jobs' 240 events, stored while the
+ * receiver was down, go out through 4 transfers at a time (so each read
+ * ahead is started over many passes, and read again as jobs move on):
+ * each event once, each job's in order. */
+static void test_backlog_drains_in_order(void **state)
+{
+    (void)state;
+    enum { JOBS = 60, EVENTS = 4 * JOBS };
+    char *dir = tu_tempdir("hooks-backlog");
+    char *db = tu_join(dir, "evhost.db");
+    int port = down_port();
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "notifications:\n  concurrency: 4\n  subscriptions:\n"
+             "    - {id: backlog, url: \"http://127.0.0.1:%d/x\", events: all,\n"
+             "       max_attempts: 100, backoff_base_ms: 50, backoff_cap_ms: 100}\n",
+             port);
+    at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml, .db = db};
+    apitest *t = at_start(&o);
+    char ev[37];
+    for (int i = 0; i < JOBS; i++)
+        emit(t, i, ev);
+    wait_executions(t, JOBS);
+    wait_deliveries(t, "backlog", NULL, EVENTS);
+    at_stop(t);
+
+    receiver *rx = rx_start(port);
+    t = at_start(&o);
+    rx_wait(rx, EVENTS);
+    wait_deliveries(t, "backlog", "delivered", EVENTS);
+    usleep(100000);
+    assert_int_equal(rx_count(rx), EVENTS); /* each once */
+    static const char *const order[] = {"jobStart", "pluginStart", "pluginComplete", "jobComplete"};
+    struct {
+        char job[40];
+        int next;
+    } jobs[JOBS];
+    size_t n_jobs = 0;
+    pthread_mutex_lock(&rx->lock);
+    for (size_t i = 0; i < EVENTS; i++) {
+        cJSON *env = cJSON_Parse(rx->reqs[i].body);
+        assert_non_null(env);
+        const char *job = sget(cJSON_GetObjectItemCaseSensitive(env, "data"), "jobId");
+        size_t k = 0;
+        while (k < n_jobs && strcmp(jobs[k].job, job))
+            k++;
+        if (k == n_jobs) {
+            assert_true(n_jobs < JOBS);
+            snprintf(jobs[n_jobs].job, sizeof jobs[n_jobs].job, "%s", job);
+            jobs[n_jobs++].next = 0;
+        }
+        assert_true(jobs[k].next < 4);
+        if (strcmp(sget(env, "event"), order[jobs[k].next]))
+            fail_msg("job %s: %s arrived where %s was due", job, sget(env, "event"),
+                     order[jobs[k].next]);
+        jobs[k].next++;
+        cJSON_Delete(env);
+    }
+    pthread_mutex_unlock(&rx->lock);
+    assert_int_equal(n_jobs, JOBS);
+    at_stop(t);
+    rx_stop(rx);
+    tu_rmtree(dir);
+    free(dir);
+    free(db);
+}
+
 /* ---- an older database: its outbox is converted (schema 4) and moved to its file (5) ----- */
 
 static void exec_ok(sqlite3 *db, const char *sql)
@@ -1437,6 +1504,7 @@ int main(void)
         cmocka_unit_test(test_dead_letters_and_retry),
         cmocka_unit_test(test_hanging_receiver_does_not_slow_executions),
         cmocka_unit_test(test_restart_delivers_pending),
+        cmocka_unit_test(test_backlog_drains_in_order),
         cmocka_unit_test(test_schema2_outbox_migrated),
         cmocka_unit_test(test_gone_disables_subscription),
         cmocka_unit_test(test_subscriptions_api),

@@ -1374,8 +1374,12 @@ static void scan_lanes(notifier *n)
     n->need_scan = 0;
     n->due_us = 0;
     for (lane *l = atomic_load(&n->lanes); l; l = l->next) {
-        if (l->live || !sub_enabled(n, l->id))
-            continue; /* a disabled lane is read again when it is enabled (a reload) */
+        if (l->live)
+            continue;
+        if (!sub_enabled(n, l->id)) {
+            ahead_drop(l); /* a disabled lane is read again when it is enabled (a reload) */
+            continue;
+        }
         if (n->n_flying >= n->opt.concurrency) {
             n->need_scan = 1;
             return;

@@ -120,10 +120,11 @@ typedef struct lane {
     int live;
     int64_t live_after; /* deliveries up to this id were the table's */
     size_t n_flying, n_unrecorded;
-    /* due rows read from the table and not yet looked at ([i_ahead,
-     * n_ahead)): started as slots free, read again once used up */
+    /* due rows read from the table (n_ahead, freed together): those to
+     * start, [0, n_use), are started from i_ahead on as slots free, and
+     * the table is read again once they are used up */
     store_delivery *ahead;
-    size_t n_ahead, i_ahead;
+    size_t n_ahead, n_use, i_ahead;
     int ahead_full; /* the read returned all it was allowed: more may follow */
     signer *sig; /* the subscription's key, made ready once; NULL until signed */
 } lane;
@@ -1243,7 +1244,7 @@ static void ahead_drop(lane *l)
 {
     store_deliveries_free(l->ahead, l->n_ahead);
     l->ahead = NULL;
-    l->n_ahead = l->i_ahead = 0;
+    l->n_ahead = l->n_use = l->i_ahead = 0;
     l->ahead_full = 0;
 }
 
@@ -1384,7 +1385,7 @@ static void scan_lanes(notifier *n)
             n->need_scan = 1;
             return;
         }
-        if (l->i_ahead == l->n_ahead) {
+        if (l->i_ahead == l->n_use) {
             /* nothing left of the last read: read again (the rows we hold
              * come first: read past them) */
             ahead_drop(l);
@@ -1399,13 +1400,23 @@ static void scan_lanes(notifier *n)
                 continue;
             }
             l->ahead_full = l->n_ahead == max;
+            /* the rows we hold (on the wire, outcome not recorded) are set
+             * aside now, while they are ours: one whose outcome is recorded
+             * before the lane gets to it would look open, and go twice */
+            size_t use = 0;
+            for (size_t i = 0; i < l->n_ahead; i++) {
+                if (busy_has(n, l->ahead[i].id))
+                    continue;
+                store_delivery keep = l->ahead[i];
+                l->ahead[i] = l->ahead[use];
+                l->ahead[use++] = keep;
+            }
+            l->n_use = use;
         }
         int refused = 0;
         size_t started = 0;
-        while (l->i_ahead < l->n_ahead && n->n_flying < n->opt.concurrency) {
+        while (l->i_ahead < l->n_use && n->n_flying < n->opt.concurrency) {
             store_delivery *d = &l->ahead[l->i_ahead++];
-            if (busy_has(n, d->id))
-                continue;
             if (!start_one(n, d, NULL, l, 0)) {
                 refused = 1; /* disabled meanwhile, or out of memory */
                 break;
@@ -1415,7 +1426,7 @@ static void scan_lanes(notifier *n)
         }
         if (refused) {
             ahead_drop(l); /* they stay in the table */
-        } else if (l->i_ahead < l->n_ahead) {
+        } else if (l->i_ahead < l->n_use) {
             continue; /* no slot left: the rest as transfers finish (collect_done) */
         } else {
             int full = l->ahead_full;

@@ -211,6 +211,21 @@ static int down_port(void)
     return port;
 }
 
+/* host.yaml's notifications: `settings` ("" or lines such as
+ * "  concurrency: 4\n"), and subscription `id` taking every event to a port
+ * nothing listens on yet, tried again every 50 to 100 ms.  Returns the port,
+ * for a receiver started there later. */
+static int down_subscription(char *yaml, size_t size, const char *settings, const char *id)
+{
+    int port = down_port();
+    snprintf(yaml, size,
+             "notifications:\n%s  subscriptions:\n"
+             "    - {id: %s, url: \"http://127.0.0.1:%d/x\", events: all,\n"
+             "       max_attempts: 100, backoff_base_ms: 50, backoff_cap_ms: 100}\n",
+             settings, id, port);
+    return port;
+}
+
 static size_t rx_count(receiver *rx)
 {
     pthread_mutex_lock(&rx->lock);
@@ -955,13 +970,8 @@ static void test_restart_delivers_pending(void **state)
     (void)state;
     char *dir = tu_tempdir("hooks-db");
     char *db = tu_join(dir, "evhost.db");
-    int port = down_port();
     char yaml[512];
-    snprintf(yaml, sizeof yaml,
-             "notifications:\n  subscriptions:\n"
-             "    - {id: later, url: \"http://127.0.0.1:%d/x\", events: all,\n"
-             "       max_attempts: 100, backoff_base_ms: 50, backoff_cap_ms: 100}\n",
-             port);
+    int port = down_subscription(yaml, sizeof yaml, "", "later");
     at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml, .db = db};
     apitest *t = at_start(&o);
     char ev[37];
@@ -1007,13 +1017,8 @@ static void test_backlog_drains_in_order(void **state)
     enum { JOBS = 60, EVENTS = 4 * JOBS };
     char *dir = tu_tempdir("hooks-backlog");
     char *db = tu_join(dir, "evhost.db");
-    int port = down_port();
     char yaml[512];
-    snprintf(yaml, sizeof yaml,
-             "notifications:\n  concurrency: 4\n  subscriptions:\n"
-             "    - {id: backlog, url: \"http://127.0.0.1:%d/x\", events: all,\n"
-             "       max_attempts: 100, backoff_base_ms: 50, backoff_cap_ms: 100}\n",
-             port);
+    int port = down_subscription(yaml, sizeof yaml, "  concurrency: 4\n", "backlog");
     at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml, .db = db};
     apitest *t = at_start(&o);
     char ev[37];

@@ -483,14 +483,20 @@ static pid_t spawn_life(chaos *x, int life)
 
 /* ---- reading the database ----------------------------------------------- */
 
-static sqlite3 *db_open(const chaos *x)
+/* The database file at path (evhost.db or its outbox). */
+static sqlite3 *file_open(const char *path)
 {
     sqlite3 *db = NULL;
     /* read-write: opening after a kill may have to recover the WAL, as the
      * next daemon would; the checks only read */
-    assert_int_equal(sqlite3_open_v2(x->db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 10000);
     return db;
+}
+
+static sqlite3 *db_open(const chaos *x)
+{
+    return file_open(x->db);
 }
 
 static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
@@ -820,9 +826,7 @@ static void check_outbox(chaos *x, int final)
             fail_msg("no outbox file %s", x->outbox);
         return; /* killed before the daemon opened it */
     }
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(x->outbox, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
+    sqlite3 *db = file_open(x->outbox);
     check_integrity(db);
     expect_none(db, "deliveries without their lifecycle event",
                 "SELECT COUNT(*) FROM deliveries d "
@@ -913,9 +917,7 @@ static void wait_delivered(chaos *x, int life)
 {
     long long end = tu_now_ms() + OUTBOX_TIMEOUT_MS, open = -1;
     while (tu_now_ms() < end) {
-        sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open_v2(x->outbox, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-        sqlite3_busy_timeout(db, 10000);
+        sqlite3 *db = file_open(x->outbox);
         open = q_int(db, "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed')");
         sqlite3_close(db);
         if (open == 0)

@@ -980,8 +980,9 @@ static xfer *xfer_new(notifier *n, store_delivery *d, msg *m, lane *l)
             if (!signer_is_for(l->sig, s->key, s->key_len)) { /* first, or a new secret */
                 signer_free(l->sig);
                 if (!(l->sig = signer_new(s->key, s->key_len)))
-                    log_error("notify", "subscription '%s': cannot sign its deliveries (out of "
-                                        "memory, or OpenSSL has no HMAC-SHA256); trying again",
+                    log_error("notify",
+                              "subscription '%s': cannot sign its deliveries (out of "
+                              "memory, or OpenSSL has no HMAC-SHA256); trying again",
                               l->id);
             }
             char *sig = NULL;

@@ -3,7 +3,8 @@
  * over real HTTP on loopback: routing (404, 405 with Allow), API keys
  * (401, the public health check, the key's name), limits (413 by
  * Content-Length and by a chunked body, 431 for huge headers), the JSON
- * error shape, and that hostile requests leave the server serving.
+ * error shape, that hostile requests leave the server serving, and that
+ * stopping under traffic answers or refuses every request and never aborts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
+#include "http.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -154,6 +158,92 @@ static void test_limits(void **state)
     (void)state;
 }
 
+/* ---- stopping while clients keep asking ------------------------------- */
+
+static void answer_ok(void *ctx, const http_request *req, http_response *res)
+{
+    (void)ctx;
+    (void)req;
+    http_respond_json(res, 200, cJSON_CreateObject());
+}
+
+typedef struct traffic {
+    atomic_int port, go;
+    atomic_int ok, stopping, refused, other;
+} traffic;
+
+/* One short request after another, each on its own connection, against
+ * whichever server is up: a 200, the stopping server's 503, or no answer
+ * (not listening, or closed at stop) are the outcomes allowed. */
+static void *client_main(void *arg)
+{
+    traffic *t = arg;
+    while (atomic_load(&t->go)) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct timeval tv = {0, 50000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)atomic_load(&t->port))};
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        char buf[512] = "";
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            static const char q[] = "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n";
+            if (send(fd, q, sizeof q - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof q - 1)) {
+                ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+                buf[n > 0 ? n : 0] = '\0';
+            }
+        }
+        close(fd);
+        if (!strncmp(buf, "HTTP/1.1 200 ", 13))
+            atomic_fetch_add(&t->ok, 1);
+        else if (!strncmp(buf, "HTTP/1.1 503 ", 13) && strstr(buf, "\"stopping\""))
+            atomic_fetch_add(&t->stopping, 1);
+        else if (buf[0] == '\0')
+            atomic_fetch_add(&t->refused, 1);
+        else
+            atomic_fetch_add(&t->other, 1);
+    }
+    return NULL;
+}
+
+/* libmicrohttpd's MHD_quiesce_daemon raced its epoll workers and aborted
+ * the process ("Failed to remove listen FD from epoll set"); http_stop no
+ * longer quiesces.  With quiescing, this loop aborted within seconds. */
+static void test_stop_under_traffic(void **state)
+{
+    static const http_route routes[] = {{"GET", "/ok", answer_ok, 1}, {0}};
+    static const http_route *const tables[] = {routes, NULL};
+    http_options o = {
+        .host = "127.0.0.1", .max_body = 4096, .max_connections = 64, .timeout_s = 2, .threads = 4};
+    traffic t = {0};
+    atomic_store(&t.go, 1);
+    pthread_t clients[3];
+    int rounds = 0;
+    long long end = tu_now_ms() + 4000;
+    for (; rounds < 2000 && tu_now_ms() < end; rounds++) {
+        char *err = NULL;
+        http_server *s = http_start(&o, tables, NULL, NULL, &err);
+        assert_non_null(s);
+        atomic_store(&t.port, http_port(s));
+        if (rounds == 0)
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(pthread_create(&clients[i], NULL, client_main, &t), 0);
+        usleep(2000);
+        http_stop(s);
+    }
+    atomic_store(&t.go, 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(clients[i], NULL);
+    print_message("%d rounds: %d answered, %d stopping, %d no answer, %d other\n", rounds,
+                  atomic_load(&t.ok), atomic_load(&t.stopping), atomic_load(&t.refused),
+                  atomic_load(&t.other));
+    assert_true(rounds >= 50);
+    assert_true(atomic_load(&t.ok) > rounds); /* the servers did serve */
+    assert_int_equal(atomic_load(&t.other), 0);
+    (void)state;
+}
+
 int main(void)
 {
     log_set_level(EVH_LOG_ERROR);
@@ -161,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_routing),
         cmocka_unit_test(test_api_keys),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_stop_under_traffic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -168,7 +168,8 @@ http_server *http_start(const http_options *o, const http_route *const *tables,
                         http_fallback fallback, void *ctx, char **err);
 /* The port actually bound. */
 int http_port(const http_server *s);
-/* End the streams, stop accepting, finish requests in flight, free. */
+/* End the streams, answer new requests 503 ("stopping"), finish the requests
+ * in flight and the deferred ones, free. */
 void http_stop(http_server *s);
 
 #endif

@@ -49,15 +49,8 @@ install(FILES ${CMAKE_SOURCE_DIR}/cmake/evhost-sdkConfig.cmake
               ${_evh_pkg_dir}/evhost-sdkConfigVersion.cmake
         DESTINATION lib/cmake/evhost-sdk)
 
-# pkg-config: the prefix is only known at install time (`--prefix` overrides
-# CMAKE_INSTALL_PREFIX then), so the ABI is filled in now and the prefix by
-# the install script.
-set(EVH_PC_PREFIX "@EVH_PC_PREFIX@")
-configure_file(${CMAKE_SOURCE_DIR}/cmake/evhost-sdk.pc.in ${_evh_pkg_dir}/evhost-sdk.pc.in @ONLY)
-install(CODE "
-  set(EVH_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
-  configure_file(\"${_evh_pkg_dir}/evhost-sdk.pc.in\"
-                 \"${_evh_pkg_dir}/install/evhost-sdk.pc\" @ONLY)
-  file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/pkgconfig\" TYPE FILE
-       FILES \"${_evh_pkg_dir}/install/evhost-sdk.pc\")
-")
+# pkg-config: the file finds its prefix from where it lies (${pcfiledir}),
+# so neither `--prefix` nor copying the tree later leaves it pointing at
+# the wrong place; only the ABI is filled in.
+configure_file(${CMAKE_SOURCE_DIR}/cmake/evhost-sdk.pc.in ${_evh_pkg_dir}/evhost-sdk.pc @ONLY)
+install(FILES ${_evh_pkg_dir}/evhost-sdk.pc DESTINATION lib/pkgconfig)

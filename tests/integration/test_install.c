@@ -364,14 +364,33 @@ static char *plugin_folder(const char *dir, const char *id, const char *json, co
     return folder;
 }
 
-/* The plugin's .so, built with plain cc and `pkg-config --cflags evhost-sdk`. */
-static void cc_with_pkg_config(const char *folder, const char *id, const char *file)
+/* `pkg-config --cflags evhost-sdk` (with PKG_CONFIG_PATH as it is): one
+ * -I<dir> that must be prefix's include directory, the installed header
+ * rather than the source tree's.  Returns the flag. */
+static char *pkg_config_include(const char *prefix)
 {
     char *pc[] = {"pkg-config", "--cflags", "evhost-sdk", NULL};
     char *cflags = run_expect(pc, 0, 10000);
     cflags[strcspn(cflags, " \n")] = '\0'; /* one -I<dir> */
-    char *expect = fmt("-I%s", g_prefix);
-    assert_non_null(strstr(cflags, expect)); /* the installed header, not the source tree */
+    assert_int_equal(strncmp(cflags, "-I", 2), 0);
+    char *got = realpath(cflags + 2, NULL);
+    char *want_dir = tu_join(prefix, "include");
+    char *want = realpath(want_dir, NULL);
+    assert_non_null(got);
+    assert_non_null(want);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "pkg-config gave %s, expected %s\n", cflags, want);
+    assert_string_equal(got, want);
+    free(want);
+    free(want_dir);
+    free(got);
+    return cflags;
+}
+
+/* The plugin's .so, built with plain cc and `pkg-config --cflags evhost-sdk`. */
+static void cc_with_pkg_config(const char *folder, const char *id, const char *file)
+{
+    char *cflags = pkg_config_include(g_prefix);
     char *so = fmt("%s/%s.so", folder, id);
     char *src = tu_join(folder, file);
     char *cc[] = {"cc",
@@ -391,7 +410,6 @@ static void cc_with_pkg_config(const char *folder, const char *id, const char *f
     run_ok(cc, 60000);
     free(src);
     free(so);
-    free(expect);
     free(cflags);
 }
 
@@ -478,6 +496,31 @@ static void test_installed_layout(void **state)
     assert_string_equal(version, EVH_ABI_STRING "\n");
     char *atleast[] = {"pkg-config", "--atleast-version=1.0", "evhost-sdk", NULL};
     run_ok(atleast, 10000);
+
+    /* the tree is relocatable: a copy finds its own plugins and header */
+    char *moved = tu_join(g_root, "moved");
+    char *cp[] = {"cp", "-a", g_prefix, moved, NULL};
+    run_ok(cp, 60000);
+    char *moved_evhost = tu_join(moved, "bin/evhost");
+    char *moved_list[] = {moved_evhost, "plugins", "list", NULL};
+    char *moved_listing = run_expect(moved_list, 0, 60000);
+    char *real_moved = realpath(moved, NULL);
+    char *from_moved = fmt(" %s/lib/evhost/plugins/event-sources/timer\n", real_moved);
+    if (!strstr(moved_listing, from_moved))
+        fprintf(stderr, "expected%s in:\n%s\n", from_moved, moved_listing);
+    assert_non_null(strstr(moved_listing, from_moved));
+    char *moved_pc = tu_join(moved, "lib/pkgconfig");
+    char *installed_pc = strdup(getenv("PKG_CONFIG_PATH"));
+    setenv("PKG_CONFIG_PATH", moved_pc, 1);
+    free(pkg_config_include(moved));
+    setenv("PKG_CONFIG_PATH", installed_pc, 1);
+    free(installed_pc);
+    free(moved_pc);
+    free(from_moved);
+    free(real_moved);
+    free(moved_listing);
+    free(moved_evhost);
+    free(moved);
     free(version);
     free(out);
     free(validate_dir);

@@ -5,12 +5,13 @@
 # Runs apt-get as root, through sudo when not root.  Non-interactive.
 set -euo pipefail
 
+# sqlite3: the shell the README and docs use to look into evhost.db
 pkgs=(build-essential cmake pkg-config
       libcjson-dev libyaml-dev libsqlite3-dev libcurl4-openssl-dev
-      libmicrohttpd-dev libssl-dev)
+      libmicrohttpd-dev libssl-dev sqlite3)
 if [[ "${1:-}" == "--test" ]]; then
     # libclang-rt-dev: clang's sanitizer and libFuzzer runtimes (build/test-fuzz)
-    pkgs+=(libcmocka-dev clang libclang-rt-dev sqlite3 curl chromium fonts-dejavu-core cppcheck)
+    pkgs+=(libcmocka-dev clang libclang-rt-dev curl chromium fonts-dejavu-core cppcheck)
 fi
 
 missing=()

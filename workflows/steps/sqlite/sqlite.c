@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -371,6 +372,42 @@ static int32_t run_setup(sql_step *s, int idx, const char *text, char **err)
     return st;
 }
 
+/* Switch the file to WAL, its mode into mode.  The switch needs the file
+ * to itself for a moment, and when several instances open a new file at
+ * once SQLite answers SQLITE_BUSY straight away to those that lose, without
+ * calling the busy handler: each holds the read lock the others wait for,
+ * so waiting there could deadlock.  Having let go of it, retry here, with a
+ * pause that grows to 50 ms, for up to busy_ms (test_builtin_steps_b's four
+ * writers on a new file failed 1 run in 25 before). */
+static int set_wal(sqlite3 *db, int busy_ms, char mode[16])
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long pause_ns = 1000000L;
+    for (;;) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *m = (const char *)sqlite3_column_text(st, 0);
+            snprintf(mode, 16, "%s", m ? m : "");
+        }
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+        sqlite3_finalize(st);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long waited_ms =
+            (now.tv_sec - t0.tv_sec) * 1000LL + (now.tv_nsec - t0.tv_nsec) / 1000000L;
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= busy_ms)
+            return rc;
+        struct timespec pause = {0, pause_ns};
+        nanosleep(&pause, NULL);
+        if (pause_ns < 50000000L)
+            pause_ns *= 2;
+    }
+}
+
 static int32_t open_database(sql_step *s, const cJSON *cfg, char **err)
 {
     const evh_host_api *api = s->api;
@@ -433,22 +470,14 @@ static int32_t open_database(sql_step *s, const cJSON *cfg, char **err)
                    ? EVH_OK
                    : fail(api, err, EVH_E_IO, "database: '%s': %s", path, sqlite3_errmsg(s->db));
     /* WAL: readers and one writer at a time, across instances. */
-    sqlite3_stmt *wal = NULL;
-    rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &wal, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(wal);
-    if (rc == SQLITE_ROW) {
-        const char *mode = (const char *)sqlite3_column_text(wal, 0);
-        if (!mode || strcmp(mode, "wal") != 0)
-            api->log(s->host, EVH_LOG_WARN, "%s: journal mode is '%s', not WAL", path,
-                     mode ? mode : "?");
-        rc = SQLITE_OK;
-    }
-    int32_t st = EVH_OK;
-    if (rc != SQLITE_OK && rc != SQLITE_DONE) /* the message before finalize resets it */
-        st = fail(api, err, status_of(rc), "database: '%s': %s", path, sqlite3_errmsg(s->db));
-    sqlite3_finalize(wal);
-    return st;
+    char mode[16] = "";
+    rc = set_wal(s->db, busy_ms, mode);
+    if (rc != SQLITE_OK)
+        return fail(api, err, status_of(rc), "database: '%s': %s", path, sqlite3_errstr(rc));
+    if (strcmp(mode, "wal") != 0)
+        api->log(s->host, EVH_LOG_WARN, "%s: journal mode is '%s', not WAL", path,
+                 mode[0] ? mode : "?");
+    return EVH_OK;
 }
 
 /* init's work, shared with validate (validating: change nothing). */

@@ -16,8 +16,9 @@
 
 #include <evhost/evhost.h>
 
-#include "jsonutil.h"
 #include "evh_limits.h"
+#include "jsonutil.h"
+#include "spell.h"
 #include "subscription.h"
 #include "yamldoc.h"
 
@@ -309,39 +310,13 @@ static void wrong_value(ctx *x, const cJSON *v, const char *path, const char *wa
     free(got);
 }
 
-/* Edit distance, case-insensitive; gives up (returns a large value) past
- * 63 characters, which no setting name reaches. */
-static size_t distance(const char *a, const char *b)
-{
-    size_t lb = strlen(b), row[64], prev;
-    if (lb >= 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; a[i - 1]; i++) {
-        prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            size_t best = prev + cost;
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            prev = row[j];
-            row[j] = best;
-        }
-    }
-    return row[lb];
-}
-
 /* The known name closest to key, when it is close enough to be a typo. */
 static const char *suggest(const char *key, const field *fields)
 {
     const char *best = NULL;
     size_t best_d = SIZE_MAX;
     for (const field *f = fields; f->name; f++) {
-        size_t d = distance(key, f->name);
+        size_t d = spell_distance(key, f->name);
         size_t limit = strlen(f->name) <= 4 ? 1 : 2;
         if (d <= limit && d < best_d) {
             best = f->name;

@@ -15,9 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "evh_limits.h"
 #include "evhost/evhost.h"
 #include "jsonutil.h"
-#include "evh_limits.h"
+#include "spell.h"
 
 /* Values quoted in messages are cut to this many bytes: a hostile plugin.json
  * must not turn one problem into a megabyte log line. */
@@ -243,50 +244,6 @@ static int parse_abi(const char *s, uint16_t *major, uint16_t *minor)
 
 /* ---- key spelling -------------------------------------------------------- */
 
-/* Case-insensitive Levenshtein distance, for "did you mean" only; keys
- * longer than 63 bytes never get a suggestion. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return (size_t)-1;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag_prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
-            size_t best = diag_prev + (same ? 0 : 1);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag_prev = up;
-        }
-    }
-    return row[lb];
-}
-
-/* The known key the unknown `key` most likely meant, or NULL.  A distance
- * as long as the key itself would suggest "id" for "x": not a typo. */
-static const char *suggest_key(const char *key, const char *const *known, size_t n)
-{
-    const char *best = NULL;
-    size_t best_d = 3, len = strlen(key);
-    for (size_t i = 0; i < n; i++) {
-        size_t dist = edit_distance(key, known[i]);
-        if (dist < best_d && dist < len) {
-            best = known[i];
-            best_d = dist;
-        }
-    }
-    return best;
-}
-
 static int known_index(const char *key, const char *const *known, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -299,7 +256,7 @@ static void unknown_key(ctx *c, const char *base, const char *key, const char *c
                         size_t n)
 {
     char q[QUOTE_BUF], list[512] = "";
-    const char *hint = suggest_key(key, known, n);
+    const char *hint = spell_nearest(key, known, n);
     if (hint) {
         problem(c, base, key, "unknown key %s (did you mean \"%s\"?)", quoted(key, q), hint);
         return;

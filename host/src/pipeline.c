@@ -34,11 +34,34 @@ static int resolve_workflow(void *ud, const char *workflow_id)
     return workflow_set_get(c->ws, workflow_id) != NULL;
 }
 
+/* The names a misspelt source, event type or workflow is compared with:
+ * exactly those the two callbacks above would accept, so a suggestion
+ * always loads. */
+static void offer_names(void *ud, trigger_names what, const char *source, spell_near *near)
+{
+    const pipeline_resolver_ctx *c = ud;
+    if (what == TRIGGER_NAMES_WORKFLOWS) {
+        for (size_t i = 0; c->ws && i < c->ws->count; i++)
+            spell_near_offer(near, c->ws->items[i]->id);
+    } else if (what == TRIGGER_NAMES_EVENT_TYPES) {
+        const plugin *p = registry_find(c->reg, source);
+        for (size_t i = 0; p && p->m && i < p->m->n_event_types; i++)
+            spell_near_offer(near, p->m->event_types[i].type);
+    } else {
+        for (size_t i = 0; c->reg && i < c->reg->count; i++) {
+            const plugin *p = c->reg->items[i];
+            if (p->state != PLUGIN_FAILED && p->id && p->m && p->m->n_event_types)
+                spell_near_offer(near, p->id);
+        }
+    }
+}
+
 trigger_resolver pipeline_resolver(pipeline_resolver_ctx *ctx)
 {
     trigger_resolver r = {.ud = ctx,
                           .event_type = resolve_event_type,
-                          .workflow_exists = resolve_workflow};
+                          .workflow_exists = resolve_workflow,
+                          .offer_names = offer_names};
     return r;
 }
 

@@ -765,25 +765,46 @@ static void read_fields(vctx *c, const cJSON *spec, const char *base, fields *f)
         f->conditions = NULL;
 }
 
+/* " (did you mean 'x'?)" naming the known name nearest to the unknown
+ * `word`, or "" when none is near: the seed's users wrote "my-Timer" for
+ * "my-timer" and got no hint why nothing ran. */
+static const char *did_you_mean(const trigger_resolver *res, trigger_names what, const char *source,
+                                const char *word, char *buf, size_t cap)
+{
+    spell_near near;
+    spell_near_init(&near, word);
+    if (res->offer_names)
+        res->offer_names(res->ud, what, source, &near);
+    if (!near.best)
+        return "";
+    snprintf(buf, cap, " (did you mean '%s'?)", near.best);
+    return buf;
+}
+
 /* Source, event type and workflow through the resolver; remembers the data
  * schema so that clauses on data.* can be checked against it. */
 static void resolve(vctx *c, const char *base, const trigger_resolver *res, const fields *f)
 {
+    char hint[EVH_ID_MAX_LEN + 32];
     if (!res)
         return;
     if (res->event_type && f->source && f->event_type) {
         const schema *s = NULL;
         int r = res->event_type(res->ud, f->source, f->event_type, &s);
         if (r == 0)
-            problem(c, base, "source", "unknown event source '%s'", f->source);
+            problem(c, base, "source", "unknown event source '%s'%s", f->source,
+                    did_you_mean(res, TRIGGER_NAMES_SOURCES, NULL, f->source, hint, sizeof hint));
         else if (r < 0)
-            problem(c, base, "event_type", "source '%s' does not declare event type '%s'",
-                    f->source, f->event_type);
+            problem(c, base, "event_type", "source '%s' does not declare event type '%s'%s",
+                    f->source, f->event_type,
+                    did_you_mean(res, TRIGGER_NAMES_EVENT_TYPES, f->source, f->event_type, hint,
+                                 sizeof hint));
         else
             c->data_schema = s;
     }
     if (res->workflow_exists && f->workflow && res->workflow_exists(res->ud, f->workflow) != 1)
-        problem(c, base, "workflow", "unknown workflow '%s'", f->workflow);
+        problem(c, base, "workflow", "unknown workflow '%s'%s", f->workflow,
+                did_you_mean(res, TRIGGER_NAMES_WORKFLOWS, NULL, f->workflow, hint, sizeof hint));
 }
 
 static char *dup_or_null(const char *s, int *ok)

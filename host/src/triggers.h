@@ -53,6 +53,14 @@
 
 #include "diag.h"
 #include "schema.h"
+#include "spell.h"
+
+/* The names a "did you mean" is drawn from (trigger_resolver.offer_names). */
+typedef enum trigger_names {
+    TRIGGER_NAMES_SOURCES,     /* the event sources a trigger may name */
+    TRIGGER_NAMES_EVENT_TYPES, /* the event types one source declares */
+    TRIGGER_NAMES_WORKFLOWS,   /* the loaded workflows */
+} trigger_names;
 
 /* How a trigger learns what exists; every callback may be NULL (not
  * checked).  ud is passed back. */
@@ -65,6 +73,12 @@ typedef struct trigger_resolver {
                       const schema **schema_out);
     /* 1 when the workflow is loaded. */
     int (*workflow_exists)(void *ud, const char *workflow_id);
+    /* Offer every known name of kind `what` to near (spell_near_offer), so
+     * that the problem for an unknown one can say "did you mean 'x'?";
+     * source names the source for TRIGGER_NAMES_EVENT_TYPES.  The names
+     * must stay valid until trigger_from_json returns.  NULL: no
+     * suggestions. */
+    void (*offer_names)(void *ud, trigger_names what, const char *source, spell_near *near);
 } trigger_resolver;
 
 typedef struct cond_node cond_node; /* a compiled condition (triggers.c) */
@@ -86,7 +100,8 @@ typedef struct trigger {
  * Build a trigger from its spec.  Every problem goes to d with its JSON path
  * below `path` ("triggers[0].conditions.all[1].op": "unknown operator
  * 'equals' (one of eq, ne, ...)"): unknown keys, missing or mistyped
- * fields, unknown source / event type / workflow (through res), a field
+ * fields, unknown source / event type / workflow (through res; with "did
+ * you mean 'x'?" when a known one is a near miss), a field
  * the event type's schema rules out (schema_has_path), an operator that
  * cannot apply to the field's declared type, a value of the wrong shape, a
  * regex that does not compile, nesting deeper than TRIGGER_MAX_DEPTH.

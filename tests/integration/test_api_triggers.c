@@ -321,6 +321,17 @@ static void test_validation_400(void **state)
          "event_type", "does not declare event type 'nothing'"},
         {"{" OK_SRC ", \"workflow\": \"no-such-workflow\"}", "workflow",
          "unknown workflow 'no-such-workflow'"},
+        /* near misses name what was meant (the seed's "my-Timer" gotcha) */
+        {"{\"source\": \"OK-Minimal\", \"event_type\": \"thing_happened\", \"workflow\": "
+         "\"wf-main\"}",
+         "source", "unknown event source 'OK-Minimal' (did you mean 'ok-minimal'?)"},
+        {"{\"source\": \"ok-minimal\", \"event_type\": \"thing_hapened\", \"workflow\": "
+         "\"wf-main\"}",
+         "event_type",
+         "source 'ok-minimal' does not declare event type 'thing_hapened' (did you mean "
+         "'thing_happened'?)"},
+        {"{" OK_SRC ", \"workflow\": \"wf-mian\"}", "workflow",
+         "unknown workflow 'wf-mian' (did you mean 'wf-main'?)"},
         {"{" OK_SRC "}", "workflow", "required"},
         {"{" OK_SRC ", \"workflow\": \"wf-main\", \"conditions\": [{\"field\": \"data.n\", "
          "\"op\": \"equals\", \"value\": 1}]}",

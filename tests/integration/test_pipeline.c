@@ -418,13 +418,15 @@ static void test_bad_files_reported_good_parts_load(void **state)
         NULL};
     diag d;
     diag_init(&d, NULL);
-    env_start(e, wfs,
-              "triggers:\n"
-              "  - {id: good, source: ok-minimal, event_type: thing_happened, workflow: two-steps}\n"
-              "  - {id: no-wf, source: ok-minimal, event_type: thing_happened, workflow: nope}\n"
-              "  - {id: bad-op, source: ok-minimal, event_type: thing_happened,\n"
-              "     workflow: two-steps, conditions: {field: data.n, op: starts_with, value: x}}\n",
-              &d);
+    env_start(
+        e, wfs,
+        "triggers:\n"
+        "  - {id: good, source: ok-minimal, event_type: thing_happened, workflow: two-steps}\n"
+        "  - {id: no-wf, source: ok-minimal, event_type: thing_happened, workflow: nope}\n"
+        "  - {id: bad-op, source: ok-minimal, event_type: thing_happened,\n"
+        "     workflow: two-steps, conditions: {field: data.n, op: starts_with, value: x}}\n"
+        "  - {id: typo, source: OK-Minimal, event_type: thing_happened, workflow: two-step}\n",
+        &d);
     char *all = diag_join(&d);
     assert_non_null(all);
     /* the unknown step plugin, with the file, line and column of `uses` */
@@ -437,6 +439,12 @@ static void test_bad_files_reported_good_parts_load(void **state)
     /* data.n is an integer in the event type's schema */
     assert_non_null(strstr(all, "triggers.yaml:5:"));
     assert_non_null(strstr(all, "triggers[2].conditions"));
+    /* YAML triggers are checked as API ones are: near misses get a suggestion */
+    assert_non_null(strstr(all, "triggers.yaml:6:"));
+    assert_non_null(strstr(all, "triggers[3].source: unknown event source 'OK-Minimal' (did you "
+                                "mean 'ok-minimal'?)"));
+    assert_non_null(strstr(
+        all, "triggers[3].workflow: unknown workflow 'two-step' (did you mean 'two-steps'?)"));
     free(all);
     diag_free(&d);
     /* the good workflow and trigger still run */

@@ -79,7 +79,7 @@ static int fake_event_type(void *ud, const char *source, const char *event_type,
         }
         return strcmp(event_type, "timer_reset") == 0 ? 1 : -1;
     }
-    if (strcmp(source, "files") == 0)
+    if (strcmp(source, "files") == 0 || strcmp(source, "my-timer") == 0)
         return strcmp(event_type, "file_created") == 0 ? 1 : -1;
     return 0;
 }
@@ -90,8 +90,30 @@ static int fake_workflow_exists(void *ud, const char *workflow_id)
     return strcmp(workflow_id, "generate-report") == 0 || strcmp(workflow_id, "cleanup") == 0;
 }
 
-static const trigger_resolver resolver = {
-    .ud = NULL, .event_type = fake_event_type, .workflow_exists = fake_workflow_exists};
+/* The names the fakes above accept, for "did you mean". */
+static void fake_offer_names(void *ud, trigger_names what, const char *source, spell_near *near)
+{
+    static const char *const sources[] = {"timer", "files", "my-timer"};
+    static const char *const timer_types[] = {"timer_fired", "timer_reset"};
+    static const char *const workflows[] = {"generate-report", "cleanup"};
+    (void)ud;
+    if (what == TRIGGER_NAMES_SOURCES)
+        for (size_t i = 0; i < ARRAY_LEN(sources); i++)
+            spell_near_offer(near, sources[i]);
+    else if (what == TRIGGER_NAMES_EVENT_TYPES && strcmp(source, "timer") == 0)
+        for (size_t i = 0; i < ARRAY_LEN(timer_types); i++)
+            spell_near_offer(near, timer_types[i]);
+    else if (what == TRIGGER_NAMES_EVENT_TYPES)
+        spell_near_offer(near, "file_created");
+    else
+        for (size_t i = 0; i < ARRAY_LEN(workflows); i++)
+            spell_near_offer(near, workflows[i]);
+}
+
+static const trigger_resolver resolver = {.ud = NULL,
+                                          .event_type = fake_event_type,
+                                          .workflow_exists = fake_workflow_exists,
+                                          .offer_names = fake_offer_names};
 
 static int setup(void **state)
 {
@@ -842,6 +864,69 @@ static void test_one_pass_all_problems(void **state)
     cJSON_Delete(j);
 }
 
+/* The seed's gotcha: a trigger on "my-Timer" loaded and never ran.  An
+ * unknown name close to a known one says which (case is not a difference
+ * worth a different name); a far one, or a resolver that offers no names,
+ * gets the plain message. */
+static void test_unknown_names_suggest(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec, *path, *reason;
+    } cases[] = {
+        {"{'id':'t','source':'my-Timer','event_type':'file_created','workflow':'cleanup'}",
+         "source", "unknown event source 'my-Timer' (did you mean 'my-timer'?)"},
+        {"{'id':'t','source':'Timer','event_type':'timer_fired','workflow':'cleanup'}", "source",
+         "unknown event source 'Timer' (did you mean 'timer'?)"},
+        {"{'id':'t','source':'timr','event_type':'timer_fired','workflow':'cleanup'}", "source",
+         "unknown event source 'timr' (did you mean 'timer'?)"},
+        {"{'id':'t','source':'nosuch','event_type':'timer_fired','workflow':'cleanup'}", "source",
+         "unknown event source 'nosuch'"},
+        {"{'id':'t','source':'timer','event_type':'timer_fried','workflow':'cleanup'}",
+         "event_type",
+         "source 'timer' does not declare event type 'timer_fried' (did you mean 'timer_fired'?)"},
+        {"{'id':'t','source':'files','event_type':'File_Created','workflow':'cleanup'}",
+         "event_type",
+         "source 'files' does not declare event type 'File_Created' (did you mean "
+         "'file_created'?)"},
+        {"{'id':'t','source':'timer','event_type':'timer_stopped','workflow':'cleanup'}",
+         "event_type", "source 'timer' does not declare event type 'timer_stopped'"},
+        {"{'id':'t','source':'timer','event_type':'timer_fired','workflow':'generate-reprot'}",
+         "workflow", "unknown workflow 'generate-reprot' (did you mean 'generate-report'?)"},
+        {"{'id':'t','source':'timer','event_type':'timer_fired','workflow':'clean'}", "workflow",
+         "unknown workflow 'clean' (did you mean 'cleanup'?)"},
+        {"{'id':'t','source':'timer','event_type':'timer_fired','workflow':'x'}", "workflow",
+         "unknown workflow 'x'"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        cJSON *j = jq(cases[i].spec);
+        diag d;
+        diag_init(&d, NULL);
+        assert_null(trigger_from_json(j, "", &resolver, &d));
+        if (d.count != 1 || strcmp(d.items[0].path, cases[i].path) ||
+            strcmp(d.items[0].reason, cases[i].reason))
+            print_error("%s: expected [%s: %s], got [%s: %s] x%zu\n", cases[i].spec, cases[i].path,
+                        cases[i].reason, d.count ? d.items[0].path : "",
+                        d.count ? d.items[0].reason : "", d.count);
+        assert_int_equal(d.count, 1);
+        assert_string_equal(d.items[0].path, cases[i].path);
+        assert_string_equal(d.items[0].reason, cases[i].reason);
+        diag_free(&d);
+        cJSON_Delete(j);
+    }
+    /* without offer_names the lookups still work, with no suggestion */
+    trigger_resolver plain = resolver;
+    plain.offer_names = NULL;
+    cJSON *j = jq(cases[1].spec);
+    diag d;
+    diag_init(&d, NULL);
+    assert_null(trigger_from_json(j, "", &plain, &d));
+    assert_int_equal(d.count, 1);
+    assert_string_equal(d.items[0].reason, "unknown event source 'Timer'");
+    diag_free(&d);
+    cJSON_Delete(j);
+}
+
 static void test_no_resolver_skips_lookups(void **state)
 {
     (void)state;
@@ -1389,6 +1474,7 @@ int main(void)
         cmocka_unit_test(test_validation_errors_table),
         cmocka_unit_test(test_regex_error_text),
         cmocka_unit_test(test_one_pass_all_problems),
+        cmocka_unit_test(test_unknown_names_suggest),
         cmocka_unit_test(test_no_resolver_skips_lookups),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_clause_limit),

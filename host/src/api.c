@@ -180,8 +180,14 @@ long api_query_limit(const http_request *req, http_response *res)
     char *end;
     long n = strtol(v, &end, 10);
     if (!*v || *end || n < 1 || n > STORE_LIST_MAX_LIMIT) {
-        http_respond_error(res, 400, "invalid", NULL,
-                           "limit: '%s' is not a number from 1 to %d", v, STORE_LIST_MAX_LIMIT);
+        /* a detail with the parameter, as for every other query value: a
+         * client shows details[].path, and an empty list said nothing */
+        diag d;
+        diag_init(&d, NULL);
+        diag_add(&d, "limit", "'%s' is not a number from 1 to %d", v, STORE_LIST_MAX_LIMIT);
+        http_respond_error(res, 400, "invalid", &d, "limit: '%s' is not a number from 1 to %d", v,
+                           STORE_LIST_MAX_LIMIT);
+        diag_free(&d);
         return -1;
     }
     return n;

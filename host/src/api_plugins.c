@@ -148,8 +148,9 @@ static const plugin *lookup(api_ctx *a, const http_request *req, int kind,
         return p;
     int other = kind == EVH_KIND_SOURCE ? EVH_KIND_STEP : EVH_KIND_SOURCE;
     if (find_plugin(a->reg, id, other))
-        http_respond_error(res, 404, "not_found", NULL, "no %s '%s' ('%s' is a %s: see %s/%s)",
-                           kind_noun(kind), id, id, kind_noun(other),
+        http_respond_error(res, 404, "not_found", NULL, "no %s '%s' ('%s' is %s %s: see %s/%s)",
+                           kind_noun(kind), id, id, other == EVH_KIND_SOURCE ? "an" : "a",
+                           kind_noun(other),
                            other == EVH_KIND_SOURCE ? "/api/event-sources" : "/api/steps", id);
     else
         http_respond_error(res, 404, "not_found", NULL, "no %s '%s'", kind_noun(kind), id);

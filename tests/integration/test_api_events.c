@@ -873,6 +873,8 @@ static void test_list_filters_and_pages(void **state)
         {"/api/events?cursor=zzz", "cursor"},      {"/api/events?cursor=x2024", "cursor"},
         {"/api/events?status=done", "status"},     {"/api/events?since=yesterday", "since"},
         {"/api/events?until=2024-13-01", "until"}, {"/api/events?source=", "source"},
+        {"/api/events?limit=0", "limit"},          {"/api/events?limit=501", "limit"},
+        {"/api/events?limit=abc", "limit"},        {"/api/events?limit=", "limit"},
     };
     at_response r;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -880,8 +882,10 @@ static void test_list_filters_and_pages(void **state)
         assert_refused(&r, 400, "invalid", bad[i].path);
         at_response_free(&r);
     }
-    assert_int_equal(at_request(t, "GET", "/api/events?limit=0", NULL, NULL, 0, &r), 0);
-    assert_refused(&r, 400, "invalid", NULL);
+    assert_int_equal(at_request(t, "GET", "/api/events?limit=501", NULL, NULL, 0, &r), 0);
+    assert_refused(&r, 400, "invalid", "limit");
+    assert_string_equal(sget(cJSON_GetArrayItem(jget(r.json, "error.details"), 0), "reason"),
+                        "'501' is not a number from 1 to 500");
     at_response_free(&r);
     at_wait_settled(t, 7);
     at_stop(t);

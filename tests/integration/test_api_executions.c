@@ -293,10 +293,11 @@ static void test_list_filters(void **state)
     bad_param(t, "/api/executions?until=2026-13-01T00:00:00Z", "until");
     bad_param(t, "/api/executions?cursor=nonsense", "cursor");
     bad_param(t, "/api/executions?cursor=e12", "cursor"); /* an events cursor */
+    bad_param(t, "/api/executions?limit=0", "limit");
+    bad_param(t, "/api/executions?limit=501", "limit");
+    bad_param(t, "/api/executions?limit=abc", "limit");
     cJSON *body = get(t, "/api/executions?limit=0", 400);
-    assert_non_null(strstr(error_message(body), "limit"));
-    cJSON_Delete(body);
-    body = get(t, "/api/executions?limit=501", 400);
+    assert_string_equal(error_message(body), "limit: '0' is not a number from 1 to 500");
     cJSON_Delete(body);
     at_stop(t);
     (void)state;

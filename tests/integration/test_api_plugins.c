@@ -246,7 +246,9 @@ static void test_one_event_source(void **state)
     /* a step is not an event source, and the answer says where it is */
     assert_int_equal(at_request(t, "GET", "/api/event-sources/test-step", NULL, NULL, 0, &r), 0);
     assert_error(&r, 404, "not_found");
-    assert_contains(str(get(r.json, "error"), "message"), "/api/steps/test-step");
+    assert_string_equal(str(get(r.json, "error"), "message"),
+                        "no event source 'test-step' ('test-step' is a workflow step: see "
+                        "/api/steps/test-step)");
     at_response_free(&r);
     at_stop(t);
 }
@@ -285,7 +287,9 @@ static void test_steps(void **state)
 
     assert_int_equal(at_request(t, "GET", "/api/steps/ok-minimal", NULL, NULL, 0, &r), 0);
     assert_error(&r, 404, "not_found");
-    assert_contains(str(get(r.json, "error"), "message"), "/api/event-sources/ok-minimal");
+    assert_string_equal(str(get(r.json, "error"), "message"),
+                        "no workflow step 'ok-minimal' ('ok-minimal' is an event source: see "
+                        "/api/event-sources/ok-minimal)");
     at_response_free(&r);
     assert_int_equal(at_request(t, "GET", "/api/steps/nope", NULL, NULL, 0, &r), 0);
     assert_error(&r, 404, "not_found");

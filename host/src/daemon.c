@@ -282,6 +282,7 @@ static reloader *load_plugins(registry *r, runtime *rt, const evh_config *c, con
                          .n_dirs = n,
                          .plugin_configs = c->plugin_config,
                          .library_copy_dir = copies,
+                         .data_dir = c->data_dir,
                          .revalidate = pipeline_reload,
                          .revalidate_ud = pl};
     reloader *prl = copies ? reloader_new(r, rt, &ro) : NULL;

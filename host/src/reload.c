@@ -41,6 +41,7 @@ struct reloader {
     char **dirs;
     size_t n_dirs;
     char *copy_dir;
+    char *data_dir; /* NULL: none to keep out */
     loader_options lopt;
     int (*revalidate)(void *ud, diag *d);
     void *revalidate_ud;
@@ -274,6 +275,49 @@ static void fp_remove(reloader *rl, size_t i)
     rl->fps[i] = rl->fps[--rl->n_fps];
 }
 
+/* ---- the daemon's own data directory ------------------------------------------ */
+
+/* 1 when path is the directory `top` (device and inode) or lies beneath it:
+ * path's real parents are compared up to "/", so another spelling, a
+ * symlink or a bind mount of the directory is recognised, and a folder that
+ * merely has the same name is not. */
+static int is_within(const char *path, const struct stat *top)
+{
+    char *real = realpath(path, NULL);
+    if (!real)
+        return 0;
+    int found = 0;
+    for (;;) {
+        struct stat st;
+        if (stat(real, &st) == 0 && st.st_dev == top->st_dev && st.st_ino == top->st_ino) {
+            found = 1;
+            break;
+        }
+        char *slash = strrchr(real, '/');
+        if (!slash || (slash == real && !real[1]))
+            break;
+        if (slash == real)
+            slash[1] = '\0'; /* "/a" -> "/" */
+        else
+            *slash = '\0'; /* "/a/b" -> "/a" */
+    }
+    free(real);
+    return found;
+}
+
+/* The data directory's device and inode; 0 when there is none to keep out
+ * (not configured, or not there: then nothing lies beneath it either). */
+static int data_stat(const reloader *rl, struct stat *st)
+{
+    return rl->data_dir && stat(rl->data_dir, st) == 0 && S_ISDIR(st->st_mode);
+}
+
+int reloader_is_data(const reloader *rl, const char *path)
+{
+    struct stat top;
+    return path && data_stat(rl, &top) && is_within(path, &top);
+}
+
 /* ---- the folders on disk ------------------------------------------------------ */
 
 typedef struct strlist {
@@ -322,10 +366,13 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* The plugin folders of dir ("<dir>/<name>", as loader_scan_dir names
- * them), in name order, at most EVH_PLUGINS_PER_DIR_MAX.  -1 (errno) when
- * dir cannot be read. */
-static int list_folders(const char *dir, strlist *out)
+ * them), in name order, at most EVH_PLUGINS_PER_DIR_MAX, leaving out the
+ * data directory and what lies beneath it.  -1 (errno) when dir cannot be
+ * read. */
+static int list_folders(const reloader *rl, const char *dir, strlist *out)
 {
+    struct stat data;
+    int has_data = data_stat(rl, &data);
     DIR *dh = opendir(dir);
     if (!dh)
         return -1;
@@ -344,7 +391,7 @@ static int list_folders(const char *dir, strlist *out)
         struct stat st;
         if (asprintf(&path, "%s/%s", dir, names.items[i]) < 0)
             break;
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || (has_data && is_within(path, &data))) {
             free(path);
             continue;
         }
@@ -396,7 +443,8 @@ reloader *reloader_new(registry *r, runtime *rt, const reload_options *o)
     rl->rt = rt;
     rl->dirs = calloc(o->n_dirs ? o->n_dirs : 1, sizeof *rl->dirs);
     rl->copy_dir = o->library_copy_dir ? strdup(o->library_copy_dir) : NULL;
-    if (!rl->dirs || (o->library_copy_dir && !rl->copy_dir)) {
+    rl->data_dir = o->data_dir ? strdup(o->data_dir) : NULL;
+    if (!rl->dirs || (o->library_copy_dir && !rl->copy_dir) || (o->data_dir && !rl->data_dir)) {
         reloader_free(rl);
         return NULL;
     }
@@ -406,6 +454,13 @@ reloader *reloader_new(registry *r, runtime *rt, const reload_options *o)
             return NULL;
         }
         rl->n_dirs++;
+        /* said once: otherwise its plugins would be left out in silence */
+        if (reloader_is_data(rl, o->dirs[i]))
+            log_warn("loader",
+                     "plugin directory %s is inside the data directory %s: its folders "
+                     "are the daemon's own data and are never loaded as plugins; keep "
+                     "plugins elsewhere",
+                     o->dirs[i], o->data_dir);
     }
     rl->lopt = (loader_options){.plugin_configs = o->plugin_configs,
                                 .skip_permission_check = o->skip_permission_check,
@@ -433,6 +488,7 @@ void reloader_free(reloader *rl)
         free(rl->fps[i].dir);
     free(rl->fps);
     free(rl->copy_dir);
+    free(rl->data_dir);
     if (rl->lock_ready)
         pthread_mutex_destroy(&rl->lock);
     free(rl);
@@ -455,7 +511,7 @@ int reloader_load_initial(reloader *rl)
     pthread_mutex_lock(&rl->lock);
     for (size_t i = 0; i < rl->n_dirs; i++) {
         strlist folders = {0};
-        if (list_folders(rl->dirs[i], &folders) != 0) {
+        if (list_folders(rl, rl->dirs[i], &folders) != 0) {
             log_error("loader", "plugin directory %s: %s", rl->dirs[i], strerror(errno));
             continue;
         }
@@ -736,7 +792,7 @@ cJSON *reloader_rescan(reloader *rl, int on_demand)
     /* a directory that cannot be read now (but exists) keeps its plugins */
     char *unreadable = calloc(rl->n_dirs ? rl->n_dirs : 1, 1);
     for (size_t i = 0; i < rl->n_dirs; i++) {
-        if (list_folders(rl->dirs[i], &folders) == 0)
+        if (list_folders(rl, rl->dirs[i], &folders) == 0)
             continue;
         int err = errno;
         if (unreadable && err != ENOENT)

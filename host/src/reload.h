@@ -53,6 +53,12 @@ typedef struct reload_options {
     const cJSON *plugin_configs;  /* host.yaml plugins.config; borrowed, may be NULL */
     const char *library_copy_dir; /* NULL: dlopen in place (tests only) */
     int skip_permission_check;    /* tests only */
+    /* The daemon's data directory (may be NULL).  It and everything beneath
+     * it are the daemon's own files, never plugin folders, wherever they sit:
+     * with no settings the data directory is ./evhost-data, so `evhost run
+     * --plugin-dir .` would otherwise report it as a plugin that failed.
+     * Compared by device and inode, not by name. */
+    const char *data_dir;
     /* Validate workflows and triggers again after a change (pipeline_reload
      * and its pipeline_reloader); may be NULL. */
     int (*revalidate)(void *ud, diag *d);
@@ -98,6 +104,11 @@ size_t reloader_reap(reloader *rl);
 
 /* The directories, for the watcher. */
 const char *const *reloader_dirs(const reloader *rl, size_t *n);
+
+/* 1 when path is the data directory (reload_options.data_dir) or lies
+ * beneath it, by device and inode through its real path: not a plugin
+ * folder, and not watched (the database changes there all the time). */
+int reloader_is_data(const reloader *rl, const char *path);
 
 /*
  * Copy library src into dir (created 0700 if missing) under a name never

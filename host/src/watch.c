@@ -38,13 +38,16 @@ struct watcher {
     pthread_t thread;
 };
 
-/* Watch a plugin folder (errors are not fatal: the rescan still sees it). */
+/* Watch a plugin folder (errors are not fatal: the rescan still sees it).
+ * Never the data directory, should it sit in a plugin directory: its
+ * database changes all the time, and each change would be a rescan. */
 static void watch_folder(watcher *w, const char *dir, const char *name)
 {
     char *path = NULL;
     if (name[0] == '.' || asprintf(&path, "%s/%s", dir, name) < 0)
         return;
-    inotify_add_watch(w->ifd, path, WATCH_MASK);
+    if (!reloader_is_data(w->rl, path))
+        inotify_add_watch(w->ifd, path, WATCH_MASK);
     free(path);
 }
 

@@ -3,7 +3,8 @@
  *
  * With inotify on, it watches every plugin directory and each plugin folder
  * in them (IN_CREATE, IN_MOVED_TO, IN_MOVED_FROM, IN_DELETE, IN_CLOSE_WRITE,
- * IN_ATTRIB); a folder being copied makes many events, so it waits until
+ * IN_ATTRIB), but not the data directory should it sit there
+ * (reloader_is_data); a folder being copied makes many events, so it waits until
  * the directories were quiet for debounce_ms (or at most 10 x debounce_ms
  * after the first event, should they never be) and then rescans
  * (reloader_rescan).  A directory that is missing or goes away is watched

@@ -13,7 +13,9 @@
  *   - a source that hangs in init is marked failed with the deadline; one that
  *     does not stop is abandoned, and shutdown completes anyway;
  *   - a real daemon serves a dropped-in plugin within a second or so, reloads
- *     on SIGHUP and stops within its stop deadline despite a hung source.
+ *     on SIGHUP and stops within its stop deadline despite a hung source;
+ *   - the daemon's data directory inside a plugin directory is never taken
+ *     for a plugin folder.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -708,6 +710,71 @@ static void test_daemon_drop_in_sighup_and_stop_deadline(void **state)
     free(root);
 }
 
+/* ---- the daemon's data directory in a plugin directory ------------------------ */
+
+/* `evhost run --plugin-dir .` with no settings keeps its data in
+ * ./evhost-data, a folder of that plugin directory.  The data directory and
+ * what lies beneath it are never plugin folders, however they are named:
+ * here the data directory is given through a symlink, so only its device and
+ * inode can tell.  A plugin directory inside it loads nothing (with a
+ * warning), and neither the first load nor a later rescan, after the
+ * database and a plugin's data changed there, reports anything failed. */
+static void test_data_dir_is_never_a_plugin(void **state)
+{
+    (void)state;
+    at_options none = {.fixtures = no_fixtures};
+    apitest *t = at_start(&none);
+    assert_int_equal(tu_copy_fixture("ok-minimal", t->plugins, NULL), 0);
+    char *data = tu_join(t->plugins, "evhost-data");
+    char *inner = tu_join(data, "plugins"); /* where plugins keep their files */
+    char *own = tu_join(inner, "ok-minimal");
+    char *link = tu_join(t->root, "data-link");
+    char *copies = tu_join(data, "plugin-libraries");
+    char *db = tu_join(data, "evhost.db");
+    assert_int_equal(mkdir(data, 0700), 0);
+    assert_int_equal(mkdir(inner, 0700), 0);
+    assert_int_equal(mkdir(own, 0700), 0);
+    assert_int_equal(symlink(data, link), 0);
+    const char *dirs[] = {t->plugins, inner};
+    reload_options ro = {.dirs = dirs, .n_dirs = 2, .library_copy_dir = copies, .data_dir = link};
+    reloader *rl = reloader_new(t->r, t->rt, &ro);
+    assert_non_null(rl);
+    assert_true(reloader_is_data(rl, data));
+    assert_true(reloader_is_data(rl, own));
+    assert_false(reloader_is_data(rl, t->plugins));
+
+    assert_int_equal(reloader_load_initial(rl), 1);
+    assert_non_null(registry_find(t->r, "ok-minimal"));
+    assert_int_equal(t->r->count, 1);
+    assert_int_equal(registry_count(t->r, 0, PLUGIN_FAILED), 0);
+
+    watcher *w = watcher_start(rl, 1, 50);
+    assert_non_null(w);
+    assert_int_equal(tu_write_file(db, "the database changes"), 0);
+    char *note = tu_join(own, "state.txt");
+    assert_int_equal(tu_write_file(note, "a plugin's own file"), 0);
+    usleep(300 * 1000); /* the watcher's debounced rescan, were it to see them */
+    cJSON *report = reloader_rescan(rl, 1);
+    assert_non_null(report);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(report, "failed")), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(report, "loaded")), 0);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(report, "unchanged")->valueint, 1);
+    cJSON_Delete(report);
+    watcher_stop(w); /* the registry is the test's alone again */
+    assert_int_equal(t->r->count, 1);
+    assert_int_equal(registry_count(t->r, 0, PLUGIN_FAILED), 0);
+
+    at_stop(t);
+    reloader_free(rl);
+    free(note);
+    free(db);
+    free(copies);
+    free(link);
+    free(own);
+    free(inner);
+    free(data);
+}
+
 int main(void)
 {
     log_set_level(getenv("EVH_TEST_LOG") ? EVH_LOG_DEBUG : EVH_LOG_ERROR);
@@ -719,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_init_and_stop_deadlines),
         cmocka_unit_test(test_stop_callback_deadline),
         cmocka_unit_test(test_daemon_drop_in_sighup_and_stop_deadline),
+        cmocka_unit_test(test_data_dir_is_never_a_plugin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,9 @@
  *   DIR/NAME/README.md       the one-line cc build, validate, run
  *   DIR/NAME/check.sh        builds, validates, runs it in a real daemon
  *
+ * DIR (default ".") and its missing parents are created, mode 0755; NAME
+ * must not exist: nothing is ever overwritten.
+ *
  * The templates are the C string constants below; "@ID@" is the plugin id,
  * "@CID@" the id as a C identifier (my-timer: my_timer), "@TITLE@" its
  * display name, "@KIND@" source or step, and the README's "@..._TEXT@" the
@@ -641,11 +644,52 @@ static int write_folder(const char *folder, const vars *v, char **written, size_
     return rc;
 }
 
+/* mkdir -p DIR (mode 0755): `--dir DIR` names where the folder goes, and a
+ * DIR that does not exist yet is part of the request, not a mistake.  Each
+ * prefix of path is made in turn; *first_made is the length of the first
+ * one this call created (0: none), for remove_made.  On -1 path is cut at
+ * the prefix that could not be made, errno says why. */
+static int make_dirs(char *path, size_t *first_made)
+{
+    *first_made = 0;
+    if (!*path)
+        return 0; /* nothing to make */
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0755) == 0) {
+            if (!*first_made)
+                *first_made = (size_t)(p - path);
+        } else if (errno != EEXIST) {
+            return -1;
+        }
+        *p = c;
+        if (!c)
+            return 0;
+    }
+}
+
+/* Remove the directories make_dirs created (rmdir: only while empty). */
+static void remove_made(const char *dir, size_t first_made)
+{
+    char *p = first_made ? strdup(dir) : NULL;
+    for (size_t i = p ? strlen(p) : 0; p && i >= first_made; i--) {
+        if (p[i] == '/' || p[i] == '\0') {
+            p[i] = '\0';
+            rmdir(p);
+        }
+    }
+    free(p);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: evhost new source|step NAME [--dir DIR]\n"
-                    "  creates DIR/NAME (DIR defaults to the current directory): plugin.json,\n"
-                    "  the C source, CMakeLists.txt, README.md and check.sh\n");
+                    "  creates DIR/NAME (DIR defaults to the current directory, and is created\n"
+                    "  if missing): plugin.json, the C source, CMakeLists.txt, README.md and\n"
+                    "  check.sh\n");
     return 2;
 }
 
@@ -691,26 +735,31 @@ int cli_new(int argc, char **argv)
         return 2;
 
     int rc = 1;
-    char *folder = NULL, *cid = strdup(id), *title = title_of(id);
+    char *folder = NULL, *cid = strdup(id), *title = title_of(id), *parents = strdup(dir);
     char *written[8];
-    size_t count = 0;
+    size_t count = 0, first_made = 0;
     for (char *p = cid; p && *p; p++)
         *p = *p == '-' ? '_' : *p;
-    if (!cid || !title || asprintf(&folder, "%s/%s", dir, id) < 0) {
+    if (!cid || !title || !parents || asprintf(&folder, "%s/%s", dir, id) < 0) {
         fprintf(stderr, "evhost new: out of memory\n");
         folder = NULL;
         goto out;
     }
+    if (make_dirs(parents, &first_made) != 0) {
+        fprintf(stderr, "evhost new: cannot create '%s' (for --dir %s): %s\n", parents, dir,
+                strerror(errno));
+        goto undo_dirs;
+    }
     if (mkdir(folder, 0755) != 0) {
         fprintf(stderr, "evhost new: cannot create '%s': %s%s\n", folder, strerror(errno),
                 errno == EEXIST ? " (choose another NAME or --dir; nothing is overwritten)" : "");
-        goto out;
+        goto undo_dirs;
     }
     vars v = {.id = id, .cid = cid, .title = title, .k = k};
     if (write_folder(folder, &v, written, &count) != 0) {
         fprintf(stderr, "evhost new: cannot write into '%s': %s (nothing was left behind)\n",
                 folder, strerror(errno));
-        goto out;
+        goto undo_dirs;
     }
     printf("created %s %s/ with:\n", k->kind_text, folder);
     for (size_t i = 0; i < count; i++)
@@ -720,9 +769,13 @@ int cli_new(int argc, char **argv)
            "sdk/include; see %s/README.md)\n",
            folder, folder);
     rc = 0;
+    goto out;
+undo_dirs:
+    remove_made(dir, first_made);
 out:
     for (size_t i = 0; i < count; i++)
         free(written[i]);
+    free(parents);
     free(folder);
     free(title);
     free(cid);

@@ -4,7 +4,9 @@
  * validate runs the same checks as the daemon's loader up to (and including)
  * dlopen and the descriptor cross-check, but never calls into the plugin's
  * init, so it is safe on untrusted folders' manifests; it prints every
- * problem on its own line as "file: json.path: reason".  Before the loader
+ * problem once, on its own line, as "file: json.path: reason" or "file:
+ * reason", the file being the one that has the problem (the loader's own
+ * log line is left out: it would say the same again).  Before the loader
  * dlopens the library, it reads the library as an ELF file (elfcheck.c):
  * exported symbols besides the entry function are a warning, DT_NEEDED
  * libraries that cannot be found are problems, each named.
@@ -142,30 +144,32 @@ static void free_folders(char **folders, size_t n)
 /* The built library, read as an ELF file before the loader dlopens it: its
  * exports (exactly evh_plugin_entry; others are a warning) and its
  * DT_NEEDED libraries (each must be found: an error per missing one).
- * Nothing is printed when the library does not exist: the loader says so. */
-static void check_library_file(const char *dir, const manifest *m, int *problems)
+ * Nothing is printed when the library does not exist: the loader says so.
+ * Returns the number of problems printed (warnings do not count). */
+static int check_library_file(const char *dir, const manifest *m)
 {
     char *lib = NULL;
     struct stat st;
     if ((m->library && *m->library ? asprintf(&lib, "%s/%s", dir, m->library)
                                    : asprintf(&lib, "%s/%s.so", dir, m->id)) < 0)
-        return;
+        return 0;
     if (stat(lib, &st) != 0 || !S_ISREG(st.st_mode)) {
         free(lib);
-        return;
+        return 0;
     }
     elf_report r;
     char *err = NULL;
+    int problems = 0;
     if (elfcheck_library(lib, &r, &err) != EVH_OK) {
         fprintf(stdout, "%s: %s\n", lib, err ? err : "out of memory");
-        (*problems)++;
+        problems++;
     }
     for (size_t i = 0; i < r.n_missing; i++) {
         fprintf(stdout, "%s: needs %s, which is not found (searched its RUNPATH, "
                 "LD_LIBRARY_PATH, /etc/ld.so.conf and the system library directories): "
                 "install it where evhost runs, or link it into the plugin statically\n",
                 lib, r.missing[i]);
-        (*problems)++;
+        problems++;
     }
     if (r.n_extra_exports) {
         fprintf(stdout, "%s: warning: exports %zu symbol(s) besides %s:", lib,
@@ -181,6 +185,7 @@ static void check_library_file(const char *dir, const manifest *m, int *problems
     elf_report_release(&r);
     free(err);
     free(lib);
+    return problems;
 }
 
 /* Validate one plugin folder; prints problems; returns the id on success
@@ -205,12 +210,22 @@ static char *validate_folder(const char *dir, int *problems)
         *problems += d.count ? (int)d.count : 1;
         goto out;
     }
-    check_library_file(dir, m, problems);
+    int library_problems = check_library_file(dir, m);
+    *problems += library_problems;
     loader_options opt = {.validate_only = 1};
     plugin *p = loader_load_one(NULL, dir, &opt);
-    if (!p || p->state == PLUGIN_FAILED) {
-        fprintf(stdout, "%s: %s\n", file, p && p->error ? p->error : "out of memory");
+    if (!p) {
+        fprintf(stdout, "%s: out of memory\n", dir);
         (*problems)++;
+    } else if (p->state == PLUGIN_FAILED) {
+        /* The loader's error already names the file that has the problem
+         * ("<library>: writable by group or others ...").  dlopen failing
+         * on a library the ELF check found broken (not ELF, a dependency
+         * missing) is the problem printed above, not another one. */
+        if (!(library_problems && p->error_code == EVH_E_LOAD)) {
+            fprintf(stdout, "%s\n", p->error ? p->error : evh_status_message(p->error_code));
+            (*problems)++;
+        }
     } else {
         id = strdup(m->id);
         fprintf(stderr, "ok: %s (%s %s, %s)\n", dir, m->id, m->version,

@@ -44,6 +44,13 @@
 
 static const loader_options default_options;
 
+/* The level of fail()'s log line on this thread: debug while a folder is
+ * loaded validate_only, whose callers (`evhost plugins validate`, `list`)
+ * print the record's error themselves; logged as well, the problem would
+ * be reported twice.  Per thread: the daemon's reloader loads at the same
+ * time as others. */
+static _Thread_local int fail_log_level = EVH_LOG_ERROR;
+
 /* ---- records and failures ----------------------------------------------- */
 
 /* The last path component of dir, ignoring trailing slashes. */
@@ -104,7 +111,7 @@ static int fail(plugin *p, int code, const char *file, const char *fmt, ...)
         p->error = NULL;
     p->state = PLUGIN_FAILED;
     p->error_code = code;
-    log_error("loader", "plugin '%s' (%s): %s", p->id, file, why);
+    log_msg(fail_log_level, "loader", "plugin '%s' (%s): %s", p->id, file, why);
     free(reason);
     return code;
 }
@@ -307,14 +314,17 @@ static int open_library(plugin *p, const loader_options *opt)
         free(why);
         return rc;
     }
+    const char *opened = copy ? copy : p->library_path;
     dlerror(); /* clear any stale message */
-    p->dl = dlopen(copy ? copy : p->library_path, RTLD_NOW | RTLD_LOCAL);
+    p->dl = dlopen(opened, RTLD_NOW | RTLD_LOCAL);
     if (copy)
         unlink(copy); /* mapped already; nothing to clean up later */
     if (!p->dl) {
+        /* dlerror starts with the name opened: the error names the library
+         * once, and never the copy */
         const char *e = dlerror();
-        size_t n = copy ? strlen(copy) : 0; /* name the library, not the copy */
-        if (e && n && !strncmp(e, copy, n) && e[n] == ':')
+        size_t n = strlen(opened);
+        if (e && !strncmp(e, opened, n) && e[n] == ':')
             e += n + 1 + (e[n + 1] == ' ');
         free(copy);
         return fail(p, EVH_E_LOAD, p->library_path, "dlopen failed: %s",
@@ -616,10 +626,13 @@ static plugin *load_one(const registry *r, runtime *rt, const char *dir,
         log_error("loader", "plugin folder %s: out of memory", dir);
         return NULL;
     }
-    if (load_steps(r, rt, p, opt ? opt : &default_options) == EVH_OK)
-        log_msg(opt && opt->validate_only ? EVH_LOG_DEBUG : EVH_LOG_INFO, "loader",
-                "plugin '%s' %s (%s) %s from %s", p->id, p->m->version, kind_name(p->kind),
-                plugin_state_name(p->state), p->dir);
+    int quiet = opt && opt->validate_only;
+    fail_log_level = quiet ? EVH_LOG_DEBUG : EVH_LOG_ERROR;
+    int rc = load_steps(r, rt, p, opt ? opt : &default_options);
+    fail_log_level = EVH_LOG_ERROR;
+    if (rc == EVH_OK)
+        log_msg(quiet ? EVH_LOG_DEBUG : EVH_LOG_INFO, "loader", "plugin '%s' %s (%s) %s from %s",
+                p->id, p->m->version, kind_name(p->kind), plugin_state_name(p->state), p->dir);
     return p;
 }
 

@@ -1,7 +1,9 @@
 /*
- * test_cli.c - the evhost binary as a user runs it: --version, plugins
- * validate on bad folders, an out-of-tree plugin compiled with plain `cc`
- * against the SDK header alone, and `evhost run` on its embedded default.
+ * test_cli.c - the evhost binary as a user runs it: --version, COMMAND
+ * --help, plugins validate on bad folders (each problem once), `evhost new
+ * --dir` into a directory still to be made, an out-of-tree plugin compiled
+ * with plain `cc` against the SDK header alone, and `evhost run` on its
+ * embedded default.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +42,54 @@ static void test_version(void **state)
     free(out);
 }
 
+/* --help or -h after any command prints that command's usage on stdout,
+ * exit 0, instead of an "unknown option" error; `evhost help COMMAND` too. */
+static void test_command_help(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[4];
+        const char *shows;
+    } cases[] = {
+        {{"run", "--help"}, "run [--config host.yaml] [--plugin-dir DIR]..."},
+        {{"run", "--plugin-dir", "x", "-h"}, "--print-config"},
+        {{"plugins", "validate", "--help"}, "plugins validate DIR..."},
+        {{"plugins", "--help"}, "plugins list [DIR...]"},
+        {{"events", "list", "-h"}, "[--source S]"},
+        {{"executions", "show", "--help"}, "executions show ID"},
+        {{"new", "source", "--help"}, "new source|step NAME [--dir DIR]"},
+        {{"health", "--help"}, "health [--url URL"},
+        {{"help", "run"}, "[--print-config]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *argv[6] = {EVH_BINARY};
+        for (size_t j = 0; j < 4 && cases[i].args[j]; j++)
+            argv[j + 1] = (char *)cases[i].args[j];
+        char *out = NULL, *err = NULL;
+        int rc = tu_run(argv, &out, &err, 10000);
+        if (rc != 0 || !strstr(out, cases[i].shows) || *err)
+            fprintf(stderr, "evhost %s %s: exit %d\nstdout:\n%s\nstderr:\n%s\n", argv[1],
+                    argv[2] ? argv[2] : "", rc, out, err);
+        assert_int_equal(rc, 0);
+        assert_non_null(strstr(out, cases[i].shows));
+        assert_string_equal(err, "");
+        free(out);
+        free(err);
+    }
+    /* one command's usage, not all of them */
+    char *out = NULL;
+    char *run[] = {EVH_BINARY, "run", "--help", NULL};
+    assert_int_equal(tu_run(run, &out, NULL, 10000), 0);
+    assert_null(strstr(out, "executions"));
+    free(out);
+    /* an operand after "--" is not a request for help */
+    char *err = NULL;
+    char *operand[] = {EVH_BINARY, "new", "source", "--", "-h", NULL};
+    assert_int_equal(tu_run(operand, NULL, &err, 10000), 2);
+    assert_non_null(strstr(err, "usage: evhost new"));
+    free(err);
+}
+
 static void test_validate_reports_every_problem(void **state)
 {
     (void)state;
@@ -65,6 +115,113 @@ static void test_validate_reports_every_problem(void **state)
     assert_non_null(strstr(out, "line 3"));
     assert_non_null(strstr(out, "empty/plugin.json: "));
     free(out);
+    tu_rmtree(root);
+    free(root);
+}
+
+static size_t count_of(const char *haystack, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* One line per problem, naming the file that has it once: the library for
+ * a library's problem, plugin.json for the manifest's; the loader's own log
+ * line is not repeated on stderr; dlopen failing on a file the ELF check
+ * already found broken is not a second problem. */
+static void test_validate_names_each_file_once(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("validate-once");
+    assert_int_equal(tu_copy_fixture("ok-minimal", root, "gw"), 0);
+    char *gw_so = tu_join(root, "gw/ok-minimal.so");
+    assert_int_equal(chmod(gw_so, 0775), 0);
+    assert_int_equal(tu_copy_fixture("ok-minimal", root, "junk"), 0);
+    char *junk_so = tu_join(root, "junk/ok-minimal.so");
+    assert_int_equal(unlink(junk_so), 0);
+    assert_int_equal(tu_write_file(junk_so, "not a library\n"), 0);
+    assert_int_equal(tu_copy_fixture("wrong-abi-major", root, NULL), 0);
+    char *abi_json = tu_join(root, "wrong-abi-major/plugin.json");
+
+    char *out = NULL, *err = NULL;
+    char *argv[] = {EVH_BINARY, "plugins", "validate", root, NULL};
+    assert_int_equal(tu_run(argv, &out, &err, 20000), 1);
+    char *gw_line = NULL, *junk_line = NULL, *abi_line = NULL;
+    assert_true(asprintf(&gw_line,
+                         "%s: writable by group or others (mode 0775), so anyone could change "
+                         "the code evhost runs: chmod go-w it\n",
+                         gw_so) > 0);
+    assert_true(asprintf(&junk_line, "%s: not an ELF file", junk_so) > 0);
+    assert_true(asprintf(&abi_line, "%s: requires SDK ABI 2.0;", abi_json) > 0);
+    if (!strstr(out, gw_line) || count_of(out, "\n") != 3 || strstr(err, "ERROR"))
+        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", out, err);
+    assert_non_null(strstr(out, gw_line));
+    assert_non_null(strstr(out, junk_line));
+    assert_non_null(strstr(out, abi_line));
+    assert_int_equal(count_of(out, gw_so), 1);
+    assert_int_equal(count_of(out, junk_so), 1);
+    assert_int_equal(count_of(out, abi_json), 1);
+    assert_int_equal(count_of(out, "/plugin.json: "), 1); /* the ABI's problem only */
+    assert_int_equal(count_of(out, "\n"), 3);             /* three problems, three lines */
+    assert_null(strstr(err, "ERROR"));
+    assert_null(strstr(err, "[loader]"));
+    assert_non_null(strstr(err, "3 plugin folder(s) checked, 3 problem(s)"));
+    free(gw_line);
+    free(junk_line);
+    free(abi_line);
+    free(out);
+    free(err);
+    free(abi_json);
+    free(junk_so);
+    free(gw_so);
+    tu_rmtree(root);
+    free(root);
+}
+
+/* `evhost new ... --dir DIR` creates DIR and its missing parents (0755 less
+ * the umask), then DIR/NAME; a DIR under a file fails naming that path. */
+static void test_new_creates_dir(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("new-dir");
+    char *dir = tu_join(root, "rp/plugins");
+    char *argv[] = {EVH_BINARY, "new", "source", "rp-probe", "--dir", dir, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = tu_run(argv, &out, &err, 20000);
+    if (rc != 0)
+        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", out, err);
+    assert_int_equal(rc, 0);
+    free(out);
+    free(err);
+    mode_t mask = umask(0);
+    umask(mask);
+    const char *made[] = {"rp", "rp/plugins", "rp/plugins/rp-probe"};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) {
+        char *path = tu_join(root, made[i]);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 0777, 0755 & ~mask);
+        free(path);
+    }
+    char *json = tu_join(dir, "rp-probe/plugin.json");
+    assert_int_equal(access(json, R_OK), 0);
+
+    char *file = tu_join(root, "a-file");
+    assert_int_equal(tu_write_file(file, "not a directory\n"), 0);
+    char *under = tu_join(file, "plugins");
+    char *bad[] = {EVH_BINARY, "new", "source", "rp-probe", "--dir", under, NULL};
+    err = NULL;
+    assert_int_equal(tu_run(bad, NULL, &err, 20000), 1);
+    assert_non_null(strstr(err, under));
+    assert_non_null(strstr(err, "Not a directory"));
+    free(err);
+    free(under);
+    free(file);
+    free(json);
+    free(dir);
     tu_rmtree(root);
     free(root);
 }
@@ -225,7 +382,11 @@ static void test_run_embedded_default(void **state)
 
 /* The plugin-author guide's example, exactly as the docs ship it: copied
  * out of the tree, built with plain cc and the SDK include path, validated,
- * and run by the daemon; its events are stored under its own id. */
+ * and run by the daemon; its events are stored under its own id.  As in the
+ * guide (`evhost run --plugin-dir "$PWD"` with the default ./evhost-data),
+ * the data directory, with the database in it, sits in the plugin
+ * directory: it is never taken for a plugin folder, at start or by the
+ * rescans its database's changes could cause. */
 static void test_docs_example_plugin(void **state)
 {
     (void)state;
@@ -253,9 +414,9 @@ static void test_docs_example_plugin(void **state)
     assert_true(asprintf(&text,
                          "server: {listen: \"127.0.0.1:0\"}\n"
                          "plugins: {dirs: [\"%s\"], config: {my-timer: {interval_ms: 50}}}\n"
-                         "storage: {path: \"%s/evhost.db\"}\n"
-                         "data_dir: \"%s/data\"\n",
-                         plugins, root, root) > 0);
+                         "storage: {path: \"%s/evhost-data/evhost.db\"}\n"
+                         "data_dir: \"%s/evhost-data\"\n",
+                         plugins, plugins, plugins) > 0);
     assert_int_equal(tu_write_file(cfg, text), 0);
     free(text);
     char *log = tu_join(root, "daemon.log");
@@ -264,7 +425,7 @@ static void test_docs_example_plugin(void **state)
     assert_true(pid > 0);
     /* the daemon creates the database; read it only once that is done */
     assert_true(tu_wait_for_text(log, "running;", 15000));
-    char *db = tu_join(root, "evhost.db");
+    char *db = tu_join(plugins, "evhost-data/evhost.db");
     char *events = NULL;
     int stored = 0;
     for (long long end = tu_now_ms() + 15000; !stored && tu_now_ms() < end;) {
@@ -278,13 +439,18 @@ static void test_docs_example_plugin(void **state)
     }
     kill(pid, SIGTERM);
     int status = tu_wait(pid, 20000);
-    if (!stored || status != 0) {
-        char *l = tu_read_file(log);
+    char *l = tu_read_file(log);
+    if (!stored || status != 0)
         fprintf(stderr, "daemon log:\n%s\nevents:\n%s\n", l ? l : "", events ? events : "");
-        free(l);
-    }
     assert_true(stored);
     assert_int_equal(status, 0);
+    assert_non_null(l);
+    assert_non_null(strstr(l, " plugin(s) ready, 0 failed"));
+    if (strstr(l, "evhost-data/plugin.json") || strstr(l, "evhost-data is"))
+        fprintf(stderr, "daemon log:\n%s\n", l);
+    assert_null(strstr(l, "evhost-data/plugin.json"));
+    assert_null(strstr(l, "evhost-data is"));
+    free(l);
     free(events);
     free(db);
     free(log);
@@ -301,7 +467,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
+        cmocka_unit_test(test_command_help),
         cmocka_unit_test(test_validate_reports_every_problem),
+        cmocka_unit_test(test_validate_names_each_file_once),
+        cmocka_unit_test(test_new_creates_dir),
         cmocka_unit_test(test_out_of_tree_plugin_runs),
         cmocka_unit_test(test_docs_example_plugin),
         cmocka_unit_test(test_run_embedded_default),

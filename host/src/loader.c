@@ -44,13 +44,6 @@
 
 static const loader_options default_options;
 
-/* The level of fail()'s log line on this thread: debug while a folder is
- * loaded validate_only, whose callers (`evhost plugins validate`, `list`)
- * print the record's error themselves; logged as well, the problem would
- * be reported twice.  Per thread: the daemon's reloader loads at the same
- * time as others. */
-static _Thread_local int fail_log_level = EVH_LOG_ERROR;
-
 /* ---- records and failures ----------------------------------------------- */
 
 /* The last path component of dir, ignoring trailing slashes. */
@@ -111,7 +104,8 @@ static int fail(plugin *p, int code, const char *file, const char *fmt, ...)
         p->error = NULL;
     p->state = PLUGIN_FAILED;
     p->error_code = code;
-    log_msg(fail_log_level, "loader", "plugin '%s' (%s): %s", p->id, file, why);
+    log_msg(p->quiet_failure ? EVH_LOG_DEBUG : EVH_LOG_ERROR, "loader", "plugin '%s' (%s): %s",
+            p->id, file, why);
     free(reason);
     return code;
 }
@@ -627,9 +621,8 @@ static plugin *load_one(const registry *r, runtime *rt, const char *dir,
         return NULL;
     }
     int quiet = opt && opt->validate_only;
-    fail_log_level = quiet ? EVH_LOG_DEBUG : EVH_LOG_ERROR;
+    p->quiet_failure = quiet;
     int rc = load_steps(r, rt, p, opt ? opt : &default_options);
-    fail_log_level = EVH_LOG_ERROR;
     if (rc == EVH_OK)
         log_msg(quiet ? EVH_LOG_DEBUG : EVH_LOG_INFO, "loader", "plugin '%s' %s (%s) %s from %s",
                 p->id, p->m->version, kind_name(p->kind), plugin_state_name(p->state), p->dir);

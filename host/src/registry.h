@@ -44,6 +44,8 @@ typedef struct plugin {
     _Atomic plugin_state state; /* atomic: read by any thread, see registry */
     int32_t error_code;   /* EVH_OK or why it failed */
     char *error;          /* one line, names file and reason; NULL if none */
+    int quiet_failure;    /* log a failure at debug level: the caller prints
+                           * error itself (`plugins validate`, `list`) */
     void *dl;             /* dlopen handle */
     const evh_plugin *desc;
     char *config_text;    /* validated config with defaults ("{}" if none) */

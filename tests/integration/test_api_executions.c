@@ -305,6 +305,44 @@ static void test_list_filters(void **state)
 
 /* ---- list: pages stay put while executions are added ------------------------------ */
 
+/* Newest first is the order executions were stored in, and created_at must
+ * agree with it: 8 workers creating 400 executions at once contend for the
+ * recorder, and one that read the clock before another but handed its
+ * record in after it listed an older created_at above a newer one. */
+static void test_newest_first_agrees_with_created_at(void **state)
+{
+    static const char *const wfs[] = {
+        "id: alpha\nsteps:\n  - {id: one, uses: test-step, with: {value: 1}}\n", NULL};
+    static const char trig[] =
+        "triggers:\n"
+        "  - {id: t-alpha, source: ok-minimal, event_type: thing_happened, workflow: alpha}\n";
+    at_options o = {.workflows = wfs, .triggers = trig, .workers = 8};
+    apitest *t = at_start(&o);
+    enum { N = 400 };
+    char id[37];
+    for (int i = 0; i < N; i++)
+        emit(t, 1, id);
+    at_wait_settled(t, N);
+    cJSON *page = get(t, "/api/executions?limit=500", 200);
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(page, "items");
+    assert_int_equal(cJSON_GetArraySize(items), N);
+    int out_of_order = 0;
+    for (int i = 1; i < N; i++) {
+        const char *newer = sget(cJSON_GetArrayItem(items, i - 1), "created_at");
+        const char *older = sget(cJSON_GetArrayItem(items, i), "created_at");
+        if (strcmp(newer, older) < 0) {
+            if (!out_of_order)
+                print_error("item %d created %s is listed above one created %s\n", i - 1, newer,
+                            older);
+            out_of_order++;
+        }
+    }
+    assert_int_equal(out_of_order, 0);
+    cJSON_Delete(page);
+    at_stop(t);
+    (void)state;
+}
+
 static void test_pages_stable_under_inserts(void **state)
 {
     at_options o = {.workflows = list_wfs, .triggers = list_triggers};
@@ -819,6 +857,7 @@ int main(void)
     log_set_level(EVH_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list_filters),
+        cmocka_unit_test(test_newest_first_agrees_with_created_at),
         cmocka_unit_test(test_pages_stable_under_inserts),
         cmocka_unit_test(test_get_steps_progress_404),
         cmocka_unit_test(test_replay_from_start_after_fix),

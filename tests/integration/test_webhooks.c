@@ -159,26 +159,46 @@ static void rx_done(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-/* Start on port (0: any free one). */
-static receiver *rx_start(int port)
+/* Start on listen_fd (a bound socket, see hold_port), or on any free port
+ * when it is -1. */
+static receiver *rx_start_on(int listen_fd)
 {
     receiver *rx = calloc(1, sizeof *rx);
     assert_non_null(rx);
     pthread_mutex_init(&rx->lock, NULL);
     rx->status = 200;
     rx->fail_status = 500;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in addr = {.sin_family = AF_INET};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    rx->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                 MHD_USE_ERROR_LOG,
-                             (uint16_t)port, NULL, NULL, rx_handler, rx, MHD_OPTION_SOCK_ADDR,
-                             (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, rx_done, rx,
-                             MHD_OPTION_END);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (listen_fd >= 0) {
+        assert_int_equal(listen(listen_fd, 128), 0);
+        rx->d =
+            MHD_start_daemon(flags, 0, NULL, NULL, rx_handler, rx, MHD_OPTION_LISTEN_SOCKET,
+                             listen_fd, MHD_OPTION_NOTIFY_COMPLETED, rx_done, rx, MHD_OPTION_END);
+    } else {
+        rx->d = MHD_start_daemon(flags, 0, NULL, NULL, rx_handler, rx, MHD_OPTION_SOCK_ADDR,
+                                 (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, rx_done, rx,
+                                 MHD_OPTION_END);
+    }
     assert_non_null(rx->d);
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(rx->d, MHD_DAEMON_INFO_BIND_PORT);
-    rx->port = info->port;
+    struct sockaddr_in bound;
+    socklen_t len = sizeof bound;
+    int fd = listen_fd;
+    if (fd < 0) {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(rx->d, MHD_DAEMON_INFO_LISTEN_FD);
+        fd = info->listen_fd;
+    }
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&bound, &len), 0);
+    rx->port = ntohs(bound.sin_port);
     assert_true(rx->port > 0);
     return rx;
+}
+
+static receiver *rx_start(void)
+{
+    return rx_start_on(-1);
 }
 
 static void rx_clear(receiver *rx)
@@ -202,28 +222,50 @@ static void rx_stop(receiver *rx)
     free(rx);
 }
 
-/* A port nothing listens on (a receiver that is down). */
-static int down_port(void)
+/* A port nothing listens on yet (a receiver that is down), held by a
+ * socket bound to it that does not listen: a connection is refused as on a
+ * port nobody has, and no other process can take the port before the
+ * receiver starts on it (rx_start_held).  Freeing the port and binding it
+ * again later lost it once to a test running alongside ("Failed to bind to
+ * port ...: Address already in use"). */
+typedef struct held_port {
+    int fd, port;
+} held_port;
+
+static held_port hold_port(void)
 {
-    receiver *rx = rx_start(0);
-    int port = rx->port;
-    rx_stop(rx);
-    return port;
+    held_port h = {.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    assert_true(h.fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    assert_int_equal(bind(h.fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(getsockname(h.fd, (struct sockaddr *)&addr, &len), 0);
+    h.port = ntohs(addr.sin_port);
+    return h;
+}
+
+/* The receiver comes up on the held port (the socket is its own now). */
+static receiver *rx_start_held(held_port *h)
+{
+    receiver *rx = rx_start_on(h->fd);
+    h->fd = -1;
+    return rx;
 }
 
 /* host.yaml's notifications: `settings` ("" or lines such as
  * "  concurrency: 4\n"), and subscription `id` taking every event to a port
- * nothing listens on yet, tried again every 50 to 100 ms.  Returns the port,
- * for a receiver started there later. */
-static int down_subscription(char *yaml, size_t size, const char *settings, const char *id)
+ * nothing listens on yet, tried again every 50 to 100 ms.  Returns the held
+ * port, for a receiver started there later. */
+static held_port down_subscription(char *yaml, size_t size, const char *settings, const char *id)
 {
-    int port = down_port();
+    held_port h = hold_port();
     snprintf(yaml, size,
              "notifications:\n%s  subscriptions:\n"
              "    - {id: %s, url: \"http://127.0.0.1:%d/x\", events: all,\n"
              "       max_attempts: 100, backoff_base_ms: 50, backoff_cap_ms: 100}\n",
-             settings, id, port);
-    return port;
+             settings, id, h.port);
+    return h;
 }
 
 static size_t rx_count(receiver *rx)
@@ -545,7 +587,7 @@ static void test_envelopes_headers_signature(void **state)
 {
     (void)state;
     metrics_reset();
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     setenv("EVH_T_HOOK_TOKEN", "tok-123", 1);
     setenv("EVH_T_HOOK_SECRET", "whsec_" SECRET_B64, 1);
     char yaml[1024];
@@ -729,7 +771,7 @@ static const char one_trigger[] =
 static void test_recovers_after_failures(void **state)
 {
     (void)state;
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     rx->fail_first = 3;
     rx->fail_status = 503;
     rx->retry_after = "1"; /* the first failure asks for a second */
@@ -775,7 +817,7 @@ static void test_secret_change_signs_with_new_key(void **state)
 {
     (void)state;
     static const char other_b64[] = "c2Vjb25kIGtleSwgYWZ0ZXIgdGhlIFBBVENI"; /* 27 bytes */
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     at_options o = {.workflows = one_wf, .triggers = one_trigger};
     apitest *t = at_start(&o);
     char body[256];
@@ -815,7 +857,7 @@ static void test_secret_change_signs_with_new_key(void **state)
 static void test_order_kept_across_a_retry(void **state)
 {
     (void)state;
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     rx->fail_first = 2;
     rx->fail_status = 503;
     char yaml[512];
@@ -861,13 +903,13 @@ static void test_order_kept_across_a_retry(void **state)
 static void test_dead_letters_and_retry(void **state)
 {
     (void)state;
-    int port = down_port();
+    held_port port = hold_port();
     char yaml[512];
     snprintf(yaml, sizeof yaml,
              "notifications:\n  subscriptions:\n"
              "    - {id: down, url: \"http://127.0.0.1:%d/x\", events: [jobStart, jobComplete],\n"
              "       max_attempts: 2, backoff_base_ms: 1, backoff_cap_ms: 5, timeout_ms: 2000}\n",
-             port);
+             port.port);
     at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml};
     apitest *t = at_start(&o);
     char ev[37];
@@ -885,7 +927,7 @@ static void test_dead_letters_and_retry(void **state)
     cJSON_Delete(page);
 
     /* the receiver comes back; the retry API sends both again, in order */
-    receiver *rx = rx_start(port);
+    receiver *rx = rx_start_held(&port);
     char path[96];
     snprintf(path, sizeof path, "/api/deliveries/%d/retry", start_id);
     cJSON *d = call(t, "POST", path, NULL, 202);
@@ -940,7 +982,7 @@ static void test_hanging_receiver_does_not_slow_executions(void **state)
     long long normal = run_batch(t);
     at_stop(t);
 
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     rx->sleep_ms = 1500; /* every answer takes 1.5 s */
     char yaml[512];
     snprintf(yaml, sizeof yaml,
@@ -971,7 +1013,7 @@ static void test_restart_delivers_pending(void **state)
     char *dir = tu_tempdir("hooks-db");
     char *db = tu_join(dir, "evhost.db");
     char yaml[512];
-    int port = down_subscription(yaml, sizeof yaml, "", "later");
+    held_port port = down_subscription(yaml, sizeof yaml, "", "later");
     at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml, .db = db};
     apitest *t = at_start(&o);
     char ev[37];
@@ -983,7 +1025,7 @@ static void test_restart_delivers_pending(void **state)
     at_stop(t);
 
     /* the receiver is up now; a new host on the same database sends them */
-    receiver *rx = rx_start(port);
+    receiver *rx = rx_start_held(&port);
     t = at_start(&o);
     rx_wait(rx, 4);
     wait_deliveries(t, "later", "delivered", 4);
@@ -1018,7 +1060,7 @@ static void test_backlog_drains_in_order(void **state)
     char *dir = tu_tempdir("hooks-backlog");
     char *db = tu_join(dir, "evhost.db");
     char yaml[512];
-    int port = down_subscription(yaml, sizeof yaml, "  concurrency: 4\n", "backlog");
+    held_port port = down_subscription(yaml, sizeof yaml, "  concurrency: 4\n", "backlog");
     at_options o = {.workflows = one_wf, .triggers = one_trigger, .host_yaml = yaml, .db = db};
     apitest *t = at_start(&o);
     char ev[37];
@@ -1028,7 +1070,7 @@ static void test_backlog_drains_in_order(void **state)
     wait_deliveries(t, "backlog", NULL, EVENTS);
     at_stop(t);
 
-    receiver *rx = rx_start(port);
+    receiver *rx = rx_start_held(&port);
     t = at_start(&o);
     rx_wait(rx, EVENTS);
     wait_deliveries(t, "backlog", "delivered", EVENTS);
@@ -1081,7 +1123,7 @@ static void exec_ok(sqlite3 *db, const char *sql)
 static void test_schema2_outbox_migrated(void **state)
 {
     (void)state;
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     char *dir = tu_tempdir("hooks-v2");
     char *db = tu_join(dir, "evhost.db");
     /* a database as schema 3 left it (its outbox as version 2 made it, in
@@ -1217,7 +1259,7 @@ static void test_gone_disables_subscription(void **state)
 {
     (void)state;
     metrics_reset();
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     rx->status = 410;
     rx->sleep_ms = 300; /* the whole job is in the outbox before the 410 comes */
     at_options o = {.workflows = one_wf, .triggers = one_trigger};
@@ -1395,7 +1437,7 @@ static void test_subscriptions_api(void **state)
 static void test_deliveries_pages(void **state)
 {
     (void)state;
-    receiver *rx = rx_start(0);
+    receiver *rx = rx_start();
     char yaml[512];
     snprintf(yaml, sizeof yaml,
              "notifications:\n  subscriptions:\n"

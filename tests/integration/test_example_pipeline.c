@@ -279,6 +279,18 @@ static int free_port(void)
  * daemon must not outlive the test. */
 static example *current;
 
+/* The example's copy removed and its paths freed (and cleared). */
+static void example_remove_files(example *x)
+{
+    tu_rmtree(x->root);
+    free(x->root);
+    free(x->dir);
+    free(x->log);
+    free(x->db);
+    free(x->pipeline_db);
+    x->root = x->dir = x->log = x->db = x->pipeline_db = NULL;
+}
+
 /* One try at starting it; 0 when it serves, -1 when self's port was taken
  * by another process before the daemon bound it (everything undone, to try
  * again on another port). */
@@ -321,13 +333,7 @@ static int example_try(example *x, int self)
     kill(x->pid, SIGKILL);
     tu_wait(x->pid, 10000);
     x->pid = 0;
-    tu_rmtree(x->root);
-    free(x->root);
-    free(x->dir);
-    free(x->log);
-    free(x->db);
-    free(x->pipeline_db);
-    x->root = x->dir = x->log = x->db = x->pipeline_db = NULL;
+    example_remove_files(x);
     return -1;
 }
 
@@ -355,12 +361,7 @@ static void example_stop(example *x)
         dump_log(x);
     assert_int_equal(status, 0);
     receiver_stop(x->rx);
-    tu_rmtree(x->root);
-    free(x->root);
-    free(x->dir);
-    free(x->log);
-    free(x->db);
-    free(x->pipeline_db);
+    example_remove_files(x);
     free(x);
 }
 
